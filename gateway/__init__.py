@@ -1,0 +1,1 @@
+"""welfare-gateway's runtime: config, event model, ingest, pipeline, storage and CLI."""

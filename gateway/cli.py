@@ -1,0 +1,158 @@
+"""The `wgw` command line: migrate, serve, devices import, simulate, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Settings, load_settings
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # gmqtt logs every reconnect attempt at INFO; ours say it once, plainly.
+    logging.getLogger("gmqtt").setLevel(logging.WARNING)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply database migrations."""
+    from gateway.store import migrate
+
+    report = migrate(_settings(args).db.dsn)
+    applied = ", ".join(f"{v:03d}" for v in report.applied) or "none (up to date)"
+    print(f"storage variant: {report.variant}; applied: {applied}")
+    return 0
+
+
+def cmd_devices_import(args: argparse.Namespace) -> int:
+    """Import a device registry file (YAML or CSV) into PostgreSQL."""
+    from gateway.registry import load_registry_file
+    from gateway.store import migrate
+    from gateway.store.devices import import_devices
+
+    records = load_registry_file(args.file)
+    dsn = _settings(args).db.dsn
+    migrate(dsn)
+    changed = import_devices(dsn, records)
+    print(f"{len(records)} devices read from {args.file}; {changed} added or changed")
+    return 0
+
+
+async def run_until_signal(main: asyncio.Future[None] | None, stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGINT or SIGTERM."""
+    from gateway.service import Gateway
+
+    settings = _settings(args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await run_until_signal(None, stop)
+        await Gateway(settings).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Publish simulated device traffic."""
+    from simulators import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run everything on this machine with embedded defaults."""
+    from gateway.demo import run_demo
+
+    return run_demo(devices=args.devices, rate=args.rate, seed=args.seed, duration=args.duration)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure ingest throughput and latency."""
+    from gateway.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="wgw", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="TOML settings file (WGW_* env overrides it)")
+        return p
+
+    with_config(sub.add_parser("migrate", help=cmd_migrate.__doc__)).set_defaults(func=cmd_migrate)
+    with_config(sub.add_parser("serve", help=cmd_serve.__doc__)).set_defaults(func=cmd_serve)
+
+    devices = sub.add_parser("devices", help="device registry").add_subparsers(
+        dest="devices_command", required=True
+    )
+    imp = with_config(devices.add_parser("import", help=cmd_devices_import.__doc__))
+    imp.add_argument("file", type=Path, help="registry file (.yaml, .yml or .csv)")
+    imp.set_defaults(func=cmd_devices_import)
+
+    from simulators import add_arguments
+
+    sim = sub.add_parser("simulate", help=cmd_simulate.__doc__)
+    add_arguments(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--devices", type=int, default=200, help="simulated devices (default 200)")
+    demo.add_argument("--rate", type=float, default=50.0, help="messages per second (default 50)")
+    demo.add_argument("--seed", type=int, default=1, help="simulation seed")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help=cmd_bench.__doc__)
+    from gateway.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `wgw` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        result: int = args.func(args)
+    except GatewayError as exc:
+        print(f"wgw: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

