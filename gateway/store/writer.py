@@ -136,8 +136,16 @@ async def _prepare_connection(conn: psycopg.AsyncConnection[object]) -> None:
 class BatchWriter:
     """Writes one batch per transaction; the caller acknowledges to the broker only after it returns."""
 
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[object]]) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[object]],
+        *,
+        acquire_timeout: float = 5.0,
+    ) -> None:
         self._pool = pool
+        # Short: while PostgreSQL is down the caller retries with backoff and
+        # logs each failure; a long pool wait would hide the outage.
+        self._acquire_timeout = acquire_timeout
 
     @staticmethod
     def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool[
@@ -181,7 +189,7 @@ class BatchWriter:
     async def _write(self, rows: Sequence[StoredRow], dead: Sequence[DeadLetter]) -> WriteResult:
         inserted = dead_count = 0
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=self._acquire_timeout) as conn:
                 async with conn.transaction(), conn.cursor() as cur:
                     if rows:
                         async with cur.copy(

@@ -1,0 +1,78 @@
+"""The gateway loop against a real PostgreSQL, fed by the in-memory source: ack only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.config import load_settings
+from gateway.embedded import PostgresServer
+from gateway.events import Family, RawMessage
+from gateway.ingest import MemorySource
+from gateway.registry import DeviceRecord
+from gateway.service import Gateway
+from gateway.store import migrate
+from gateway.store.devices import import_devices
+from tests.utils.services import scalar
+
+pytestmark = pytest.mark.db
+
+
+def heartbeats(start: int, count: int) -> list[RawMessage]:
+    now = datetime.now(UTC)
+    return [
+        RawMessage(
+            "wgw/vallby/sensor/sensor-0001/event",
+            json.dumps({"id": f"hb-{i}", "kind": "device.heartbeat", "ts": now.isoformat()}).encode(),
+            now,
+        )
+        for i in range(start, start + count)
+    ]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_nothing_is_acknowledged_until_committed_and_a_db_outage_loses_nothing(
+    own_pg: PostgresServer,
+) -> None:
+    dsn = own_pg.dsn
+    migrate(dsn)
+    import_devices(dsn, [DeviceRecord(device_id="sensor-0001", family=Family.SENSOR, org="vallby")])
+    settings = load_settings(
+        None,
+        db={"dsn": dsn, "connect_timeout_s": 30},
+        ingest={"retry_initial_s": 0.1, "registry_refresh_s": 60},
+    )
+    source = MemorySource(batch_max=50)
+    gateway = Gateway(settings, source_factory=lambda: source)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(gateway.ready.is_set)
+
+    def stored() -> object:
+        return scalar(dsn, "SELECT count(*) FROM events")
+
+    source.feed(heartbeats(0, 100))
+    await until(lambda: len(source.acked) == 100)
+    assert stored() == 100
+
+    await asyncio.to_thread(own_pg.stop, "immediate")
+    source.feed(heartbeats(100, 100))
+    await until(lambda: gateway.metrics.write_failures >= 2)
+    assert len(source.acked) == 100  # nothing acknowledged while nothing can be committed
+
+    await asyncio.to_thread(own_pg.start)
+    await until(lambda: len(source.acked) == 200)
+    assert stored() == 200
+    assert source.acked == [(0, n) for n in range(1, 201)]  # in arrival order, each once
+
+    stop.set()
+    await task
