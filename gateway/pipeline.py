@@ -1,4 +1,4 @@
-"""Turns raw broker messages into stored rows or dead letters: route, decode, check registry and time."""
+"""Turns raw broker messages into stored rows or dead letters: route, decode, check, time."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class _Refused(Exception):
 
 
 class Pipeline:
-    """Pure per-message logic; no I/O, so it is tested with in-memory messages and a frozen clock."""
+    """Pure per-message logic: no I/O, tested with in-memory messages and a frozen clock."""
 
     def __init__(
         self,
@@ -123,9 +123,7 @@ class Pipeline:
                 event.device_id,
             )
         if _has_nul(event):
-            raise _Refused(
-                "nul_character", "a text field holds a NUL character", event.device_id
-            )
+            raise _Refused("nul_character", "a text field holds a NUL character", event.device_id)
         return event
 
     def _dead(

@@ -28,9 +28,9 @@ _PARTITION_CHECK_S = 3600.0
 _Work = tuple[list[Delivery], list[StoredRow], list[DeadLetter]]
 
 
-async def wait_for_database(dsn: str, timeout: float) -> None:
+async def wait_for_database(dsn: str, patience_s: float) -> None:
     """Block until PostgreSQL accepts a connection, logging clearly while it does not."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience_s
     delay = 0.25
     while True:
         try:
@@ -38,7 +38,7 @@ async def wait_for_database(dsn: str, timeout: float) -> None:
         except psycopg.OperationalError as exc:
             if time.monotonic() >= deadline:
                 raise StorageUnavailable(
-                    f"PostgreSQL did not answer within {timeout:.0f} s ({exc}); check db.dsn "
+                    f"PostgreSQL did not answer within {patience_s:.0f} s ({exc}); check db.dsn "
                     "and that the server is running"
                 ) from exc
             log.warning("waiting for PostgreSQL: %s", str(exc).strip().splitlines()[0])
@@ -83,7 +83,9 @@ class Gateway:
         db = self.settings.db
         await wait_for_database(db.dsn, db.connect_timeout_s)
         report = await asyncio.to_thread(migrate, db.dsn)
-        log.info("storage ready (%s); applied migrations %s", report.variant, report.applied or "none")
+        log.info(
+            "storage ready (%s); applied migrations %s", report.variant, report.applied or "none"
+        )
         pool = BatchWriter.make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
         await pool.open(wait=True, timeout=db.connect_timeout_s)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -27,33 +28,30 @@ def import_devices(dsn: str, records: Sequence[DeviceRecord]) -> int:
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.executemany(
             _UPSERT,
-            [
-                (r.device_id, r.family.value, r.org, r.unit, r.heartbeat_interval_s)
-                for r in records
-            ],
+            [(r.device_id, r.family.value, r.org, r.unit, r.heartbeat_interval_s) for r in records],
         )
         return max(cur.rowcount, 0)
 
 
-async def registry_version(conn: psycopg.AsyncConnection[object]) -> tuple[datetime | None, int]:
+async def registry_version(conn: psycopg.AsyncConnection[Any]) -> tuple[datetime | None, int]:
     """A cheap fingerprint of the devices table: latest change and row count."""
     cur = await conn.execute("SELECT max(updated_at), count(*) FROM devices")
     row = await cur.fetchone()
     assert row is not None
-    return row[0], row[1]  # type: ignore[index, return-value]
+    return row[0], row[1]
 
 
-async def load_known_devices(conn: psycopg.AsyncConnection[object]) -> dict[str, KnownDevice]:
+async def load_known_devices(conn: psycopg.AsyncConnection[Any]) -> dict[str, KnownDevice]:
     """Load every device as the slim form the pipeline checks against."""
     families = {f.value: f for f in Family}
     known: dict[str, KnownDevice] = {}
     # Share one KnownDevice per (org, family): 100,000 devices cost one dict.
     shared: dict[tuple[str, str], KnownDevice] = {}
     cur = await conn.execute("SELECT device_id, org, family FROM devices")
-    async for device_id, org, family in cur:  # type: ignore[misc]
-        key = (org, family)
+    for device_id, org, family in await cur.fetchall():
+        key = (str(org), str(family))
         entry = shared.get(key)
         if entry is None:
-            entry = shared[key] = KnownDevice(org=org, family=families[family])
-        known[device_id] = entry
+            entry = shared[key] = KnownDevice(org=key[0], family=families[key[1]])
+        known[str(device_id)] = entry
     return known

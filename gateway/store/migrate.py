@@ -1,4 +1,4 @@
-"""Numbered SQL migrations, applied once each, with a TimescaleDB or native variant where they differ."""
+"""Numbered SQL migrations, applied once each, in a TimescaleDB or native variant."""
 
 from __future__ import annotations
 
@@ -71,8 +71,7 @@ def migrate(dsn: str, *, allow_timescaledb: bool = True) -> MigrationReport:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {
-            row[0]: row[1]
-            for row in conn.execute("SELECT version, variant FROM schema_migrations")
+            row[0]: row[1] for row in conn.execute("SELECT version, variant FROM schema_migrations")
         }
         # Once chosen, the variant stays: it is recorded with the events migration.
         chosen = next((v for v in done.values() if v), None)

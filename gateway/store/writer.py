@@ -1,4 +1,4 @@
-"""Batched, idempotent writes of events and dead letters: COPY into staging, then INSERT … ON CONFLICT."""
+"""Batched idempotent writes: COPY into staging, then INSERT … ON CONFLICT DO NOTHING."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -128,17 +129,17 @@ def _dead_letter_params(d: DeadLetter) -> tuple[object, ...]:
     )
 
 
-async def _prepare_connection(conn: psycopg.AsyncConnection[object]) -> None:
+async def _prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute(_STAGING_DDL)
     await conn.commit()
 
 
 class BatchWriter:
-    """Writes one batch per transaction; the caller acknowledges to the broker only after it returns."""
+    """Writes one batch per transaction; the caller acknowledges only after it returns."""
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[object]],
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
         *,
         acquire_timeout: float = 5.0,
     ) -> None:
@@ -148,9 +149,9 @@ class BatchWriter:
         self._acquire_timeout = acquire_timeout
 
     @staticmethod
-    def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool[
-        psycopg.AsyncConnection[object]
-    ]:
+    def make_pool(
+        dsn: str, *, min_size: int = 1, max_size: int = 4
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         """Create (unopened) a connection pool whose connections have the staging table."""
         return AsyncConnectionPool(
             dsn,
@@ -182,27 +183,30 @@ class BatchWriter:
             except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 refused.append(_refused(row, exc))
                 continue
-            total = WriteResult(total.inserted + part.inserted, total.duplicates + part.duplicates, 0)
+            total = WriteResult(
+                total.inserted + part.inserted, total.duplicates + part.duplicates, 0
+            )
         tail = await self._write((), [*dead, *refused])
         return WriteResult(total.inserted, total.duplicates, tail.dead_letters)
 
     async def _write(self, rows: Sequence[StoredRow], dead: Sequence[DeadLetter]) -> WriteResult:
         inserted = dead_count = 0
         try:
-            async with self._pool.connection(timeout=self._acquire_timeout) as conn:
-                async with conn.transaction(), conn.cursor() as cur:
-                    if rows:
-                        async with cur.copy(
-                            sql.SQL("COPY events_staging ({}) FROM STDIN").format(
-                                sql.SQL(_COLUMNS_SQL)
-                            )
-                        ) as copy:
-                            await copy.write(copy_buffer(rows))
-                        await cur.execute(_INSERT_SQL)
-                        inserted = max(cur.rowcount, 0)
-                    if dead:
-                        await cur.executemany(_DEAD_LETTER_SQL, [_dead_letter_params(d) for d in dead])
-                        dead_count = max(cur.rowcount, 0)
+            async with (
+                self._pool.connection(timeout=self._acquire_timeout) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                if rows:
+                    async with cur.copy(
+                        sql.SQL("COPY events_staging ({}) FROM STDIN").format(sql.SQL(_COLUMNS_SQL))
+                    ) as copy:
+                        await copy.write(copy_buffer(rows))
+                    await cur.execute(_INSERT_SQL)
+                    inserted = max(cur.rowcount, 0)
+                if dead:
+                    await cur.executemany(_DEAD_LETTER_SQL, [_dead_letter_params(d) for d in dead])
+                    dead_count = max(cur.rowcount, 0)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
         return WriteResult(inserted, len(rows) - inserted, dead_count)

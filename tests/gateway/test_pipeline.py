@@ -1,4 +1,4 @@
-"""The pipeline's per-message checks, without broker or database (frozen clock, in-memory registry)."""
+"""The pipeline's per-message checks without broker or database (frozen clock, dict registry)."""
 
 from __future__ import annotations
 

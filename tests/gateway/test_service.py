@@ -1,4 +1,4 @@
-"""The gateway loop against a real PostgreSQL, fed by the in-memory source: ack only after commit."""
+"""The gateway loop on a real PostgreSQL, fed in memory: acknowledged only after commit."""
 
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ def heartbeats(start: int, count: int) -> list[RawMessage]:
     return [
         RawMessage(
             "wgw/vallby/sensor/sensor-0001/event",
-            json.dumps({"id": f"hb-{i}", "kind": "device.heartbeat", "ts": now.isoformat()}).encode(),
+            json.dumps(
+                {"id": f"hb-{i}", "kind": "device.heartbeat", "ts": now.isoformat()}
+            ).encode(),
             now,
         )
         for i in range(start, start + count)
     ]
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
+async def until(predicate: Callable[[], bool], within_s: float = 20) -> None:
+    async with asyncio.timeout(within_s):
         while not predicate():
             await asyncio.sleep(0.02)
 

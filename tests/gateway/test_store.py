@@ -63,7 +63,7 @@ def test_every_migration_has_both_storage_variants_or_none() -> None:
 async def test_redelivered_batch_is_stored_once(writer: BatchWriter, db_dsn: str) -> None:
     batch = [StoredRow(event(f"e{i}", battery=i), "vallby") for i in range(100)]
     first = await writer.write(batch, ())
-    again = await writer.write(batch[50:] + [StoredRow(event("e100"), "vallby")], ())
+    again = await writer.write([*batch[50:], StoredRow(event("e100"), "vallby")], ())
     assert (first.inserted, first.duplicates) == (100, 0)
     assert (again.inserted, again.duplicates) == (1, 50)
     assert scalar(db_dsn, "SELECT count(*) FROM events") == 101
@@ -106,8 +106,12 @@ async def test_dead_letters_keep_raw_bytes_once_per_message(
     writer: BatchWriter, db_dsn: str
 ) -> None:
     raw = b"\xff\xfe not utf-8"
-    dead = DeadLetter(NOW, "wgw/o/lock/lock-0001/event", raw, "invalid_utf8", "payload is not UTF-8")
-    other = DeadLetter(NOW, "wgw/o/lock/lock-0002/event", raw, "invalid_utf8", "payload is not UTF-8")
+    dead = DeadLetter(
+        NOW, "wgw/o/lock/lock-0001/event", raw, "invalid_utf8", "payload is not UTF-8"
+    )
+    other = DeadLetter(
+        NOW, "wgw/o/lock/lock-0002/event", raw, "invalid_utf8", "payload is not UTF-8"
+    )
     await writer.write((), [dead, other])
     await writer.write((), [dead])  # a broker redelivery
     stored = rows(db_dsn, "SELECT topic, payload, reason FROM dead_letters ORDER BY topic")
