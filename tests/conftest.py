@@ -47,7 +47,9 @@ def own_pg() -> Iterator[PostgresServer]:
 def mosquitto() -> Iterator[MosquittoServer]:
     """A Mosquitto broker of the test's own (persistence on), which it may stop and restart."""
     if find_mosquitto() is None:
-        pytest.fail("mosquitto is not installed: run `make test` as root, or apt-get install mosquitto")
+        pytest.fail(
+            "mosquitto is not installed: run `make test` as root, or apt-get install mosquitto"
+        )
     server = MosquittoServer(temp_dir("wgw-test-mq-"))
     server.start()
     yield server

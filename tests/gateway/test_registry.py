@@ -1,4 +1,4 @@
-"""Registry files: YAML and CSV parse to the same devices; mistakes name the file, device and key."""
+"""Registry files: YAML and CSV give the same devices; mistakes name file, device and key."""
 
 from __future__ import annotations
 
