@@ -278,7 +278,8 @@ class InProcessBroker:
         self._started.wait(15)
         if self._error is not None:
             raise ServiceError(f"in-process broker failed to start: {self._error}")
-        wait_for_port(self.port, 10)
+        if not self._started.is_set():
+            raise ServiceError("in-process broker did not start within 15 s")
 
     def _run(self) -> None:
         async def serve() -> None:

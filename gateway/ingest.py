@@ -169,6 +169,7 @@ class MqttSource:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._reconnect_delay = 0.5
+        self._closing = False
         self.acks_sent = 0
 
     @property
@@ -220,6 +221,7 @@ class MqttSource:
                 delay = min(delay * 2, self._settings.reconnect_max_s)
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
         self._generation += 1
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -229,19 +231,21 @@ class MqttSource:
         self._generation += 1
         self._connected.set()
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 0.5})
-        # Retain handling 1: retained statuses come only with a new subscription,
-        # not again on every reconnect of our persistent session (no duplicates).
-        client.subscribe(
-            [
-                gmqtt.Subscription(f, qos=1, no_local=True, retain_handling_options=1)
-                for f in self._filters
-            ]
-        )
+        if self._settings.protocol == 5:
+            # Retain handling 1: retained statuses come only with a new subscription,
+            # not again on every reconnect of our persistent session (no duplicates).
+            # No local: our own alert publications are not device traffic.
+            options = {"no_local": True, "retain_handling_options": 1}
+        else:
+            options = {}  # MQTT 3.1.1 has no subscription options
+        client.subscribe([gmqtt.Subscription(f, qos=1, **options) for f in self._filters])
         log.info("connected to MQTT broker (session present: %s)", bool(flags))
 
     def _on_disconnect(self, client: Any, packet: Any, exc: BaseException | None = None) -> None:
         self._generation += 1
         self._connected.clear()
+        if self._closing:
+            return
         # Back off: each disconnect doubles the delay of gmqtt's reconnect loop.
         delay = min(client.reconnect_delay * 2, self._settings.reconnect_max_s)
         client.set_config({"reconnect_delay": delay})

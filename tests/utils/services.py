@@ -43,16 +43,20 @@ class GatewayProcess:
 
     def start(self) -> None:
         """Start the gateway and wait until it reports that it is ingesting."""
-        log = self._log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"],
-            env=self._env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        with self._log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve"],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        # Restarts append to the same log: wait for this start's own line.
+        connected_before = self._log_path.read_bytes().count(b"connected to MQTT broker")
         wait_until(
-            lambda: b"connected to MQTT broker" in self._log_path.read_bytes(),
+            lambda: (
+                self._log_path.read_bytes().count(b"connected to MQTT broker") > connected_before
+            ),
             timeout=30,
             what="gateway to connect",
             proc=self.proc,

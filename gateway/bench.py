@@ -1,0 +1,1123 @@
+"""`wgw bench`: client baseline, backlog drain, sustained ingest and memory, on real services.
+
+Everything runs on this machine: a private Mosquitto and PostgreSQL on free
+ports, `wgw serve` as a child process, and a publisher in a process of its own
+so that it does not share the GIL with the gateway or with the measurements.
+
+    (0) baseline   a no-op gmqtt client with the gateway's QoS 1 packet hook
+                   (and paho-mqtt with manual_ack) draining N queued messages
+    (a) drain      `wgw serve` draining N messages the broker kept for it
+    (b) sustained  publish at increasing rates until the gateway falls behind
+    (c) memory     gateway RSS with many registered devices, one heartbeat each
+
+Latency is PostgreSQL's ``stored_at`` (``now()``, the start of the committing
+transaction) minus the publish time the publisher puts in each payload, so it
+leaves out the batch's own write and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import gmqtt
+import paho.mqtt.client as paho
+import psutil
+import psycopg
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import MqttSettings, load_settings
+from gateway.embedded import MosquittoServer, PostgresServer, temp_dir
+from gateway.errors import ServiceError
+from gateway.events import Family
+from gateway.ingest import DEVICE_TOPIC_FILTERS
+from gateway.registry import DeviceRecord
+from gateway.store import migrate
+from gateway.store.devices import import_devices
+
+ORG = "bench"
+FAMILIES = (Family.ALARM, Family.SENSOR, Family.LOCK, Family.DISPENSER)
+# Devices the drain and sustained phases publish from, round robin.
+BENCH_DEVICES = 1_000
+GATEWAY_CLIENT_ID = "wgw-bench-gateway"
+MEMORY_CLIENT_ID = "wgw-bench-memory"
+MEMORY_TARGET_MB = 150.0
+DEFAULT_MESSAGES = 100_000
+DEFAULT_RATES = (2_000, 5_000, 10_000, 15_000, 20_000, 30_000)
+DEFAULT_DURATION_S = 10.0
+DEFAULT_MEMORY_DEVICES = 100_000
+QUICK_MESSAGES = 2_000
+QUICK_RATES = (1_000,)
+QUICK_DURATION_S = 2.0
+QUICK_MEMORY_DEVICES = 2_000
+# The gateway keeps up while it commits at least this share of the publish rate
+# and has at most this many seconds of traffic still queued when publishing stops.
+KEEP_UP_RATIO = 0.9
+MAX_BACKLOG_S = 1.0
+# Nor may the median latency of the window's last quarter exceed its first quarter's by
+# more than this: growing latency at a constant rate is a growing backlog.
+MAX_LATENCY_GROWTH_S = 0.25
+# A publisher reaching less than this share of its target rate is the limit, not the gateway.
+PUBLISHER_REACH = 0.95
+# Unacknowledged publishes before the publisher waits: below the 65,535 packet ids.
+_PUBLISH_WINDOW = 20_000
+# Messages published per turn of the publisher's loop, so PUBACKs are read in between.
+_PUBLISH_CHUNK = 1_000
+_READY_LINE = b"connected to MQTT broker"
+_SESSION_EXPIRY_S = 3600
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `wgw bench` options to a parser."""
+    parser.add_argument(
+        "--messages",
+        type=int,
+        help=f"backlog size for baseline and drain (default {DEFAULT_MESSAGES:,})",
+    )
+    parser.add_argument(
+        "--rates",
+        type=_rate_list,
+        help="comma-separated target publish rates in msg/s for the sustained phase "
+        f"(default {','.join(map(str, DEFAULT_RATES))})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help=f"seconds per sustained rate (default {DEFAULT_DURATION_S:g})",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each measurement; figures are medians"
+    )
+    parser.add_argument(
+        "--memory-devices",
+        type=int,
+        help=f"registered devices for the memory phase (default {DEFAULT_MEMORY_DEVICES:,})",
+    )
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory phase")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_MESSAGES:,} messages, {QUICK_RATES[0]:,} msg/s for "
+        f"{QUICK_DURATION_S:g} s, {QUICK_MEMORY_DEVICES:,} devices (explicit options win)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="settings file of the gateway under test, as for `wgw serve` (WGW_* variables "
+        "apply too); the bench's own broker and database replace its connection settings",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path("bench-results.json"), help="where to write the results"
+    )
+
+
+def _rate_list(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive integers")
+    return tuple(sorted(rates))
+
+
+@dataclass(frozen=True)
+class Options:
+    """The bench's settings after --quick and explicit options are combined."""
+
+    messages: int
+    rates: tuple[int, ...]
+    duration_s: float
+    repeat: int
+    memory_devices: int | None
+    json_path: Path
+    config: Path | None
+    mqtt: MqttSettings
+
+
+def _options(args: argparse.Namespace) -> Options:
+    quick = bool(args.quick)
+    repeat = max(1, int(args.repeat))
+    memory = args.memory_devices or (QUICK_MEMORY_DEVICES if quick else DEFAULT_MEMORY_DEVICES)
+    return Options(
+        messages=args.messages or (QUICK_MESSAGES if quick else DEFAULT_MESSAGES),
+        rates=args.rates or (QUICK_RATES if quick else DEFAULT_RATES),
+        duration_s=args.duration or (QUICK_DURATION_S if quick else DEFAULT_DURATION_S),
+        repeat=repeat,
+        memory_devices=None if args.skip_memory else memory,
+        json_path=args.json,
+        config=args.config,
+        mqtt=load_settings(args.config).mqtt,
+    )
+
+
+# --- Devices and payloads ---------------------------------------------------------------------
+
+
+def device_ids(count: int) -> list[tuple[Family, str]]:
+    """The bench's devices: families in turn, ids like ``sensor-000001``."""
+    families = [FAMILIES[i % len(FAMILIES)] for i in range(count)]
+    return [(family, f"{family.value}-{i:06d}") for i, family in enumerate(families)]
+
+
+def _register(dsn: str, count: int) -> None:
+    records = [DeviceRecord(device_id=d, family=f, org=ORG) for f, d in device_ids(count)]
+    import_devices(dsn, records)
+
+
+# --- The publisher process --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """What one publisher process sends: ``total`` messages, at ``rate`` per second or flat out."""
+
+    port: int
+    prefix: str
+    devices: int
+    total: int
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What a publisher sent and when (epoch seconds), and the CPU it used."""
+
+    sent: int
+    started: float
+    finished: float
+    acked: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        """Messages per second between the first and the last publish."""
+        return self.sent / max(self.finished - self.started, 1e-9)
+
+
+async def _publish(plan: PublishPlan, ready: Any, go: Any) -> PublishReport:
+    client = gmqtt.Client(f"wgw-bench-pub-{os.getpid()}")
+    # MQTT 3.1.1: no Receive Maximum from the broker to cap our packet ids below the window.
+    await client.connect("127.0.0.1", plan.port, version=MQTTv311)
+    topics = [
+        f"wgw/{ORG}/{family.value}/{device}/event" for family, device in device_ids(plan.devices)
+    ]
+    # gmqtt keeps each QoS 1 publish here until its PUBACK: the in-flight count.
+    inflight = client._persistent_storage
+    ready.set()
+    await asyncio.to_thread(go.wait)
+    cpu = time.process_time()
+    started = time.time()
+    sent = 0
+    prefix, total, rate, n_topics = plan.prefix, plan.total, plan.rate, len(topics)
+    while sent < total:
+        now = time.time()
+        due = total if rate is None else min(total, int((now - started) * rate))
+        due = min(due, sent + _PUBLISH_CHUNK)
+        if due == sent:
+            await asyncio.sleep(0.002)
+            continue
+        ts = datetime.now(UTC).isoformat(timespec="milliseconds")
+        for seq in range(sent, due):
+            payload = (
+                f'{{"id":"{prefix}{seq}","kind":"device.heartbeat","ts":"{ts}",'
+                f'"battery":87,"sent":{time.time():.6f}}}'
+            )
+            client.publish(topics[seq % n_topics], payload.encode(), qos=1)
+        sent = due
+        if len(inflight._messages) > _PUBLISH_WINDOW:
+            await inflight.wait_empty()
+        else:
+            await asyncio.sleep(0)
+    finished = time.time()
+    await inflight.wait_empty()
+    acked = time.time()
+    await client.disconnect()
+    return PublishReport(sent, started, finished, acked, time.process_time() - cpu)
+
+
+def _publisher_main(plan: PublishPlan, ready: Any, go: Any, results: Any) -> None:
+    # The parent stops us; a Ctrl-C on the terminal must not print our traceback too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    results.send(asyncio.run(_publish(plan, ready, go)))
+
+
+def publish(plan: PublishPlan, *, on_start: Callable[[], None] | None = None) -> PublishReport:
+    """Run a publisher process (``on_start`` just before it sends) and wait for its PUBACKs."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_publisher_main, args=(plan, ready, go, sender), daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.2):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise ServiceError(
+                    f"publisher did not connect to the broker (exit code {proc.exitcode})"
+                )
+        if on_start is not None:
+            on_start()
+        go.set()
+        while not receiver.poll(0.2):
+            if not proc.is_alive():
+                raise ServiceError(f"publisher exited with code {proc.exitcode} before reporting")
+        report: PublishReport = receiver.recv()
+        proc.join(10)
+        return report
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+
+
+# --- MQTT sessions and the client baselines -------------------------------------------------
+
+
+async def _open_session(port: int, client_id: str, filters: Sequence[str], expiry_s: int) -> None:
+    client = gmqtt.Client(client_id, clean_session=False, session_expiry_interval=expiry_s)
+    subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_subscribe(*_: object) -> None:
+        if not subscribed.done():
+            subscribed.set_result(None)
+
+    client.on_subscribe = on_subscribe
+    await client.connect("127.0.0.1", port, version=MQTTv50)
+    client.subscribe([gmqtt.Subscription(f, qos=1, no_local=True) for f in filters])
+    await asyncio.wait_for(subscribed, 10)
+    await client.disconnect()
+
+
+def open_session(port: int, client_id: str, filters: Sequence[str], expiry_s: int) -> None:
+    """Create a persistent session subscribed to ``filters``, so the broker queues for it."""
+    asyncio.run(_open_session(port, client_id, filters, expiry_s))
+
+
+async def _close_session(port: int, client_id: str) -> None:
+    # A clean start discards the session; expiry 0 (the default) keeps none after it.
+    client = gmqtt.Client(client_id, clean_session=True)
+    await client.connect("127.0.0.1", port, version=MQTTv50)
+    await client.disconnect()
+
+
+def close_session(port: int, client_id: str) -> None:
+    """Discard a persistent session, so the broker stops queueing for it."""
+    asyncio.run(_close_session(port, client_id))
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """One no-op drain of a queued backlog by a bare client."""
+
+    messages: int
+    received: int
+    rate: float | None
+    rate_from_connect: float | None
+
+
+def _rate(count: int, seconds: float) -> float | None:
+    return count / seconds if seconds > 0 else None
+
+
+async def _gmqtt_drain(
+    port: int, client_id: str, expected: int, receive_maximum: int, wait_s: float
+) -> BaselineRun:
+    client = gmqtt.Client(
+        client_id,
+        clean_session=False,
+        session_expiry_interval=_SESSION_EXPIRY_S,
+        receive_maximum=receive_maximum,
+    )
+    handler = client._package_handler
+    done = asyncio.Event()
+    received = 0
+    first = last = 0.0
+
+    # The same hook as gateway.ingest.MqttSource, doing nothing but acknowledging.
+    def on_qos1(mid: int, payload: bytes, topic: str | bytes, properties: dict[str, Any]) -> None:
+        nonlocal received, first, last
+        handler._send_puback(mid)
+        received += 1
+        if received == 1:
+            first = time.perf_counter()
+        if received == expected:
+            last = time.perf_counter()
+            done.set()
+
+    handler._handle_qos_1_publish_packet = on_qos1
+    started = time.perf_counter()
+    await client.connect("127.0.0.1", port, version=MQTTv50)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), wait_s)
+    await client.disconnect()
+    return BaselineRun(
+        expected, received, _rate(received - 1, last - first), _rate(received, last - started)
+    )
+
+
+def _paho_drain(
+    port: int, client_id: str, expected: int, receive_maximum: int, timeout: float
+) -> BaselineRun:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True
+    )
+    done = threading.Event()
+    received = 0
+    first = last = 0.0
+
+    def on_message(c: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        nonlocal received, first, last
+        c.ack(message.mid, message.qos)
+        received += 1
+        if received == 1:
+            first = time.perf_counter()
+        if received == expected:
+            last = time.perf_counter()
+            done.set()
+
+    client.on_message = on_message
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = _SESSION_EXPIRY_S
+    properties.ReceiveMaximum = receive_maximum
+    started = time.perf_counter()
+    client.connect("127.0.0.1", port, clean_start=False, properties=properties)
+    client.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return BaselineRun(
+        expected, received, _rate(received - 1, last - first), _rate(received, last - started)
+    )
+
+
+def run_baseline(
+    port: int, library: str, messages: int, *, receive_maximum: int, run: int
+) -> BaselineRun:
+    """Queue messages for a fresh session, drain them with a no-op client, discard the session.
+
+    The client announces the gateway's Receive Maximum, which bounds what the broker sends
+    ahead of acknowledgements.
+    """
+    client_id = f"wgw-bench-baseline-{library}"
+    timeout = max(60.0, messages / 1_000)
+    open_session(port, client_id, ("wgw/#",), _SESSION_EXPIRY_S)
+    publish(PublishPlan(port, f"b{library[0]}{run}-", BENCH_DEVICES, messages))
+    if library == "gmqtt":
+        result = asyncio.run(_gmqtt_drain(port, client_id, messages, receive_maximum, timeout))
+    else:
+        result = _paho_drain(port, client_id, messages, receive_maximum, timeout)
+    close_session(port, client_id)
+    if result.received != messages:
+        raise ServiceError(f"{library} baseline received {result.received} of {messages} messages")
+    return result
+
+
+# --- The gateway process and what it uses -------------------------------------------------------
+
+
+class GatewayProcess:
+    """`wgw serve` as a child process pointed at the bench's services, logging to a file."""
+
+    def __init__(
+        self, *, dsn: str, broker_port: int, client_id: str, log_path: Path, config: Path | None
+    ) -> None:
+        self._command = [sys.executable, "-m", "gateway.cli", "serve"]
+        if config is not None:
+            self._command += ["--config", str(config)]
+        # WGW_* variables override the settings file, so the connection is set here.
+        self._env = dict(os.environ)
+        self._env.update(
+            {
+                "WGW_DB__DSN": dsn,
+                "WGW_MQTT__HOST": "127.0.0.1",
+                "WGW_MQTT__PORT": str(broker_port),
+                "WGW_MQTT__CLIENT_ID": client_id,
+                "WGW_MQTT__USERNAME": "",
+                "WGW_MQTT__PASSWORD": "",
+                "WGW_MQTT__SHARE_GROUP": "",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> psutil.Process:
+        """Start the gateway; return it as a psutil process."""
+        self._log_path.write_bytes(b"")
+        with self._log_path.open("ab") as log_file:
+            self.started = time.time()
+            # Its own session: a Ctrl-C on the terminal reaches us, and we stop it in order.
+            self._proc = subprocess.Popen(
+                self._command,
+                env=self._env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return psutil.Process(self._proc.pid)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the gateway has loaded its registry and connected to the broker."""
+        deadline = time.monotonic() + timeout
+        while _READY_LINE not in self._log_path.read_bytes():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"gateway not ready within {timeout:.0f} s; log:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        """Raise ServiceError with the log's tail if the gateway has exited."""
+        if self._proc is not None and self._proc.poll() is not None:
+            raise ServiceError(
+                f"gateway exited with code {self._proc.returncode}; log:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the gateway printed."""
+        text = self._log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 30 s."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+def _tree_cpu(root: psutil.Process) -> dict[int, float]:
+    """CPU seconds used so far by a process and each of its descendants."""
+    used: dict[int, float] = {}
+    with contextlib.suppress(psutil.Error):
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                used[proc.pid] = times.user + times.system
+    return used
+
+
+@dataclass(frozen=True)
+class Services:
+    """The bench's private broker and database, and their processes for CPU accounting."""
+
+    port: int
+    db: Database
+    broker: psutil.Process
+    postgres: psutil.Process
+    work: Path
+
+
+class ResourceMonitor:
+    """Over a window: CPU of gateway, broker and PostgreSQL, the machine's CPU, gateway peak RSS."""
+
+    def __init__(self, gateway: psutil.Process, services: Services) -> None:
+        self._procs = {
+            "gateway": gateway,
+            "broker": services.broker,
+            "postgres": services.postgres,
+        }
+        self._gateway = gateway
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wall = 0.0
+        self._cpu: dict[str, dict[int, float]] = {}
+        self.peak_rss = 0
+        self.cpu_percent: dict[str, float] = {}
+        self.system_cpu_percent = 0.0
+
+    def start(self) -> None:
+        """Begin the window."""
+        self._stop.clear()
+        self.peak_rss = self._gateway.memory_info().rss
+        self._cpu = {name: _tree_cpu(proc) for name, proc in self._procs.items()}
+        self._wall = time.monotonic()
+        psutil.cpu_percent(None)
+        self._thread = threading.Thread(target=self._sample, name="bench-monitor", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            with contextlib.suppress(psutil.Error):
+                self.peak_rss = max(self.peak_rss, self._gateway.memory_info().rss)
+
+    def stop(self) -> None:
+        """End the window and compute the figures."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.system_cpu_percent = psutil.cpu_percent(None)
+        wall = max(time.monotonic() - self._wall, 1e-9)
+        for name, proc in self._procs.items():
+            before = self._cpu[name]
+            used = sum(t - before.get(pid, 0.0) for pid, t in _tree_cpu(proc).items())
+            self.cpu_percent[name] = 100 * used / wall
+        with contextlib.suppress(psutil.Error):
+            self.peak_rss = max(self.peak_rss, self._gateway.memory_info().rss)
+
+
+class Database:
+    """The bench's queries: setup statements and what the events table says about a run."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn = psycopg.connect(dsn, autocommit=True)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def _row(self, query: str, params: Mapping[str, object] | None = None) -> tuple[Any, ...]:
+        row = self._conn.execute(query.encode(), params).fetchone()
+        assert row is not None
+        return row
+
+    def server_version(self) -> str:
+        """PostgreSQL's version string."""
+        return str(self._row("SHOW server_version")[0])
+
+    def create_database(self, name: str) -> str:
+        """Create a database in the same cluster; return its DSN."""
+        self._conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        return self.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+    # Every query narrows by occurred_at, which the BRIN index serves: the bench's
+    # device time is its publish time, so a run's rows are all at or after its start.
+    _RUN = "occurred_at >= to_timestamp(%(since)s) AND starts_with(event_id, %(prefix)s)"
+
+    def count(self, prefix: str, since: float) -> int:
+        """Events of a run: ids starting with ``prefix``, published at or after ``since``."""
+        query = f"SELECT count(*) FROM events WHERE {self._RUN}"
+        return int(self._row(query, {"since": since - 1, "prefix": prefix})[0])
+
+    def wait_for(
+        self, prefix: str, since: float, expected: int, gateway: GatewayProcess, timeout: float
+    ) -> tuple[int, float]:
+        """Poll until ``expected`` events are stored or ``timeout`` passes; return count, time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = self.count(prefix, since)
+            if stored >= expected or time.monotonic() > deadline:
+                return stored, time.time()
+            gateway.check_alive()
+            time.sleep(0.1)
+
+    def stored_span(self, prefix: str, since: float) -> tuple[int, float, float, int]:
+        """Count, first and last stored_at, and rows stored before the last batch's transaction."""
+        row = self._row(
+            f"WITH s AS (SELECT stored_at FROM events WHERE {self._RUN}) "
+            "SELECT count(*), extract(epoch FROM min(stored_at))::float8, "
+            "  extract(epoch FROM max(stored_at))::float8, "
+            "  count(*) FILTER (WHERE stored_at < (SELECT max(stored_at) FROM s)) FROM s",
+            {"since": since - 1, "prefix": prefix},
+        )
+        return int(row[0]), float(row[1] or 0), float(row[2] or 0), int(row[3])
+
+    def latency(self, prefix: str, since: float, publish_end: float) -> dict[str, Any]:
+        """Latency (stored_at − sent) percentiles, overall and per quarter, and the backlog."""
+        quarter = (publish_end - since) / 4
+        lat = "percentile_cont(%s) WITHIN GROUP (ORDER BY lat)"
+        row = self._row(
+            f"SELECT {lat % 0.5}, {lat % 0.99}, "
+            f"  {lat % 0.5} FILTER (WHERE sent < %(q1)s), "
+            f"  {lat % 0.5} FILTER (WHERE sent >= %(q4)s), "
+            "  extract(epoch FROM max(stored_at))::float8, "
+            "  count(*) FILTER (WHERE stored_at > to_timestamp(%(end)s)) "
+            "FROM (SELECT stored_at, (attributes->>'sent')::float8 AS sent, "
+            "  extract(epoch FROM stored_at)::float8 - (attributes->>'sent')::float8 AS lat "
+            f"  FROM events WHERE {self._RUN}) s",
+            {
+                "since": since - 1,
+                "prefix": prefix,
+                "q1": since + quarter,
+                "q4": publish_end - quarter,
+                "end": publish_end,
+            },
+        )
+        keys = ("p50", "p99", "first_quarter_p50", "last_quarter_p50", "last_stored", "backlog")
+        return dict(zip(keys, row, strict=True))
+
+
+# --- Phases -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainRun:
+    """One backlog drain through `wgw serve`."""
+
+    messages: int
+    stored: int
+    rate_stored: float | None
+    rate_wall: float | None
+    startup_s: float
+    gateway_cpu_percent: float
+    broker_cpu_percent: float
+    postgres_cpu_percent: float
+    system_cpu_percent: float
+    gateway_peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """One sustained-rate step."""
+
+    target_rate: int
+    published: int
+    stored: int
+    achieved_rate: float
+    committed_rate: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_first_quarter_p50_ms: float | None
+    latency_last_quarter_p50_ms: float | None
+    backlog_at_end: int
+    gateway_cpu_percent: float
+    publisher_cpu_percent: float
+    broker_cpu_percent: float
+    postgres_cpu_percent: float
+    system_cpu_percent: float
+    gateway_peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class MemoryRun:
+    """Gateway RSS with many registered devices."""
+
+    devices: int
+    stored: int
+    rss_registry_loaded_mb: float
+    rss_after_heartbeats_mb: float
+    peak_rss_mb: float
+    target_mb: float
+
+
+def _mb(n: int) -> float:
+    return n / 1_048_576
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
+def run_drain(svc: Services, gateway: GatewayProcess, messages: int, run: int) -> DrainRun:
+    """Queue messages for the stopped gateway's session, start it, time until all are committed."""
+    prefix = f"d{run}-"
+    report = publish(PublishPlan(svc.port, prefix, BENCH_DEVICES, messages))
+    proc = gateway.start()
+    try:
+        monitor = ResourceMonitor(proc, svc)
+        monitor.start()
+        stored, done = svc.db.wait_for(
+            prefix, report.started, messages, gateway, timeout=max(120.0, messages / 500)
+        )
+        monitor.stop()
+    finally:
+        gateway.stop()
+    if stored != messages:
+        raise ServiceError(
+            f"drain: {stored} of {messages} messages stored; log:\n{gateway.log_tail()}"
+        )
+    count, first, last, before_last = svc.db.stored_span(prefix, report.started)
+    return DrainRun(
+        messages=messages,
+        stored=count,
+        rate_stored=_rate(before_last, last - first),
+        rate_wall=_rate(messages, done - gateway.started),
+        startup_s=first - gateway.started,
+        gateway_cpu_percent=monitor.cpu_percent["gateway"],
+        broker_cpu_percent=monitor.cpu_percent["broker"],
+        postgres_cpu_percent=monitor.cpu_percent["postgres"],
+        system_cpu_percent=monitor.system_cpu_percent,
+        gateway_peak_rss_mb=_mb(monitor.peak_rss),
+    )
+
+
+def run_step(
+    svc: Services,
+    gateway: GatewayProcess,
+    proc: psutil.Process,
+    *,
+    rate: int,
+    duration_s: float,
+    run: int,
+) -> StepRun:
+    """Publish at ``rate`` for ``duration_s`` to the running gateway; measure until all stored."""
+    prefix = f"s{rate}r{run}-"
+    monitor = ResourceMonitor(proc, svc)
+    plan = PublishPlan(svc.port, prefix, BENCH_DEVICES, int(rate * duration_s), float(rate))
+    report = publish(plan, on_start=monitor.start)
+    monitor.stop()
+    stored, _ = svc.db.wait_for(
+        prefix, report.started, report.sent, gateway, timeout=max(30.0, 3 * duration_s)
+    )
+    lat = svc.db.latency(prefix, report.started, report.finished)
+    window = report.finished - report.started
+    last = lat["last_stored"] or report.finished
+    return StepRun(
+        target_rate=rate,
+        published=report.sent,
+        stored=stored,
+        achieved_rate=report.rate,
+        committed_rate=stored / max(last - report.started, window, 1e-9),
+        latency_p50_ms=_ms(lat["p50"]),
+        latency_p99_ms=_ms(lat["p99"]),
+        latency_first_quarter_p50_ms=_ms(lat["first_quarter_p50"]),
+        latency_last_quarter_p50_ms=_ms(lat["last_quarter_p50"]),
+        backlog_at_end=int(lat["backlog"]),
+        gateway_cpu_percent=monitor.cpu_percent["gateway"],
+        publisher_cpu_percent=100 * report.cpu_s / max(window, 1e-9),
+        broker_cpu_percent=monitor.cpu_percent["broker"],
+        postgres_cpu_percent=monitor.cpu_percent["postgres"],
+        system_cpu_percent=monitor.system_cpu_percent,
+        gateway_peak_rss_mb=_mb(monitor.peak_rss),
+    )
+
+
+def run_memory(svc: Services, opts: Options, devices: int) -> MemoryRun:
+    """Register ``devices`` in a database of their own; RSS after registry load and heartbeats."""
+    dsn = svc.db.create_database("bench_memory")
+    migrate(dsn)
+    _register(dsn, devices)
+    open_session(svc.port, MEMORY_CLIENT_ID, DEVICE_TOPIC_FILTERS, opts.mqtt.session_expiry_s)
+    gateway = GatewayProcess(
+        dsn=dsn,
+        broker_port=svc.port,
+        client_id=MEMORY_CLIENT_ID,
+        log_path=svc.work / "memory.log",
+        config=opts.config,
+    )
+    memory_db = Database(dsn)
+    try:
+        proc = gateway.start()
+        gateway.wait_ready()
+        loaded = proc.memory_info().rss
+        monitor = ResourceMonitor(proc, svc)
+        monitor.start()
+        report = publish(PublishPlan(svc.port, "m-", devices, devices))
+        stored, _ = memory_db.wait_for(
+            "m-", report.started, devices, gateway, timeout=max(120.0, devices / 500)
+        )
+        monitor.stop()
+        after = proc.memory_info().rss
+    finally:
+        gateway.stop()
+        memory_db.close()
+    if stored != devices:
+        raise ServiceError(
+            f"memory: {stored} of {devices} heartbeats stored; log:\n{gateway.log_tail()}"
+        )
+    return MemoryRun(
+        devices, stored, _mb(loaded), _mb(after), _mb(monitor.peak_rss), MEMORY_TARGET_MB
+    )
+
+
+# --- Summaries --------------------------------------------------------------------------------
+
+
+def _medians(runs: Sequence[Any]) -> dict[str, Any]:
+    """Per field, the median over runs (None where no run has a value)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(runs[0]):
+        values = [getattr(r, f.name) for r in runs if getattr(r, f.name) is not None]
+        out[f.name] = statistics.median(values) if values else None
+    return out
+
+
+def step_verdict(step: dict[str, Any]) -> tuple[str | None, bool]:
+    """Why the gateway fell behind (None if it kept up), and whether the publisher was the limit."""
+    achieved, committed = step["achieved_rate"], step["committed_rate"]
+    first, last = step["latency_first_quarter_p50_ms"], step["latency_last_quarter_p50_ms"]
+    behind = None
+    if step["stored"] < step["published"]:
+        behind = f"only {step['stored']:,.0f} of {step['published']:,.0f} stored in time"
+    elif committed < KEEP_UP_RATIO * achieved:
+        behind = f"committed {committed:,.0f}/s of {achieved:,.0f}/s published"
+    elif step["backlog_at_end"] > MAX_BACKLOG_S * achieved:
+        behind = f"{step['backlog_at_end']:,.0f} messages queued when publishing stopped"
+    elif first is not None and last is not None and last - first > 1000 * MAX_LATENCY_GROWTH_S:
+        behind = f"backlog growing: median latency {first:,.0f} → {last:,.0f} ms over the window"
+    return behind, achieved < PUBLISHER_REACH * step["target_rate"]
+
+
+def _sweep(
+    svc: Services, gateway: GatewayProcess, opts: Options
+) -> tuple[list[dict[str, Any]], str | None]:
+    steps: list[dict[str, Any]] = []
+    proc = gateway.start()
+    try:
+        gateway.wait_ready()
+        for rate in opts.rates:
+            runs = [
+                run_step(svc, gateway, proc, rate=rate, duration_s=opts.duration_s, run=run)
+                for run in range(opts.repeat)
+            ]
+            median = _medians(runs)
+            behind, limited = step_verdict(median)
+            steps.append(
+                {
+                    "target_rate": rate,
+                    "median": median,
+                    "behind": behind,
+                    "publisher_limited": limited,
+                    "runs": [dataclasses.asdict(r) for r in runs],
+                }
+            )
+            _print_step(steps[-1])
+            if behind:
+                return steps, f"the gateway fell behind at {rate:,} msg/s: {behind}"
+            if limited:
+                return steps, (
+                    f"one publisher process reached only {median['achieved_rate']:,.0f} of "
+                    f"{rate:,} msg/s; the gateway kept up with that"
+                )
+    finally:
+        gateway.stop()
+    return steps, None
+
+
+# --- Output -----------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+_STEP_HEADER = (
+    f"  {'target':>7} {'achieved':>8} {'committed':>9} {'p50 ms':>7} {'p99 ms':>7} "
+    f"│ CPU% {'gw':>4} {'pub':>4} {'mqtt':>4} {'pg':>4} {'sys':>4} │ {'gw RSS':>6}  note"
+)
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    m = step["median"]
+    note = "ok" if step["behind"] is None else "BEHIND"
+    if step["publisher_limited"]:
+        note += ", publisher-limited"
+    _print(
+        f"  {step['target_rate']:>7,} {_fmt(m['achieved_rate']):>8} "
+        f"{_fmt(m['committed_rate']):>9} "
+        f"{_fmt(m['latency_p50_ms'], ',.1f'):>7} {_fmt(m['latency_p99_ms'], ',.1f'):>7} "
+        f"│      {m['gateway_cpu_percent']:>4.0f} {m['publisher_cpu_percent']:>4.0f} "
+        f"{m['broker_cpu_percent']:>4.0f} {m['postgres_cpu_percent']:>4.0f} "
+        f"{m['system_cpu_percent']:>4.0f} │ {m['gateway_peak_rss_mb']:>3.0f} MB  {note}"
+    )
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else value / base
+
+
+# --- The command ------------------------------------------------------------------------------
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # SIGTERM should clean up like Ctrl-C does; only the main thread may set handlers.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _broker_process(broker: MosquittoServer) -> psutil.Process:
+    # The broker is our child; its command line names its own directory.
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if any(str(broker.base_dir) in arg for arg in child.cmdline()):
+                return child
+    raise ServiceError("cannot find the Mosquitto process the bench started")
+
+
+def _postgres_process(pg: PostgresServer) -> psutil.Process:
+    pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    return psutil.Process(pid)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the bench with its own Mosquitto and PostgreSQL; print a table and write JSON."""
+    opts = _options(args)
+    with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        work = temp_dir("wgw-bench-")
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        # Each service gets its own temporary directory: PostgreSQL runs as another
+        # account when we are root, and must not need to enter ours.
+        broker = MosquittoServer(temp_dir("wgw-bench-mq-"))
+        stack.callback(broker.cleanup)
+        pg = PostgresServer(temp_dir("wgw-bench-pg-"))
+        stack.callback(pg.cleanup)
+        _print("wgw bench: starting Mosquitto and PostgreSQL …")
+        broker.start()
+        pg.start()
+        migrate(pg.dsn)
+        _register(pg.dsn, BENCH_DEVICES)
+        db = Database(pg.dsn)
+        stack.callback(db.close)
+        svc = Services(broker.port, db, _broker_process(broker), _postgres_process(pg), work)
+        results = _run_phases(svc, opts)
+        opts.json_path.write_text(json.dumps(results, indent=2) + "\n")
+        _print(f"\nresults written to {opts.json_path}")
+    return 0
+
+
+def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
+    n = opts.messages
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+            "python": platform.python_version(),
+            "postgresql": svc.db.server_version(),
+            "gmqtt": version("gmqtt"),
+            "paho_mqtt": version("paho-mqtt"),
+        },
+        "options": {
+            "messages": n,
+            "rates": list(opts.rates),
+            "duration_s": opts.duration_s,
+            "repeat": opts.repeat,
+            "memory_devices": opts.memory_devices,
+            "bench_devices": BENCH_DEVICES,
+            "config": None if opts.config is None else str(opts.config),
+        },
+        "notes": [
+            "figures are medians over the runs listed with them",
+            "latency = stored_at (PostgreSQL now(): start of the committing transaction) "
+            "minus the publish time in the payload; it excludes the batch's write and commit",
+            "cpu percent: 100 = one core, for a process with its children; "
+            "system_cpu_percent: 100 = every core of the machine",
+        ],
+    }
+    m = results["machine"]
+    _print(
+        f"\nwgw bench — {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, "
+        f"PostgreSQL {m['postgresql']}; {n:,} messages of ~130 bytes, {opts.repeat} run(s) each"
+    )
+
+    _print(f"\n(0) baseline: no-op clients draining {n:,} queued QoS 1 messages")
+    rm = opts.mqtt.receive_maximum
+    baseline: dict[str, Any] = {"messages": n, "receive_maximum": rm}
+    for library, label in (
+        ("gmqtt", "gmqtt + QoS 1 packet hook"),
+        ("paho", "paho-mqtt, manual_ack"),
+    ):
+        runs = [
+            run_baseline(svc.port, library, n, receive_maximum=rm, run=run)
+            for run in range(opts.repeat)
+        ]
+        median = _medians(runs)
+        baseline[library] = {"median": median, "runs": [dataclasses.asdict(r) for r in runs]}
+        _print(f"  {label:<28} {_fmt(median['rate']):>8} msg/s")
+    results["baseline"] = baseline
+    base_rate = baseline["gmqtt"]["median"]["rate"]
+
+    _print(f"\n(a) backlog drain: `wgw serve` started on {n:,} queued messages")
+    open_session(svc.port, GATEWAY_CLIENT_ID, DEVICE_TOPIC_FILTERS, opts.mqtt.session_expiry_s)
+    gateway = GatewayProcess(
+        dsn=svc.db.dsn,
+        broker_port=svc.port,
+        client_id=GATEWAY_CLIENT_ID,
+        log_path=svc.work / "gateway.log",
+        config=opts.config,
+    )
+    drains = [run_drain(svc, gateway, n, run) for run in range(opts.repeat)]
+    drain = _medians(drains)
+    ratio = _ratio(drain["rate_stored"], base_rate)
+    results["drain"] = {
+        "median": drain,
+        "ratio_to_gmqtt_baseline": ratio,
+        "runs": [dataclasses.asdict(r) for r in drains],
+    }
+    _print(
+        f"  first→last commit        {_fmt(drain['rate_stored']):>8} events/s   "
+        f"{_fmt(None if ratio is None else 100 * ratio, '.0f')}% of the gmqtt baseline"
+    )
+    _print(
+        f"  process start→all stored {_fmt(drain['rate_wall']):>8} events/s   "
+        f"(first commit {drain['startup_s']:.1f} s after start)"
+    )
+    _print(
+        f"  CPU%: gateway {drain['gateway_cpu_percent']:.0f}, broker "
+        f"{drain['broker_cpu_percent']:.0f}, PostgreSQL {drain['postgres_cpu_percent']:.0f}, "
+        f"machine {drain['system_cpu_percent']:.0f}; gateway peak RSS "
+        f"{drain['gateway_peak_rss_mb']:.0f} MB"
+    )
+
+    _print(f"\n(b) sustained end-to-end: {opts.duration_s:g} s per rate")
+    _print(_STEP_HEADER)
+    steps, stopped = _sweep(svc, gateway, opts)
+    kept_up = [s["median"]["committed_rate"] for s in steps if s["behind"] is None]
+    best = max(kept_up, default=None)
+    results["sustained"] = {
+        "duration_s": opts.duration_s,
+        "steps": steps,
+        "stopped": stopped,
+        "highest_committed_rate_kept_up": best,
+        "ratio_to_gmqtt_baseline": _ratio(best, base_rate),
+    }
+    _print(f"  stopped: {stopped or 'all rates done'}")
+    close_session(svc.port, GATEWAY_CLIENT_ID)
+
+    results["memory"] = None
+    if opts.memory_devices is not None:
+        k = opts.memory_devices
+        _print(f"\n(c) memory: {k:,} registered devices, one heartbeat each")
+        mem = run_memory(svc, opts, k)
+        results["memory"] = dataclasses.asdict(mem)
+        verdict = "within" if mem.peak_rss_mb < mem.target_mb else "OVER"
+        _print(
+            f"  RSS after registry load {mem.rss_registry_loaded_mb:.0f} MB; after the heartbeats "
+            f"{mem.rss_after_heartbeats_mb:.0f} MB; peak {mem.peak_rss_mb:.0f} MB "
+            f"({verdict} the {mem.target_mb:.0f} MB target)"
+        )
+    _print(
+        "\nlatency = stored_at (start of the committing transaction) − publish time; "
+        "CPU 100 = one core, sys 100 = all cores"
+    )
+    return results

@@ -1,0 +1,180 @@
+"""End to end through real Mosquitto and PostgreSQL, the gateway in its own process."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.embedded import MosquittoServer, PostgresServer
+from gateway.store import migrate
+from gateway.store.devices import import_devices
+from simulators import Plan, build_plan, demo_registry, publish
+from tests.utils.services import GatewayProcess, gateway_env, rows, scalar, wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
+
+SEED = 20261123
+
+
+@pytest.fixture
+def registry() -> list:  # type: ignore[type-arg]
+    return demo_registry(120, seed=SEED)
+
+
+def _prepare(dsn: str, registry: list) -> None:  # type: ignore[type-arg]
+    migrate(dsn)
+    import_devices(dsn, registry)
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[GatewayProcess] = []
+
+    def make(dsn: str, broker: MosquittoServer) -> GatewayProcess:
+        env = gateway_env(dsn=dsn, broker_port=broker.port, client_id=f"wgw-{uuid.uuid4().hex[:8]}")
+        process = GatewayProcess(env, tmp_path / "gateway.log")
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.kill()
+
+
+def _expected_totals(plan: Plan) -> tuple[int, int]:
+    return sum(plan.expected.events.values()), sum(plan.expected.dead_letters.values())
+
+
+def _wait_for_plan(dsn: str, plan: Plan, gateway: GatewayProcess, timeout: float = 120) -> None:
+    events, dead = _expected_totals(plan)
+    wait_until(
+        lambda: (
+            scalar(dsn, "SELECT count(*) FROM events") == events
+            and scalar(dsn, "SELECT count(*) FROM dead_letters") == dead
+        ),
+        timeout=timeout,
+        what=f"{events} events and {dead} dead letters (gateway log: {gateway.log_text()[-2000:]})",
+        proc=gateway.proc,
+    )
+
+
+def _assert_exactly(dsn: str, plan: Plan) -> None:
+    per_family = dict(rows(dsn, "SELECT family, count(*) FROM events GROUP BY family"))
+    assert per_family == {f: n for f, n in plan.expected.events.items() if n}
+    kinds = Counter(dict(rows(dsn, "SELECT kind, count(*) FROM events GROUP BY kind")))
+    assert kinds == plan.expected.kinds
+    reasons = Counter(dict(rows(dsn, "SELECT reason, count(*) FROM dead_letters GROUP BY reason")))
+    assert reasons == plan.expected.dead_letters
+    # The idempotency key held: no event is in the table twice.
+    assert scalar(dsn, "SELECT count(*) - count(DISTINCT (device_id, event_id)) FROM events") == 0
+    # Every dead letter kept its raw bytes.
+    assert scalar(dsn, "SELECT count(*) FROM dead_letters WHERE payload_size = 0") == 0
+
+
+def test_a_seeded_night_of_ten_thousand_messages_is_stored_exactly(
+    db_dsn: str,
+    mosquitto: MosquittoServer,
+    registry: list,
+    gateway_factory: object,  # type: ignore[type-arg]
+) -> None:
+    _prepare(db_dsn, registry)
+    plan = build_plan("mixed", devices=registry, seed=SEED, end=datetime.now(UTC), messages=10_000)
+    assert len(plan.messages) >= 10_000
+    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway.start()
+    report = publish(plan, mosquitto.url)
+    assert report.acked == len(plan.messages)
+    _wait_for_plan(db_dsn, plan, gateway)
+    _assert_exactly(db_dsn, plan)
+    assert gateway.stop() == 0
+
+
+def _publish_in_background(plan: Plan, url: str) -> threading.Thread:
+    thread = threading.Thread(target=publish, args=(plan, url), kwargs={"rate": 2000.0})
+    thread.start()
+    return thread
+
+
+def test_gateway_killed_mid_stream_loses_and_duplicates_nothing(
+    db_dsn: str,
+    mosquitto: MosquittoServer,
+    registry: list,
+    gateway_factory: object,  # type: ignore[type-arg]
+) -> None:
+    _prepare(db_dsn, registry)
+    plan = build_plan(
+        "mixed", devices=registry, seed=SEED + 1, end=datetime.now(UTC), messages=8_000
+    )
+    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway.start()
+    publisher = _publish_in_background(plan, mosquitto.url)
+    wait_until(
+        lambda: (scalar(db_dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        timeout=60,
+        what="the first events to be stored",
+    )
+    gateway.kill()
+    stored_at_kill = scalar(db_dsn, "SELECT count(*) FROM events")
+    gateway.start()
+    publisher.join(120)
+    _wait_for_plan(db_dsn, plan, gateway)
+    _assert_exactly(db_dsn, plan)
+    assert stored_at_kill < sum(plan.expected.events.values())  # type: ignore[operator]
+
+
+def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
+    db_dsn: str,
+    mosquitto: MosquittoServer,
+    registry: list,
+    gateway_factory: object,  # type: ignore[type-arg]
+) -> None:
+    _prepare(db_dsn, registry)
+    plan = build_plan(
+        "mixed", devices=registry, seed=SEED + 2, end=datetime.now(UTC), messages=8_000
+    )
+    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway.start()
+    publisher = _publish_in_background(plan, mosquitto.url)
+    wait_until(
+        lambda: (scalar(db_dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        timeout=60,
+        what="the first events to be stored",
+    )
+    mosquitto.stop()  # SIGTERM: Mosquitto writes its persistence file
+    mosquitto.start()  # same port, same persistence file
+    publisher.join(120)
+    _wait_for_plan(db_dsn, plan, gateway)
+    _assert_exactly(db_dsn, plan)
+
+
+def test_database_down_mid_stream_loses_and_duplicates_nothing(
+    own_pg: PostgresServer,
+    mosquitto: MosquittoServer,
+    registry: list,
+    gateway_factory: object,  # type: ignore[type-arg]
+) -> None:
+    dsn = own_pg.dsn
+    _prepare(dsn, registry)
+    plan = build_plan(
+        "mixed", devices=registry, seed=SEED + 3, end=datetime.now(UTC), messages=8_000
+    )
+    gateway = gateway_factory(dsn, mosquitto)  # type: ignore[operator]
+    gateway.start()
+    publisher = _publish_in_background(plan, mosquitto.url)
+    wait_until(
+        lambda: (scalar(dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        timeout=60,
+        what="the first events to be stored",
+    )
+    own_pg.stop("immediate")  # a crash: no clean shutdown
+    wait_until(lambda: "retrying batch" in gateway.log_text(), timeout=30, what="a failed write")
+    own_pg.start()
+    publisher.join(120)
+    _wait_for_plan(dsn, plan, gateway)
+    _assert_exactly(dsn, plan)
