@@ -183,6 +183,14 @@ def device_ids(count: int) -> list[tuple[Family, str]]:
     return [(family, f"{family.value}-{i:06d}") for i, family in enumerate(families)]
 
 
+def heartbeat(event_id: str, ts: str, sent: float) -> bytes:
+    """A heartbeat in the JSON event form (docs/payloads.md) carrying its publish time."""
+    return (
+        f'{{"id":"{event_id}","kind":"device.heartbeat","ts":"{ts}","battery":87,'
+        f'"rssi":-67,"fw":"2.4.1","sent":{sent:.6f}}}'
+    ).encode()
+
+
 def _register(dsn: str, count: int) -> None:
     records = [DeviceRecord(device_id=d, family=f, org=ORG) for f, d in device_ids(count)]
     import_devices(dsn, records)
@@ -209,7 +217,6 @@ class PublishReport:
     sent: int
     started: float
     finished: float
-    acked: float
     cpu_s: float
 
     @property
@@ -242,11 +249,8 @@ async def _publish(plan: PublishPlan, ready: Any, go: Any) -> PublishReport:
             continue
         ts = datetime.now(UTC).isoformat(timespec="milliseconds")
         for seq in range(sent, due):
-            payload = (
-                f'{{"id":"{prefix}{seq}","kind":"device.heartbeat","ts":"{ts}",'
-                f'"battery":87,"sent":{time.time():.6f}}}'
-            )
-            client.publish(topics[seq % n_topics], payload.encode(), qos=1)
+            payload = heartbeat(f"{prefix}{seq}", ts, time.time())
+            client.publish(topics[seq % n_topics], payload, qos=1)
         sent = due
         if len(inflight._messages) > _PUBLISH_WINDOW:
             await inflight.wait_empty()
@@ -254,9 +258,8 @@ async def _publish(plan: PublishPlan, ready: Any, go: Any) -> PublishReport:
             await asyncio.sleep(0)
     finished = time.time()
     await inflight.wait_empty()
-    acked = time.time()
     await client.disconnect()
-    return PublishReport(sent, started, finished, acked, time.process_time() - cpu)
+    return PublishReport(sent, started, finished, time.process_time() - cpu)
 
 
 def _publisher_main(plan: PublishPlan, ready: Any, go: Any, results: Any) -> None:
@@ -1007,8 +1010,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
     n = opts.messages
+    now = datetime.now(UTC)
     results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": now.isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
@@ -1025,6 +1029,9 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "memory_devices": opts.memory_devices,
             "bench_devices": BENCH_DEVICES,
             "config": None if opts.config is None else str(opts.config),
+            "payload_bytes": len(
+                heartbeat(f"d0-{n // 2}", now.isoformat(timespec="milliseconds"), now.timestamp())
+            ),
         },
         "notes": [
             "figures are medians over the runs listed with them",
@@ -1034,10 +1041,11 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "system_cpu_percent: 100 = every core of the machine",
         ],
     }
-    m = results["machine"]
+    m, o = results["machine"], results["options"]
     _print(
         f"\nwgw bench — {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, "
-        f"PostgreSQL {m['postgresql']}; {n:,} messages of ~130 bytes, {opts.repeat} run(s) each"
+        f"PostgreSQL {m['postgresql']}; payloads of ~{o['payload_bytes']} bytes; "
+        f"{opts.repeat} run(s) of each figure"
     )
 
     _print(f"\n(0) baseline: no-op clients draining {n:,} queued QoS 1 messages")

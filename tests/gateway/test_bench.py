@@ -1,0 +1,99 @@
+"""`wgw bench`: a --quick run writes complete results and stores every message exactly once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.bench import QUICK_MESSAGES, QUICK_RATES, step_verdict
+from gateway.cli import main
+
+
+@pytest.mark.broker
+@pytest.mark.db
+@pytest.mark.slow
+def test_quick_bench_stores_every_message_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+
+    code = main(["bench", "--quick", "--memory-devices", "500", "--json", str(out)])
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    for heading in ("(0) baseline", "(a) backlog drain", "(b) sustained", "(c) memory"):
+        assert heading in printed
+    results = json.loads(out.read_text())
+    assert results["options"]["messages"] == QUICK_MESSAGES
+
+    for library in ("gmqtt", "paho"):
+        runs = results["baseline"][library]["runs"]
+        assert [r["received"] for r in runs] == [QUICK_MESSAGES]
+        assert results["baseline"][library]["median"]["rate"] > 0
+
+    # `stored` is the events table's count of the run's messages: all of them, no duplicate.
+    drain = results["drain"]
+    assert [(r["messages"], r["stored"]) for r in drain["runs"]] == [
+        (QUICK_MESSAGES, QUICK_MESSAGES)
+    ]
+    assert drain["median"]["rate_wall"] > 0
+
+    steps = results["sustained"]["steps"]
+    assert [s["target_rate"] for s in steps] == list(QUICK_RATES)
+    (run,) = steps[0]["runs"]
+    assert run["published"] > 0
+    assert run["stored"] == run["published"]
+    assert run["latency_p50_ms"] is not None
+    assert run["latency_p99_ms"] >= run["latency_p50_ms"]
+
+    memory = results["memory"]
+    assert (memory["devices"], memory["stored"]) == (500, 500)
+    assert memory["peak_rss_mb"] >= memory["rss_registry_loaded_mb"] > 0
+
+
+def _step(**overrides: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "target_rate": 10_000,
+        "published": 100_000,
+        "stored": 100_000,
+        "achieved_rate": 10_000.0,
+        "committed_rate": 9_900.0,
+        "backlog_at_end": 300,
+        "latency_first_quarter_p50_ms": 30.0,
+        "latency_last_quarter_p50_ms": 40.0,
+    }
+    step.update(overrides)
+    return step
+
+
+def test_a_step_the_gateway_keeps_up_with_lets_the_sweep_go_on() -> None:
+    assert step_verdict(_step()) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"stored": 90_000}, "only 90,000 of 100,000 stored in time"),
+        ({"committed_rate": 8_000.0}, "committed 8,000/s of 10,000/s published"),
+        ({"backlog_at_end": 15_000}, "15,000 messages queued when publishing stopped"),
+        ({"latency_last_quarter_p50_ms": 900.0}, "backlog growing"),
+    ],
+)
+def test_the_sweep_stops_where_the_gateway_falls_behind(
+    overrides: dict[str, Any], reason: str
+) -> None:
+    behind, publisher_limited = step_verdict(_step(**overrides))
+
+    assert behind is not None
+    assert reason in behind
+    assert not publisher_limited
+
+
+def test_a_slow_publisher_is_named_as_the_limit() -> None:
+    behind, publisher_limited = step_verdict(_step(achieved_rate=7_000.0, committed_rate=6_950.0))
+
+    assert behind is None
+    assert publisher_limited
