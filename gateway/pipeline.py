@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from adapters import spec_for_topic
-from gateway.clock import Clock
 from gateway.config import IngestSettings
 from gateway.errors import DecodeError
 from gateway.events import Event, RawMessage
@@ -41,20 +40,18 @@ class _Refused(Exception):
 
 
 class Pipeline:
-    """Pure per-message logic: no I/O, tested with in-memory messages and a frozen clock."""
+    """Pure per-message logic: no I/O and no clock of its own (time is the message's receipt)."""
 
     def __init__(
         self,
         *,
         registry: Mapping[str, KnownDevice],
         settings: IngestSettings,
-        clock: Clock,
         metrics: IngestMetrics | None = None,
     ) -> None:
         self._registry = registry
         self._future = timedelta(seconds=settings.max_future_skew_s)
         self._max_age = timedelta(days=settings.max_age_days)
-        self._clock = clock
         self.metrics = metrics or IngestMetrics()
 
     def set_registry(self, registry: Mapping[str, KnownDevice]) -> None:
@@ -75,7 +72,7 @@ class Pipeline:
             if spec is None:
                 raise DecodeError("bad_topic", f"no adapter handles topic {raw.topic!r}")
             events = spec.decode(raw)
-            rows = tuple(StoredRow(self._check(event, org), org or "") for event in events)
+            rows = tuple(StoredRow(self._check(event, org, raw), org or "") for event in events)
         except DecodeError as exc:
             return self._dead(raw, exc.reason, str(exc), org, None)
         except _Refused as exc:
@@ -84,7 +81,7 @@ class Pipeline:
             self.metrics.events_in[row.event.family.value] += 1
         return Outcome(rows=rows)
 
-    def _check(self, event: Event, org: str | None) -> Event:
+    def _check(self, event: Event, org: str | None, raw: RawMessage) -> Event:
         known = self._registry.get(event.device_id)
         if known is None:
             raise _Refused(
@@ -106,7 +103,9 @@ class Pipeline:
                 f"not {event.family.value}",
                 event.device_id,
             )
-        now = self._clock.now()
+        # Device time is judged against the gateway clock at receipt, read once
+        # per message by the source (not again per event).
+        now = raw.received_at
         if event.occurred_at > now + self._future:
             raise _Refused(
                 "clock_skew",

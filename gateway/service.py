@@ -64,9 +64,7 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.metrics = metrics or IngestMetrics()
         self._source_factory = source_factory or self._mqtt_source
-        self.pipeline = Pipeline(
-            registry={}, settings=settings.ingest, clock=self.clock, metrics=self.metrics
-        )
+        self.pipeline = Pipeline(registry={}, settings=settings.ingest, metrics=self.metrics)
         self.ready = asyncio.Event()
         self.source: MessageSource | None = None
 

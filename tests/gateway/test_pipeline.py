@@ -1,4 +1,4 @@
-"""The pipeline's per-message checks without broker or database (frozen clock, dict registry)."""
+"""The pipeline's per-message checks, without broker or database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.clock import FrozenClock
 from gateway.config import IngestSettings
 from gateway.events import Family, RawMessage
 from gateway.pipeline import Pipeline
@@ -21,7 +20,7 @@ REGISTRY = {
 
 
 def pipeline() -> Pipeline:
-    return Pipeline(registry=REGISTRY, settings=IngestSettings(), clock=FrozenClock(NOW))
+    return Pipeline(registry=REGISTRY, settings=IngestSettings())
 
 
 def raw(topic: str, body: object) -> RawMessage:
