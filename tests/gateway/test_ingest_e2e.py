@@ -5,17 +5,27 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.embedded import MosquittoServer, PostgresServer
+from gateway.registry import DeviceRecord
 from gateway.store import migrate
 from gateway.store.devices import import_devices
 from simulators import Plan, build_plan, demo_registry, publish
-from tests.utils.services import GatewayProcess, gateway_env, rows, scalar, wait_until
+from tests.utils.services import (
+    GatewayProcess,
+    count,
+    counts,
+    gateway_env,
+    scalar,
+    wait_until,
+)
+
+GatewayFactory = Callable[[str, MosquittoServer], GatewayProcess]
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 
@@ -23,17 +33,17 @@ SEED = 20261123
 
 
 @pytest.fixture
-def registry() -> list:  # type: ignore[type-arg]
+def registry() -> list[DeviceRecord]:
     return demo_registry(120, seed=SEED)
 
 
-def _prepare(dsn: str, registry: list) -> None:  # type: ignore[type-arg]
+def _prepare(dsn: str, registry: list[DeviceRecord]) -> None:
     migrate(dsn)
     import_devices(dsn, registry)
 
 
 @pytest.fixture
-def gateway_factory(tmp_path: Path) -> Iterator[object]:
+def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[GatewayProcess] = []
 
     def make(dsn: str, broker: MosquittoServer) -> GatewayProcess:
@@ -65,11 +75,10 @@ def _wait_for_plan(dsn: str, plan: Plan, gateway: GatewayProcess, timeout: float
 
 
 def _assert_exactly(dsn: str, plan: Plan) -> None:
-    per_family = dict(rows(dsn, "SELECT family, count(*) FROM events GROUP BY family"))
-    assert per_family == {f: n for f, n in plan.expected.events.items() if n}
-    kinds = Counter(dict(rows(dsn, "SELECT kind, count(*) FROM events GROUP BY kind")))
-    assert kinds == plan.expected.kinds
-    reasons = Counter(dict(rows(dsn, "SELECT reason, count(*) FROM dead_letters GROUP BY reason")))
+    per_family = counts(dsn, "SELECT family, count(*) FROM events GROUP BY family")
+    assert per_family == Counter({f: n for f, n in plan.expected.events.items() if n})
+    assert counts(dsn, "SELECT kind, count(*) FROM events GROUP BY kind") == plan.expected.kinds
+    reasons = counts(dsn, "SELECT reason, count(*) FROM dead_letters GROUP BY reason")
     assert reasons == plan.expected.dead_letters
     # The idempotency key held: no event is in the table twice.
     assert scalar(dsn, "SELECT count(*) - count(DISTINCT (device_id, event_id)) FROM events") == 0
@@ -80,13 +89,13 @@ def _assert_exactly(dsn: str, plan: Plan) -> None:
 def test_a_seeded_night_of_ten_thousand_messages_is_stored_exactly(
     db_dsn: str,
     mosquitto: MosquittoServer,
-    registry: list,
-    gateway_factory: object,  # type: ignore[type-arg]
+    registry: list[DeviceRecord],
+    gateway_factory: GatewayFactory,
 ) -> None:
     _prepare(db_dsn, registry)
     plan = build_plan("mixed", devices=registry, seed=SEED, end=datetime.now(UTC), messages=10_000)
     assert len(plan.messages) >= 10_000
-    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway = gateway_factory(db_dsn, mosquitto)
     gateway.start()
     report = publish(plan, mosquitto.url)
     assert report.acked == len(plan.messages)
@@ -104,45 +113,45 @@ def _publish_in_background(plan: Plan, url: str) -> threading.Thread:
 def test_gateway_killed_mid_stream_loses_and_duplicates_nothing(
     db_dsn: str,
     mosquitto: MosquittoServer,
-    registry: list,
-    gateway_factory: object,  # type: ignore[type-arg]
+    registry: list[DeviceRecord],
+    gateway_factory: GatewayFactory,
 ) -> None:
     _prepare(db_dsn, registry)
     plan = build_plan(
         "mixed", devices=registry, seed=SEED + 1, end=datetime.now(UTC), messages=8_000
     )
-    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway = gateway_factory(db_dsn, mosquitto)
     gateway.start()
     publisher = _publish_in_background(plan, mosquitto.url)
     wait_until(
-        lambda: (scalar(db_dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        lambda: count(db_dsn, "SELECT count(*) FROM events") > 1_500,
         timeout=60,
         what="the first events to be stored",
     )
     gateway.kill()
-    stored_at_kill = scalar(db_dsn, "SELECT count(*) FROM events")
+    stored_at_kill = count(db_dsn, "SELECT count(*) FROM events")
     gateway.start()
     publisher.join(120)
     _wait_for_plan(db_dsn, plan, gateway)
     _assert_exactly(db_dsn, plan)
-    assert stored_at_kill < sum(plan.expected.events.values())  # type: ignore[operator]
+    assert stored_at_kill < sum(plan.expected.events.values())
 
 
 def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     db_dsn: str,
     mosquitto: MosquittoServer,
-    registry: list,
-    gateway_factory: object,  # type: ignore[type-arg]
+    registry: list[DeviceRecord],
+    gateway_factory: GatewayFactory,
 ) -> None:
     _prepare(db_dsn, registry)
     plan = build_plan(
         "mixed", devices=registry, seed=SEED + 2, end=datetime.now(UTC), messages=8_000
     )
-    gateway = gateway_factory(db_dsn, mosquitto)  # type: ignore[operator]
+    gateway = gateway_factory(db_dsn, mosquitto)
     gateway.start()
     publisher = _publish_in_background(plan, mosquitto.url)
     wait_until(
-        lambda: (scalar(db_dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        lambda: count(db_dsn, "SELECT count(*) FROM events") > 1_500,
         timeout=60,
         what="the first events to be stored",
     )
@@ -156,19 +165,19 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
 def test_database_down_mid_stream_loses_and_duplicates_nothing(
     own_pg: PostgresServer,
     mosquitto: MosquittoServer,
-    registry: list,
-    gateway_factory: object,  # type: ignore[type-arg]
+    registry: list[DeviceRecord],
+    gateway_factory: GatewayFactory,
 ) -> None:
     dsn = own_pg.dsn
     _prepare(dsn, registry)
     plan = build_plan(
         "mixed", devices=registry, seed=SEED + 3, end=datetime.now(UTC), messages=8_000
     )
-    gateway = gateway_factory(dsn, mosquitto)  # type: ignore[operator]
+    gateway = gateway_factory(dsn, mosquitto)
     gateway.start()
     publisher = _publish_in_background(plan, mosquitto.url)
     wait_until(
-        lambda: (scalar(dsn, "SELECT count(*) FROM events") or 0) > 1_500,  # type: ignore[operator]
+        lambda: count(dsn, "SELECT count(*) FROM events") > 1_500,
         timeout=60,
         what="the first events to be stored",
     )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,18 @@ def scalar(dsn: str, query: str, *params: object) -> object:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(query.encode(), params or None).fetchone()
         return None if row is None else row[0]
+
+
+def count(dsn: str, query: str, *params: object) -> int:
+    """Run a query whose one value is a count."""
+    value = scalar(dsn, query, *params)
+    assert isinstance(value, int), value
+    return value
+
+
+def counts(dsn: str, query: str) -> Counter[str]:
+    """Run a ``SELECT label, count(*) … GROUP BY label`` query as a Counter."""
+    return Counter({str(label): int(n) for label, n in rows(dsn, query)})  # type: ignore[call-overload]
 
 
 def rows(dsn: str, query: str, *params: object) -> list[tuple[object, ...]]:
