@@ -104,10 +104,33 @@ def test_a_seeded_night_of_ten_thousand_messages_is_stored_exactly(
     assert gateway.stop() == 0
 
 
-def _publish_in_background(plan: Plan, url: str) -> threading.Thread:
-    thread = threading.Thread(target=publish, args=(plan, url), kwargs={"rate": 2000.0})
-    thread.start()
-    return thread
+def _ingest_through_a_fault(
+    dsn: str,
+    broker: MosquittoServer,
+    registry: list[DeviceRecord],
+    gateway_factory: GatewayFactory,
+    *,
+    seed: int,
+    fault: Callable[[GatewayProcess], None],
+) -> None:
+    """Publish a night at a steady rate, strike ``fault`` once it is flowing, demand exactness."""
+    _prepare(dsn, registry)
+    plan = build_plan("mixed", devices=registry, seed=seed, end=datetime.now(UTC), messages=8_000)
+    gateway = gateway_factory(dsn, broker)
+    gateway.start()
+    publisher = threading.Thread(target=publish, args=(plan, broker.url), kwargs={"rate": 2000.0})
+    publisher.start()
+    wait_until(
+        lambda: count(dsn, "SELECT count(*) FROM events") > 1_500,
+        timeout=60,
+        what="the first events to be stored",
+    )
+    fault(gateway)
+    # The fault struck mid-stream: the night was not yet all stored.
+    assert count(dsn, "SELECT count(*) FROM events") < plan.expected.total_events
+    publisher.join(120)
+    _wait_for_plan(dsn, plan, gateway)
+    _assert_exactly(dsn, plan)
 
 
 def test_gateway_killed_mid_stream_loses_and_duplicates_nothing(
@@ -116,25 +139,13 @@ def test_gateway_killed_mid_stream_loses_and_duplicates_nothing(
     registry: list[DeviceRecord],
     gateway_factory: GatewayFactory,
 ) -> None:
-    _prepare(db_dsn, registry)
-    plan = build_plan(
-        "mixed", devices=registry, seed=SEED + 1, end=datetime.now(UTC), messages=8_000
+    def crash_and_restart(gateway: GatewayProcess) -> None:
+        gateway.kill()  # SIGKILL: no flush, unacknowledged batches are redelivered
+        gateway.start()
+
+    _ingest_through_a_fault(
+        db_dsn, mosquitto, registry, gateway_factory, seed=SEED + 1, fault=crash_and_restart
     )
-    gateway = gateway_factory(db_dsn, mosquitto)
-    gateway.start()
-    publisher = _publish_in_background(plan, mosquitto.url)
-    wait_until(
-        lambda: count(db_dsn, "SELECT count(*) FROM events") > 1_500,
-        timeout=60,
-        what="the first events to be stored",
-    )
-    gateway.kill()
-    stored_at_kill = count(db_dsn, "SELECT count(*) FROM events")
-    gateway.start()
-    publisher.join(120)
-    _wait_for_plan(db_dsn, plan, gateway)
-    _assert_exactly(db_dsn, plan)
-    assert stored_at_kill < sum(plan.expected.events.values())
 
 
 def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
@@ -143,23 +154,13 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     registry: list[DeviceRecord],
     gateway_factory: GatewayFactory,
 ) -> None:
-    _prepare(db_dsn, registry)
-    plan = build_plan(
-        "mixed", devices=registry, seed=SEED + 2, end=datetime.now(UTC), messages=8_000
+    def restart_broker(gateway: GatewayProcess) -> None:
+        mosquitto.stop()  # SIGTERM: Mosquitto writes its persistence file
+        mosquitto.start()  # same port, same persistence file
+
+    _ingest_through_a_fault(
+        db_dsn, mosquitto, registry, gateway_factory, seed=SEED + 2, fault=restart_broker
     )
-    gateway = gateway_factory(db_dsn, mosquitto)
-    gateway.start()
-    publisher = _publish_in_background(plan, mosquitto.url)
-    wait_until(
-        lambda: count(db_dsn, "SELECT count(*) FROM events") > 1_500,
-        timeout=60,
-        what="the first events to be stored",
-    )
-    mosquitto.stop()  # SIGTERM: Mosquitto writes its persistence file
-    mosquitto.start()  # same port, same persistence file
-    publisher.join(120)
-    _wait_for_plan(db_dsn, plan, gateway)
-    _assert_exactly(db_dsn, plan)
 
 
 def test_database_down_mid_stream_loses_and_duplicates_nothing(
@@ -168,22 +169,13 @@ def test_database_down_mid_stream_loses_and_duplicates_nothing(
     registry: list[DeviceRecord],
     gateway_factory: GatewayFactory,
 ) -> None:
-    dsn = own_pg.dsn
-    _prepare(dsn, registry)
-    plan = build_plan(
-        "mixed", devices=registry, seed=SEED + 3, end=datetime.now(UTC), messages=8_000
+    def crash_database(gateway: GatewayProcess) -> None:
+        own_pg.stop("immediate")  # a crash: no clean shutdown
+        wait_until(
+            lambda: "retrying batch" in gateway.log_text(), timeout=30, what="a failed write"
+        )
+        own_pg.start()
+
+    _ingest_through_a_fault(
+        own_pg.dsn, mosquitto, registry, gateway_factory, seed=SEED + 3, fault=crash_database
     )
-    gateway = gateway_factory(dsn, mosquitto)
-    gateway.start()
-    publisher = _publish_in_background(plan, mosquitto.url)
-    wait_until(
-        lambda: count(dsn, "SELECT count(*) FROM events") > 1_500,
-        timeout=60,
-        what="the first events to be stored",
-    )
-    own_pg.stop("immediate")  # a crash: no clean shutdown
-    wait_until(lambda: "retrying batch" in gateway.log_text(), timeout=30, what="a failed write")
-    own_pg.start()
-    publisher.join(120)
-    _wait_for_plan(dsn, plan, gateway)
-    _assert_exactly(dsn, plan)
