@@ -346,6 +346,35 @@ def _rate(count: int, seconds: float) -> float | None:
     return count / seconds if seconds > 0 else None
 
 
+class _DrainTally:
+    """Counts a no-op drain and times it from the first message (and from connect) to the last."""
+
+    def __init__(self, expected: int, on_done: Callable[[], None]) -> None:
+        self.expected = expected
+        self.received = 0
+        self._on_done = on_done
+        self._started = self._first = self._last = 0.0
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def hit(self) -> None:
+        self.received += 1
+        if self.received == 1:
+            self._first = time.perf_counter()
+        if self.received == self.expected:
+            self._last = time.perf_counter()
+            self._on_done()
+
+    def result(self) -> BaselineRun:
+        return BaselineRun(
+            self.expected,
+            self.received,
+            _rate(self.received - 1, self._last - self._first),
+            _rate(self.received, self._last - self._started),
+        )
+
+
 async def _gmqtt_drain(
     port: int, client_id: str, expected: int, receive_maximum: int, wait_s: float
 ) -> BaselineRun:
@@ -357,29 +386,20 @@ async def _gmqtt_drain(
     )
     handler = client._package_handler
     done = asyncio.Event()
-    received = 0
-    first = last = 0.0
+    tally = _DrainTally(expected, done.set)
 
     # The same hook as gateway.ingest.MqttSource, doing nothing but acknowledging.
     def on_qos1(mid: int, payload: bytes, topic: str | bytes, properties: dict[str, Any]) -> None:
-        nonlocal received, first, last
         handler._send_puback(mid)
-        received += 1
-        if received == 1:
-            first = time.perf_counter()
-        if received == expected:
-            last = time.perf_counter()
-            done.set()
+        tally.hit()
 
     handler._handle_qos_1_publish_packet = on_qos1
-    started = time.perf_counter()
+    tally.start()
     await client.connect("127.0.0.1", port, version=MQTTv50)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), wait_s)
     await client.disconnect()
-    return BaselineRun(
-        expected, received, _rate(received - 1, last - first), _rate(received, last - started)
-    )
+    return tally.result()
 
 
 def _paho_drain(
@@ -389,24 +409,17 @@ def _paho_drain(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True
     )
     done = threading.Event()
-    received = 0
-    first = last = 0.0
+    tally = _DrainTally(expected, done.set)
 
     def on_message(c: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        nonlocal received, first, last
         c.ack(message.mid, message.qos)
-        received += 1
-        if received == 1:
-            first = time.perf_counter()
-        if received == expected:
-            last = time.perf_counter()
-            done.set()
+        tally.hit()
 
     client.on_message = on_message
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = _SESSION_EXPIRY_S
     properties.ReceiveMaximum = receive_maximum
-    started = time.perf_counter()
+    tally.start()
     client.connect("127.0.0.1", port, clean_start=False, properties=properties)
     client.loop_start()
     try:
@@ -414,9 +427,7 @@ def _paho_drain(
     finally:
         client.disconnect()
         client.loop_stop()
-    return BaselineRun(
-        expected, received, _rate(received - 1, last - first), _rate(received, last - started)
-    )
+    return tally.result()
 
 
 def run_baseline(
