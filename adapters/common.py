@@ -92,7 +92,7 @@ def load_json_object(raw: RawMessage) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid_utf8", f"payload is not UTF-8: {exc}") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _DECODER.decode(text)
     except RecursionError as exc:
         # Deeply nested arrays exhaust the parser's stack well inside the size cap.
         raise DecodeError("invalid_json", "payload is nested too deeply") from exc
@@ -115,6 +115,9 @@ def _finite_float(text: str) -> float:
         raise ValueError(f"{text} is out of range for a number")
     return value
 
+
+# Built once: json.loads with hooks would build a new decoder for every message.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 # Epoch numbers above this are taken as milliseconds (2286 in seconds).
 _EPOCH_MS_THRESHOLD = 10_000_000_000

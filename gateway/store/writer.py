@@ -66,22 +66,24 @@ class WriteResult:
     dead_letters: int
 
 
-def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
+# One encoder for all rows: json.dumps with options builds a new one per call.
+_ATTRIBUTES_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def copy_buffer(rows: Sequence[StoredRow]) -> bytes:
     """Render rows as one COPY text-format buffer in the column order of _EVENT_COLUMNS."""
     lines: list[str] = []
     append = lines.append
+    esc = _COPY_ESCAPES
     for row in rows:
         e = row.event
-        actor = "\\N" if e.actor is None else _copy_text(e.actor)
-        attributes = _copy_text(json.dumps(e.attributes, separators=(",", ":")))
+        actor = "\\N" if e.actor is None else e.actor.translate(esc)
+        attributes = _ATTRIBUTES_JSON(e.attributes).translate(esc) if e.attributes else "{}"
+        # device_id and kind are validated to need no escaping; the rest may.
         append(
-            f"{e.occurred_at.isoformat()}\t{e.device_id}\t{_copy_text(e.event_id)}\t"
-            f"{e.received_at.isoformat()}\t{_copy_text(row.org)}\t{e.family.value}\t{e.kind}\t"
-            f"{actor}\t{'t' if e.device_time else 'f'}\t{attributes}\n"
+            f"{e.occurred_at.isoformat()}\t{e.device_id}\t{e.event_id.translate(esc)}\t"
+            f"{e.received_at.isoformat()}\t{row.org.translate(esc)}\t{e.family.value}\t"
+            f"{e.kind}\t{actor}\t{'t' if e.device_time else 'f'}\t{attributes}\n"
         )
     # surrogatepass: a lone surrogate reaches PostgreSQL, which refuses that row
     # with a reason (see BatchWriter.write) instead of failing the whole batch here.
