@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.cli_support import stop_on_signals
 from gateway.config import Settings, load_settings
 from gateway.errors import GatewayError
 
@@ -54,13 +54,6 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_until_signal(main: asyncio.Future[None] | None, stop: asyncio.Event) -> None:
-    """Set ``stop`` on SIGINT/SIGTERM."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT or SIGTERM."""
     from gateway.service import Gateway
@@ -69,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        await run_until_signal(None, stop)
+        stop_on_signals(stop)
         await Gateway(settings).run(stop)
 
     asyncio.run(main())

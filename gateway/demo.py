@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections import Counter
 
+from gateway.cli_support import stop_on_signals
 from gateway.config import Settings, load_settings
 from gateway.embedded import (
     InProcessBroker,
@@ -102,9 +102,7 @@ async def _run(
     from simulators import run_live
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     metrics = IngestMetrics()
     gateway = Gateway(settings, metrics=metrics)
     gateway_task = asyncio.create_task(gateway.run(stop))

@@ -77,6 +77,10 @@ class Pipeline:
             return self._dead(raw, exc.reason, str(exc), org, None)
         except _Refused as exc:
             return self._dead(raw, exc.reason, exc.detail, org, exc.device_id)
+        except Exception as exc:
+            # A decoder bug must cost one message (kept, with its bytes), not the gateway.
+            log.exception("decoder failed on a message on %s", raw.topic)
+            return self._dead(raw, "decoder_error", f"{type(exc).__name__}: {exc}", org, None)
         for row in rows:
             self.metrics.events_in[row.event.family.value] += 1
         return Outcome(rows=rows)

@@ -7,9 +7,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -109,8 +111,8 @@ class Gateway:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 for task in done:
-                    if task is not stopper and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                    if task is not stopper and (error := task.exception()) is not None:
+                        raise error
         finally:
             self.source = None
             await pool.close()
@@ -153,7 +155,11 @@ class Gateway:
             m.duplicates += result.duplicates
             m.batch_rows_max = max(m.batch_rows_max, len(rows))
 
-    async def _maintain(self, pool: Any, version: tuple[Any, int]) -> None:
+    async def _maintain(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        version: tuple[datetime | None, int],
+    ) -> None:
         interval = self.settings.ingest.registry_refresh_s
         last_partition_check = 0.0
         while True:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gateway.config import IngestSettings
-from gateway.events import Family, RawMessage
+from gateway.events import Event, Family, RawMessage
 from gateway.pipeline import Pipeline
 from gateway.registry import KnownDevice
 
@@ -124,3 +125,18 @@ def test_a_refreshed_registry_takes_effect_for_the_next_message() -> None:
     assert p.process(message).dead_letter is not None
     p.set_registry({**REGISTRY, "sensor-0002": KnownDevice(org="vallby", family=Family.SENSOR)})
     assert len(p.process(message).rows) == 1
+
+
+def test_a_decoder_bug_costs_one_message_not_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters import sensor
+
+    def broken(raw: RawMessage) -> list[Event]:
+        raise KeyError("surprise")
+
+    broken_spec = dataclasses.replace(sensor.SPEC, decode=broken)
+    monkeypatch.setattr("gateway.pipeline.spec_for_topic", lambda topic: broken_spec)
+    p = pipeline()
+    outcome = p.process(raw("wgw/vallby/sensor/sensor-0001/event", heartbeat()))
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.reason == "decoder_error"
+    assert "KeyError" in outcome.dead_letter.detail
