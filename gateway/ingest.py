@@ -20,6 +20,7 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import MqttSettings
+from gateway.errors import GatewayError
 from gateway.events import RawMessage
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 # that a device publishing on a malformed topic is dead-lettered ("bad_topic")
 # instead of never being heard.
 DEVICE_TOPIC_FILTERS = ("wgw/#", "scaip/#")
+
+# First wait before reconnecting; doubled per failure up to mqtt.reconnect_max_s.
+_RECONNECT_INITIAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +172,6 @@ class MqttSource:
         self._generation = 0
         self._connected = asyncio.Event()
         self._client: Any = None
-        self._reconnect_delay = 0.5
         self._closing = False
         self.acks_sent = 0
 
@@ -188,20 +191,23 @@ class MqttSource:
         if not hasattr(handler, "_handle_qos_1_publish_packet") or not hasattr(
             handler, "_send_puback"
         ):
-            raise RuntimeError("this gmqtt version lacks the QoS 1 hooks ingest relies on")
+            raise GatewayError(
+                "the installed gmqtt lacks the QoS 1 hooks ingest relies on; "
+                "install the version pinned in pyproject.toml"
+            )
         handler._handle_qos_1_publish_packet = self._on_qos1
         client.on_message = self._on_qos0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         if self._settings.username:
             client.set_auth_credentials(self._settings.username, self._settings.password)
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": self._reconnect_delay})
+        client.set_config({"reconnect_retries": -1, "reconnect_delay": _RECONNECT_INITIAL_S})
         self._client = client
         await self._connect_first()
         return self
 
     async def _connect_first(self) -> None:
-        delay = 0.5
+        delay = _RECONNECT_INITIAL_S
         version = MQTTv50 if self._settings.protocol == 5 else MQTTv311
         where = f"{self._settings.host}:{self._settings.port}"
         while True:
@@ -230,7 +236,7 @@ class MqttSource:
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         self._generation += 1
         self._connected.set()
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": 0.5})
+        client.set_config({"reconnect_delay": _RECONNECT_INITIAL_S})
         if self._settings.protocol == 5:
             # Retain handling 1: retained statuses come only with a new subscription,
             # not again on every reconnect of our persistent session (no duplicates).

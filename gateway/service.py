@@ -38,12 +38,13 @@ async def wait_for_database(dsn: str, patience_s: float) -> None:
         try:
             conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0]
             if time.monotonic() >= deadline:
                 raise StorageUnavailable(
-                    f"PostgreSQL did not answer within {patience_s:.0f} s ({exc}); check db.dsn "
+                    f"PostgreSQL did not answer within {patience_s:.0f} s ({reason}); check db.dsn "
                     "and that the server is running"
                 ) from exc
-            log.warning("waiting for PostgreSQL: %s", str(exc).strip().splitlines()[0])
+            log.warning("waiting for PostgreSQL: %s", reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             continue

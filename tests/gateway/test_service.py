@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.embedded import PostgresServer
+from gateway.errors import StorageUnavailable
 from gateway.events import Family, RawMessage
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
@@ -78,3 +79,26 @@ async def test_nothing_is_acknowledged_until_committed_and_a_db_outage_loses_not
 
     stop.set()
     await task
+
+
+async def test_start_up_waits_for_postgresql_and_says_so(
+    own_pg: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await asyncio.to_thread(own_pg.stop)
+    settings = load_settings(None, db={"dsn": own_pg.dsn, "connect_timeout_s": 60})
+    gateway = Gateway(settings, source_factory=MemorySource)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(lambda: "waiting for PostgreSQL" in caplog.text)
+    assert not gateway.ready.is_set()
+    await asyncio.to_thread(own_pg.start)
+    await until(gateway.ready.is_set)
+    stop.set()
+    await task
+
+
+async def test_start_up_gives_up_with_a_clear_message(own_pg: PostgresServer) -> None:
+    await asyncio.to_thread(own_pg.stop)
+    settings = load_settings(None, db={"dsn": own_pg.dsn, "connect_timeout_s": 1})
+    with pytest.raises(StorageUnavailable, match=r"did not answer within 1 s.*db\.dsn"):
+        await Gateway(settings, source_factory=MemorySource).run(asyncio.Event())
