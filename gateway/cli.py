@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from gateway.audit_cli import add_arguments as add_audit_arguments
+
+    add_audit_arguments(sub.add_parser("audit", help="the tamper-evident access log"))
+
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)
     from gateway.bench import add_arguments as add_bench_arguments
 

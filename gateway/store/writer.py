@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import StorageUnavailable
 from gateway.events import Event
+from gateway.store.auditlog import append_events as append_access_events
+from gateway.store.auditlog import is_access_event
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ WHERE s.device_time OR NOT EXISTS (
                             AND s.occurred_at)
 ORDER BY s.device_id, s.event_id, CASE WHEN s.device_time THEN s.occurred_at END, s.occurred_at
 ON CONFLICT DO NOTHING
+RETURNING device_id, event_id, occurred_at
 """
 _DEAD_LETTER_SQL = """
 INSERT INTO dead_letters (received_at, topic, payload, payload_size, message_sha256,
@@ -205,7 +208,17 @@ class BatchWriter:
                     ) as copy:
                         await copy.write(copy_buffer(rows))
                     await cur.execute(_INSERT_SQL)
-                    inserted = max(cur.rowcount, 0)
+                    new = set(await cur.fetchall())
+                    inserted = len(new)
+                    # Logged in the same transaction as the event: exactly once.
+                    access = [
+                        r
+                        for r in rows
+                        if is_access_event(r)
+                        and (r.event.device_id, r.event.event_id, r.event.occurred_at) in new
+                    ]
+                    if access:
+                        await append_access_events(cur, access)
                 if dead:
                     await cur.executemany(_DEAD_LETTER_SQL, [_dead_letter_params(d) for d in dead])
                     dead_count = max(cur.rowcount, 0)

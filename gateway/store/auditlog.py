@@ -1,0 +1,209 @@
+"""The access log in PostgreSQL: append hash-chained entries in the writer's transaction, verify."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from rules.auditlog import (
+    GENESIS_HASH,
+    AccessEntry,
+    Action,
+    BrokenEntry,
+    VerifyResult,
+    append,
+    verify_chain,
+)
+
+if TYPE_CHECKING:
+    from gateway.store.writer import StoredRow
+
+# Lock and cabinet events that are access: with an actor they are logged.
+EVENT_ACTIONS: dict[str, Action] = {
+    "lock.unlocked": Action.UNLOCK,
+    "lock.locked": Action.LOCK,
+    "lock.door_opened": Action.DOOR_OPENED,
+    "lock.door_closed": Action.DOOR_CLOSED,
+    "dispenser.cabinet_opened": Action.CABINET_OPENED,
+    "dispenser.cabinet_closed": Action.CABINET_CLOSED,
+}
+
+_COLUMNS = "org, seq, at, actor, action, subject, person, detail, prev_hash, hash"
+_INSERT = f"INSERT INTO access_log ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def is_access_event(row: StoredRow) -> bool:
+    """Tell whether a stored event is a door or cabinet access that the log must hold."""
+    return row.event.actor is not None and row.event.kind in EVENT_ACTIONS
+
+
+def _entry(row: tuple[Any, ...]) -> AccessEntry:
+    org, seq, at, actor, action, subject, person, detail, prev_hash, hash_ = row
+    return AccessEntry(
+        org=org,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=Action(action),
+        subject=subject,
+        person=person,
+        detail=detail,
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+
+
+def _params(e: AccessEntry) -> tuple[object, ...]:
+    return (
+        e.org, e.seq, e.at, e.actor, e.action.value, e.subject, e.person,
+        json.dumps(e.detail), e.prev_hash, e.hash,
+    )  # fmt: skip
+
+
+async def append_events(cur: psycopg.AsyncCursor[Any], rows: Sequence[StoredRow]) -> int:
+    """Append one entry per access event, chained per organisation, in the caller's transaction."""
+    by_org: dict[str, list[StoredRow]] = {}
+    for row in rows:
+        by_org.setdefault(row.org, []).append(row)
+    await cur.execute(
+        "SELECT device_id, unit FROM devices WHERE device_id = ANY(%s)",
+        (sorted({r.event.device_id for r in rows}),),
+    )
+    units: dict[str, str] = {d: u for d, u in await cur.fetchall() if u}
+    entries: list[AccessEntry] = []
+    # A fixed order of organisations: two gateways never wait on each other in a cycle.
+    for org in sorted(by_org):
+        prev = await _lock_head(cur, org)
+        for row in by_org[org]:
+            e = row.event
+            assert e.actor is not None
+            prev = append(
+                prev,
+                org=org,
+                at=e.occurred_at,
+                actor=e.actor,
+                action=EVENT_ACTIONS[e.kind],
+                subject=e.device_id,
+                person=units.get(e.device_id),
+                detail={"event_id": e.event_id, "kind": e.kind},
+            )
+            entries.append(prev)
+        assert prev is not None  # by_org holds no empty lists
+        await cur.execute(
+            "UPDATE access_log_heads SET seq = %s, hash = %s WHERE org = %s",
+            (prev.seq, prev.hash, org),
+        )
+    await cur.executemany(_INSERT, [_params(e) for e in entries])
+    return len(entries)
+
+
+async def _lock_head(cur: psycopg.AsyncCursor[Any], org: str) -> AccessEntry | None:
+    await cur.execute(
+        "INSERT INTO access_log_heads (org, seq, hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING",
+        (org, GENESIS_HASH),
+    )
+    await cur.execute("SELECT seq FROM access_log_heads WHERE org = %s FOR UPDATE", (org,))
+    head = await cur.fetchone()
+    assert head is not None
+    if head[0] == 0:
+        return None
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM access_log WHERE org = %s AND seq = %s", (org, head[0])
+    )
+    last = await cur.fetchone()
+    if last is None:
+        raise psycopg.DataError(
+            f"access log of {org!r} has lost its newest entry {head[0]}; run `wgw audit verify`"
+        )
+    return _entry(last)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What `wgw audit verify` found."""
+
+    result: VerifyResult
+    heads_checked: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether every organisation's chain is intact up to its recorded head."""
+        return self.result.ok
+
+
+def verify(dsn: str, *, org: str | None = None) -> ChainReport:
+    """Walk the access log (streamed, in order) and compare each chain's end with its head."""
+    with psycopg.connect(dsn) as conn:
+        heads: dict[str, int] = dict(
+            conn.execute(
+                "SELECT org, seq FROM access_log_heads WHERE %s::text IS NULL OR org = %s",
+                (org, org),
+            ).fetchall()
+        )
+        last_seen: dict[str, int] = {}
+
+        def walk() -> Iterator[AccessEntry]:
+            with conn.cursor(name="access_log_walk") as cur:
+                cur.execute(
+                    f"SELECT {_COLUMNS} FROM access_log"
+                    " WHERE %s::text IS NULL OR org = %s ORDER BY org, seq",
+                    (org, org),
+                )
+                for row in cur:
+                    entry = _entry(row)
+                    last_seen[entry.org] = entry.seq
+                    yield entry
+
+        result = verify_chain(walk())
+    broken = {b.org: b for b in result.broken}
+    for name, head_seq in sorted(heads.items()):
+        end = last_seen.get(name, 0)
+        if name not in broken and head_seq > end:
+            broken[name] = BrokenEntry(
+                name, end + 1, f"entries {end + 1}..{head_seq} are missing (the chain ends early)"
+            )
+    return ChainReport(
+        VerifyResult(result.checked, tuple(broken[k] for k in sorted(broken))), len(heads)
+    )
+
+
+@dataclass(frozen=True)
+class AccessQuery:
+    """Filters for an audit query; None means any."""
+
+    org: str | None = None
+    subject: str | None = None  # door, cabinet or sensor device id
+    actor: str | None = None  # key or staff
+    person: str | None = None  # unit pseudonym
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def query(dsn: str, q: AccessQuery) -> list[AccessEntry]:
+    """Access-log entries matching the filters, oldest first."""
+    clauses = []
+    params: list[object] = []
+    for column, value in (
+        ("org", q.org), ("subject", q.subject), ("actor", q.actor), ("person", q.person),
+    ):  # fmt: skip
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if q.since is not None:
+        clauses.append("at >= %s")
+        params.append(q.since)
+    if q.until is not None:
+        clauses.append("at < %s")
+        params.append(q.until)
+    where = " AND ".join(clauses) or "true"
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM access_log WHERE {where} ORDER BY at, org, seq".encode(),
+            params,
+        ).fetchall()
+    return [_entry(r) for r in rows]
