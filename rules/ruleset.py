@@ -1,0 +1,403 @@
+"""The rule set as data: the shipped default YAML, an organisation's overrides, validation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from gateway.errors import ConfigError
+from gateway.events import ALL_KINDS, DeviceId, Family
+from rules.calendar import DailyWindow
+from rules.model import Priority
+
+
+class RuleSetError(ConfigError):
+    """A rule set file is invalid; each problem names the file, the key and what was expected."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _known_kind(kind: str) -> str:
+    if kind not in ALL_KINDS:
+        raise ValueError(f"expected an event kind such as 'sensor.left_bed', got {kind!r}")
+    return kind
+
+
+def _window(value: object) -> DailyWindow:
+    if isinstance(value, DailyWindow):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a window like '22:00-07:00', got {value!r}")
+    return DailyWindow.parse(value)
+
+
+Kind = Annotated[str, AfterValidator(_known_kind)]
+Kinds = Annotated[tuple[Kind, ...], Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+Window = Annotated[DailyWindow, PlainValidator(_window), PlainSerializer(str)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Rule(_Model):
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    priority: Priority
+    enabled: bool = True
+    # A name from `windows`: the rule raises only for conditions beginning inside it.
+    window: Name | None = None
+
+
+class ImmediateRule(_Rule):
+    """An event kind raises an alert at once (alarm button, fall, tamper)."""
+
+    type: Literal["immediate"]
+    kinds: Kinds
+    clear: tuple[Kind, ...] = ()  # kinds by which the device says the condition is over
+
+
+class AbsenceRule(_Rule):
+    """A start kind not followed by an expected kind within a time raises an alert."""
+
+    type: Literal["absence"]
+    start: Kinds
+    expect: Kinds
+    # Kinds by which the device itself reports that the expected event did not come.
+    missed: tuple[Kind, ...] = ()
+    within_min: Annotated[int, Field(ge=1, le=24 * 60)]
+    # An attribute that pairs start and expected events (a dispenser's dose_id).
+    match_attribute: Name | None = None
+
+    @model_validator(mode="after")
+    def _distinct_kinds(self) -> AbsenceRule:
+        if overlap := set(self.start) & (set(self.expect) | set(self.missed)):
+            raise ValueError(f"kinds {sorted(overlap)} cannot both start and end the wait")
+        return self
+
+    @property
+    def within(self) -> timedelta:
+        """How long the expected event may take."""
+        return timedelta(minutes=self.within_min)
+
+
+class OutageGrouping(_Model):
+    """When silent devices of one organisation are one outage rather than many faults."""
+
+    # A newly silent device waits this long for others before it is alerted alone.
+    window_min: Annotated[float, Field(ge=0, le=60)]
+    min_devices: Annotated[int, Field(ge=2)]
+    # ... or this share of the organisation's supervised devices, but never fewer
+    # than min_devices_for_share (in an organisation of five, one is not an outage).
+    min_share: Annotated[float, Field(gt=0, le=1)]
+    min_devices_for_share: Annotated[int, Field(ge=2)]
+
+    def is_outage(self, silent: int, supervised: int) -> bool:
+        """Whether ``silent`` of an organisation's ``supervised`` devices make an outage."""
+        if silent >= self.min_devices:
+            return True
+        return silent >= self.min_devices_for_share and silent >= self.min_share * supervised
+
+
+class SupervisionRule(_Rule):
+    """No message from a device for k heartbeat intervals raises 'no contact'."""
+
+    type: Literal["supervision"]
+    missed_heartbeats: Annotated[int, Field(ge=1, le=1000)]
+    families: Annotated[tuple[Family, ...], Field(min_length=1)]
+    outage: OutageGrouping
+
+    @field_validator("window")
+    @classmethod
+    def _no_window(cls, window: str | None) -> str | None:
+        if window is not None:
+            raise ValueError("supervision runs around the clock; remove the window")
+        return window
+
+
+class ThresholdRule(_Rule):
+    """A numeric attribute below a limit (or a kind that says so) raises an alert."""
+
+    type: Literal["threshold"]
+    attribute: Name
+    below: float
+    # The level at or above which the condition is over; defaults to `below`.
+    clears_at: float | None = None
+    kinds: tuple[Kind, ...] = ()  # kinds by which the device reports the condition itself
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> ThresholdRule:
+        if self.clears_at is not None and self.clears_at < self.below:
+            raise ValueError(f"clears_at must be at least below ({self.below:g})")
+        return self
+
+    @property
+    def clear_level(self) -> float:
+        """The level at or above which the alert clears."""
+        return self.below if self.clears_at is None else self.clears_at
+
+
+Rule = Annotated[
+    ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule, Field(discriminator="type")
+]
+_RULE = TypeAdapter(Rule)
+RULE_TYPES = frozenset({"immediate", "absence", "supervision", "threshold"})
+
+# Settings a person's device may change; the kinds a rule reacts to stay the
+# organisation's, so the engine can index rules by kind once.
+DEVICE_SETTINGS = frozenset(
+    {"enabled", "priority", "window", "within_min", "missed_heartbeats", "below", "clears_at"}
+)
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"expected an IANA time zone such as 'Europe/Stockholm', got {name!r}"
+        ) from exc
+    return name
+
+
+class RuleSet(_Model):
+    """A validated rule set: rules, windows, escalation limits and per-device settings."""
+
+    version: Literal[1]
+    timezone: Annotated[str, AfterValidator(_zone)]
+    late_after_min: Annotated[int, Field(ge=0)]
+    windows: dict[Name, Window]
+    escalation_min: dict[Priority, Annotated[int, Field(ge=1)] | None]
+    outcomes: Annotated[tuple[Name, ...], Field(min_length=1)]
+    rules: dict[Name, Rule]
+    devices: dict[DeviceId, dict[Name, dict[str, Any]]] = Field(default_factory=dict)
+
+    _tz: ZoneInfo = PrivateAttr()
+    _device_rules: dict[str, dict[str, Rule]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> RuleSet:
+        self._tz = ZoneInfo(self.timezone)
+        problems: list[str] = []
+        if missing := [p.value for p in Priority if p not in self.escalation_min]:
+            problems.append(
+                f"key escalation_min: expected a limit in minutes (or null) for every "
+                f"priority; missing {missing}"
+            )
+        supervision = [rid for rid, rule in self.rules.items() if rule.type == "supervision"]
+        if len(supervision) > 1:
+            problems.append(f"key rules: expected at most one supervision rule, got {supervision}")
+        for rule_id, rule in self.rules.items():
+            problems.extend(self._window_problem(f"rules.{rule_id}.window", rule))
+        for device_id, overrides in self.devices.items():
+            resolved: dict[str, Rule] = {}
+            for rule_id, settings in overrides.items():
+                key = f"devices.{device_id}.{rule_id}"
+                rule_problems, device_rule = self._device_rule(key, rule_id, settings)
+                problems.extend(rule_problems)
+                if device_rule is not None:
+                    resolved[rule_id] = device_rule
+            self._device_rules[device_id] = resolved
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _window_problem(self, key: str, rule: Rule) -> list[str]:
+        if rule.window is None or rule.window in self.windows:
+            return []
+        return [
+            f"key {key}: expected one of the windows {sorted(self.windows)}, got {rule.window!r}"
+        ]
+
+    def _device_rule(
+        self, key: str, rule_id: str, settings: Mapping[str, Any]
+    ) -> tuple[list[str], Rule | None]:
+        base = self.rules.get(rule_id)
+        if base is None:
+            return [f"key {key}: expected the id of a rule, one of {sorted(self.rules)}"], None
+        if unknown := sorted(set(settings) - DEVICE_SETTINGS):
+            return [
+                f"key {key}.{name}: cannot be set per device (expected one of "
+                f"{sorted(DEVICE_SETTINGS)})"
+                for name in unknown
+            ], None
+        try:
+            rule = _RULE.validate_python({**base.model_dump(), **settings})
+        except ValidationError as exc:
+            return [
+                f"key {key}{_dotted(_without_tag(err['loc']), lead='.')}: {_expectation(err)}"
+                for err in exc.errors()
+            ], None
+        return self._window_problem(f"{key}.window", rule), rule
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone every window is judged in."""
+        return self._tz
+
+    @property
+    def late_after(self) -> timedelta:
+        """How old an event may be on arrival and still page as new."""
+        return timedelta(minutes=self.late_after_min)
+
+    @property
+    def device_rules(self) -> Mapping[str, Mapping[str, Rule]]:
+        """The rules of devices with settings of their own, by device id, then rule id."""
+        return self._device_rules
+
+    def rule_for(self, rule_id: str, device_id: str) -> Rule:
+        """A rule as it applies to one device, with that device's own settings."""
+        device_rules = self._device_rules.get(device_id)
+        if device_rules is not None and (rule := device_rules.get(rule_id)) is not None:
+            return rule
+        return self.rules[rule_id]
+
+    def applies_at(self, rule: Rule, at: datetime) -> bool:
+        """Whether ``rule`` raises for a condition beginning at ``at`` (its window)."""
+        return rule.window is None or self.windows[rule.window].contains(at, self._tz)
+
+    def escalation_limit(self, priority: Priority) -> timedelta | None:
+        """How long an alert of ``priority`` may stay unacknowledged; None: forever."""
+        minutes = self.escalation_min[priority]
+        return None if minutes is None else timedelta(minutes=minutes)
+
+
+def default_rules_text() -> str:
+    """The text of the rule set shipped with the package."""
+    return resources.files("rules").joinpath("default_rules.yaml").read_text(encoding="utf-8")
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        # A rule re-declared with another type is a new rule, not a patch of the old one.
+        if (
+            isinstance(old, Mapping)
+            and isinstance(value, Mapping)
+            and ("type" not in value or value["type"] == old.get("type"))
+        ):
+            merged[key] = _merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _without_tag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Pydantic puts the discriminator value into the location of a union
+    # member's error (rules.x.absence.within_min), and "[key]" after a bad
+    # mapping key; the file has neither.
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+    if loc and loc[0] in RULE_TYPES:
+        return loc[1:]
+    if len(loc) > 2 and loc[0] == "rules" and loc[2] in RULE_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def _dotted(loc: tuple[int | str, ...], lead: str = "") -> str:
+    return "".join(f"{lead if i == 0 else '.'}{part}" for i, part in enumerate(loc))
+
+
+_PYDANTIC_LEAD = re.compile(r"^(Input|Tuple|List|Dictionary|String) should (be|have)")
+
+
+def _expectation(err: ErrorDetails) -> str:
+    if err["type"] == "missing":
+        return "required, but missing"
+    if err["type"] == "extra_forbidden":
+        return "not a known key (the default rule set shows every key there is)"
+    if err["type"] == "string_pattern_mismatch":
+        return f"expected text matching {err['ctx']['pattern']}, got {err['input']!r}"
+    if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        got = f", got {err['ctx']['tag']!r}" if err["type"] == "union_tag_invalid" else ""
+        return f"expected a type, one of {', '.join(sorted(RULE_TYPES))}{got}"
+    # "Input should be a valid integer" reads better as "expected a valid integer".
+    message = _PYDANTIC_LEAD.sub("expected", err["msg"].removeprefix("Value error, "))
+    if err["type"] == "value_error":
+        return message
+    value = err["input"]
+    if isinstance(value, Mapping | list):
+        return message
+    return f"{message}, got {value!r}"
+
+
+def _describe(exc: ValidationError, source: str) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = _without_tag(err["loc"])
+        if not loc and err["type"] == "value_error":
+            # The cross-reference checks name their keys themselves.
+            problems.extend(f"{source}: {line}" for line in _expectation(err).splitlines())
+        else:
+            problems.append(f"{source}: key {_dotted(loc) or '(top level)'}: {_expectation(err)}")
+    return problems
+
+
+def _yaml_mapping(text: str, source: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RuleSetError([f"{source}: not valid YAML: {exc}"]) from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise RuleSetError([f"{source}: expected a mapping of settings at the top level"])
+    return loaded
+
+
+def parse_ruleset(default_text: str, override_text: str | None = None, *, source: str) -> RuleSet:
+    """Merge an override text onto the default text and validate; ``source`` names the file."""
+    data = _yaml_mapping(default_text, "default rule set")
+    if override_text is not None:
+        data = _merge(data, _yaml_mapping(override_text, source))
+    try:
+        return RuleSet.model_validate(data)
+    except ValidationError as exc:
+        raise RuleSetError(_describe(exc, source)) from exc
+
+
+def load_ruleset(default_text: str, override_path: Path | None = None) -> RuleSet:
+    """The rule set in force: the default with an organisation's file merged onto it."""
+    if override_path is None:
+        return parse_ruleset(default_text, source="default rule set")
+    try:
+        override_text = override_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleSetError([f"cannot read rule set file {override_path}: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise RuleSetError([f"{override_path}: not UTF-8 text: {exc.reason}"]) from exc
+    return parse_ruleset(default_text, override_text, source=str(override_path))
+
+
+def check_ruleset_file(path: Path) -> list[str]:
+    """Every problem of an organisation's rule set file, for ``wgw rules check FILE``."""
+    try:
+        load_ruleset(default_rules_text(), path)
+    except RuleSetError as exc:
+        return exc.problems
+    return []
