@@ -63,6 +63,14 @@ class IngestSettings(_Section):
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
 
 
+class RulesSettings(_Section):
+    """Which rule set the engine runs and how often its timers are checked."""
+
+    # An organisation's overrides on top of the packaged default rule set.
+    file: Path | None = None
+    tick_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
 class Settings(BaseSettings):
     """All gateway settings: TOML file first, then WGW_SECTION__KEY environment overrides."""
 
@@ -73,6 +81,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     db: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
+    rules: RulesSettings = RulesSettings()
     # Demo mode relaxes nothing yet but marks a throwaway installation in logs.
     demo: bool = False
 

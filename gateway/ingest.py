@@ -62,6 +62,10 @@ class MessageSource(Protocol):
         """Acknowledge deliveries whose events are durable."""
         ...
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish a message (an alert) with QoS 1, without waiting."""
+        ...
+
     @property
     def connected(self) -> bool:
         """Whether the source currently has a live connection."""
@@ -110,6 +114,7 @@ class MemorySource:
         self._batcher = _Batcher(batch_max, linger)
         self._next_token = 0
         self.acked: list[tuple[int, int]] = []
+        self.published: list[tuple[str, bytes]] = []
 
     async def __aenter__(self) -> Self:
         return self
@@ -131,6 +136,10 @@ class MemorySource:
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Record acknowledgements."""
         self.acked.extend(d.token for d in deliveries if d.token is not None)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Record a publication."""
+        self.published.append((topic, payload))
 
     @property
     def connected(self) -> bool:
@@ -299,6 +308,14 @@ class MqttSource:
                 handler._send_puback(token[1])
                 sent += 1
         self.acks_sent += sent
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1; gmqtt keeps it and resends it after a reconnect."""
+        try:
+            self._client.publish(topic, payload, qos=1)
+        except Exception:
+            # The alert is still stored with its batch and shown in the console.
+            log.exception("could not publish on %s", topic)
 
 
 def _topic_text(topic: str | bytes) -> str:

@@ -12,8 +12,8 @@ from gateway.config import IngestSettings
 from gateway.errors import DecodeError
 from gateway.events import Event, RawMessage
 from gateway.metrics import IngestMetrics
-from gateway.registry import KnownDevice
 from gateway.store.writer import DeadLetter, StoredRow
+from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        registry: Mapping[str, KnownDevice],
+        registry: Mapping[str, DeviceInfo],
         settings: IngestSettings,
         metrics: IngestMetrics | None = None,
     ) -> None:
@@ -54,7 +54,7 @@ class Pipeline:
         self._max_age = timedelta(days=settings.max_age_days)
         self.metrics = metrics or IngestMetrics()
 
-    def set_registry(self, registry: Mapping[str, KnownDevice]) -> None:
+    def set_registry(self, registry: Mapping[str, DeviceInfo]) -> None:
         """Swap in a refreshed registry (a new mapping, never mutated in place)."""
         self._registry = registry
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,14 +28,6 @@ class DeviceRecord(BaseModel):
     # A pseudonym for the home or room (never a name or personal number).
     unit: Annotated[str, Field(max_length=200)] = ""
     heartbeat_interval_s: Annotated[int, Field(gt=0, le=86_400)] = 60
-
-
-@dataclass(frozen=True, slots=True)
-class KnownDevice:
-    """The slim in-memory form the pipeline checks every message against."""
-
-    org: str
-    family: Family
 
 
 def parse_registry(text: str, *, source: str) -> list[DeviceRecord]:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.alerting import Alerting
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.errors import StorageUnavailable
@@ -20,14 +21,16 @@ from gateway.ingest import Delivery, MessageSource, MqttSource
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
 from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
+from gateway.store.alerts import AlertWork, load_state
 from gateway.store.devices import load_known_devices, registry_version
+from rules import RuleEngine, default_rules_text, load_ruleset
 
 log = logging.getLogger(__name__)
 
 # Partitions are topped up this often (they are created months ahead).
 _PARTITION_CHECK_S = 3600.0
 
-_Work = tuple[list[Delivery], list[StoredRow], list[DeadLetter]]
+_Work = tuple[list[Delivery], list[StoredRow], list[DeadLetter], AlertWork]
 
 
 async def wait_for_database(dsn: str, patience_s: float) -> None:
@@ -70,6 +73,7 @@ class Gateway:
         self.pipeline = Pipeline(registry={}, settings=settings.ingest, metrics=self.metrics)
         self.ready = asyncio.Event()
         self.source: MessageSource | None = None
+        self.alerting: Alerting | None = None
 
     def _mqtt_source(self) -> MessageSource:
         return MqttSource(
@@ -90,16 +94,29 @@ class Gateway:
         pool = BatchWriter.make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
         await pool.open(wait=True, timeout=db.connect_timeout_s)
         try:
+            ruleset = load_ruleset(default_rules_text(), self.settings.rules.file)
             async with pool.connection() as conn:
-                self.pipeline.set_registry(await load_known_devices(conn))
+                devices = await load_known_devices(conn)
                 version = await registry_version(conn)
+                saved = await load_state(conn)
                 await conn.commit()
+            self.pipeline.set_registry(devices)
+            engine = RuleEngine(ruleset, self.clock, devices)
+            if saved is not None:
+                engine.import_state(saved)
             writer = BatchWriter(pool)
             async with self._source_factory() as source:
                 self.source = source
+                self.alerting = Alerting(
+                    engine,
+                    clock=self.clock,
+                    publish=source.publish,
+                    dedup_window=2 * self.settings.mqtt.receive_maximum,
+                )
                 queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
+                    asyncio.create_task(self._tick_loop(queue), name="tick"),
                     asyncio.create_task(self._write_loop(source, writer, queue), name="write"),
                     asyncio.create_task(self._maintain(pool, version), name="maintain"),
                 ]
@@ -119,6 +136,7 @@ class Gateway:
             await pool.close()
 
     async def _decode_loop(self, source: MessageSource, queue: asyncio.Queue[_Work]) -> None:
+        assert self.alerting is not None
         process = self.pipeline.process
         async for batch in source.batches():
             rows: list[StoredRow] = []
@@ -129,20 +147,30 @@ class Gateway:
                     rows.extend(outcome.rows)
                 elif outcome.dead_letter is not None:
                     dead.append(outcome.dead_letter)
+            # Rules run now, before storage: an alert is published at once.
+            work = self.alerting.on_rows(rows)
             # Bounded: while the writer is stuck, decoding stops, acks stop,
             # and the broker stops sending once Receive Maximum is reached.
-            await queue.put((batch, rows, dead))
+            await queue.put((batch, rows, dead, work))
+
+    async def _tick_loop(self, queue: asyncio.Queue[_Work]) -> None:
+        assert self.alerting is not None
+        while True:
+            await asyncio.sleep(self.settings.rules.tick_s)
+            work = self.alerting.tick(self.clock.now())
+            if work:
+                await queue.put(([], [], [], work))
 
     async def _write_loop(
         self, source: MessageSource, writer: BatchWriter, queue: asyncio.Queue[_Work]
     ) -> None:
         initial = self.settings.ingest.retry_initial_s
         while True:
-            batch, rows, dead = await queue.get()
+            batch, rows, dead, work = await queue.get()
             delay = initial
             while True:
                 try:
-                    result = await writer.write(rows, dead)
+                    result = await writer.write(rows, dead, work)
                     break
                 except StorageUnavailable as exc:
                     self.metrics.write_failures += 1
@@ -169,7 +197,10 @@ class Gateway:
                 async with pool.connection() as conn:
                     current = await registry_version(conn)
                     if current != version:
-                        self.pipeline.set_registry(await load_known_devices(conn))
+                        devices = await load_known_devices(conn)
+                        self.pipeline.set_registry(devices)
+                        if self.alerting is not None:
+                            self.alerting.engine.update_devices(devices)
                         log.info("device registry reloaded (%d devices)", current[1])
                         version = current
                     if time.monotonic() - last_partition_check > _PARTITION_CHECK_S:

@@ -702,12 +702,17 @@ class RuleEngine:
 
     # -- state -------------------------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
-        """Everything a restart must not lose, as JSON-ready data."""
+    def export_state(self, *, include_last_seen: bool = True) -> dict[str, Any]:
+        """Everything a restart must not lose, as JSON-ready data.
+
+        Without ``include_last_seen`` the export is small enough to save with
+        every batch: last contact only informs reasons after a restart.
+        """
+        last_seen = self._last_seen if include_last_seen else {}
         return {
             "version": STATE_VERSION,
             "exported_at": self._clock.now().isoformat(),
-            "last_seen": {d: at.isoformat() for d, at in self._last_seen.items()},
+            "last_seen": {d: at.isoformat() for d, at in last_seen.items()},
             "timers": [
                 _timer_to_json(timer) for waits in self._timers.values() for timer in waits.values()
             ],

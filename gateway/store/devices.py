@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 
 from gateway.events import Family
-from gateway.registry import DeviceRecord, KnownDevice
+from gateway.registry import DeviceRecord
+from rules.model import DeviceInfo
 
 _UPSERT = """
 INSERT INTO devices (device_id, family, org, unit, heartbeat_interval_s)
@@ -41,17 +42,17 @@ async def registry_version(conn: psycopg.AsyncConnection[Any]) -> tuple[datetime
     return row[0], row[1]
 
 
-async def load_known_devices(conn: psycopg.AsyncConnection[Any]) -> dict[str, KnownDevice]:
-    """Load every device as the slim form the pipeline checks against."""
+async def load_known_devices(conn: psycopg.AsyncConnection[Any]) -> dict[str, DeviceInfo]:
+    """Load every device as the slim form the pipeline and the rules engine check against."""
     families = {f.value: f for f in Family}
-    known: dict[str, KnownDevice] = {}
-    # Share one KnownDevice per (org, family): 100,000 devices cost one dict.
-    shared: dict[tuple[str, str], KnownDevice] = {}
-    cur = await conn.execute("SELECT device_id, org, family FROM devices")
-    for device_id, org, family in await cur.fetchall():
-        key = (str(org), str(family))
+    known: dict[str, DeviceInfo] = {}
+    # Share one DeviceInfo per (org, family, interval): 100,000 devices cost one dict.
+    shared: dict[tuple[str, str, int], DeviceInfo] = {}
+    cur = await conn.execute("SELECT device_id, org, family, heartbeat_interval_s FROM devices")
+    for device_id, org, family, interval in await cur.fetchall():
+        key = (str(org), str(family), int(interval))
         entry = shared.get(key)
         if entry is None:
-            entry = shared[key] = KnownDevice(org=key[0], family=families[key[1]])
+            entry = shared[key] = DeviceInfo(key[0], families[key[1]], key[2])
         known[str(device_id)] = entry
     return known

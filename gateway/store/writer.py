@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import StorageUnavailable
 from gateway.events import Event
+from gateway.store.alerts import AlertWork
+from gateway.store.alerts import store as store_alert_work
 from gateway.store.auditlog import append_events as append_access_events
 from gateway.store.auditlog import is_access_event
 
@@ -167,7 +169,12 @@ class BatchWriter:
             kwargs={"autocommit": False},
         )
 
-    async def write(self, rows: Sequence[StoredRow], dead: Sequence[DeadLetter]) -> WriteResult:
+    async def write(
+        self,
+        rows: Sequence[StoredRow],
+        dead: Sequence[DeadLetter],
+        alerts: AlertWork | None = None,
+    ) -> WriteResult:
         """Store a batch exactly once; raises StorageUnavailable if PostgreSQL is unreachable.
 
         A row the database refuses (a value it cannot hold) does not block the
@@ -175,7 +182,7 @@ class BatchWriter:
         letters with the database's reason.
         """
         try:
-            return await self._write(rows, dead)
+            return await self._write(rows, dead, alerts)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(rows) <= 1:
                 raise
@@ -191,10 +198,15 @@ class BatchWriter:
             total = WriteResult(
                 total.inserted + part.inserted, total.duplicates + part.duplicates, 0
             )
-        tail = await self._write((), [*dead, *refused])
+        tail = await self._write((), [*dead, *refused], alerts)
         return WriteResult(total.inserted, total.duplicates, tail.dead_letters)
 
-    async def _write(self, rows: Sequence[StoredRow], dead: Sequence[DeadLetter]) -> WriteResult:
+    async def _write(
+        self,
+        rows: Sequence[StoredRow],
+        dead: Sequence[DeadLetter],
+        alerts: AlertWork | None = None,
+    ) -> WriteResult:
         inserted = dead_count = 0
         try:
             async with (
@@ -219,6 +231,8 @@ class BatchWriter:
                     ]
                     if access:
                         await append_access_events(cur, access)
+                if alerts:
+                    await store_alert_work(cur, alerts)
                 if dead:
                     await cur.executemany(_DEAD_LETTER_SQL, [_dead_letter_params(d) for d in dead])
                     dead_count = max(cur.rowcount, 0)

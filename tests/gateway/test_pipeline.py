@@ -11,12 +11,12 @@ import pytest
 from gateway.config import IngestSettings
 from gateway.events import Event, Family, RawMessage
 from gateway.pipeline import Pipeline
-from gateway.registry import KnownDevice
+from rules.model import DeviceInfo
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 REGISTRY = {
-    "sensor-0001": KnownDevice(org="vallby", family=Family.SENSOR),
-    "lock-0001": KnownDevice(org="vallby", family=Family.LOCK),
+    "sensor-0001": DeviceInfo("vallby", Family.SENSOR, 60),
+    "lock-0001": DeviceInfo("vallby", Family.LOCK, 60),
 }
 
 
@@ -123,7 +123,7 @@ def test_a_refreshed_registry_takes_effect_for_the_next_message() -> None:
     p = pipeline()
     message = raw("wgw/vallby/sensor/sensor-0002/event", heartbeat())
     assert p.process(message).dead_letter is not None
-    p.set_registry({**REGISTRY, "sensor-0002": KnownDevice(org="vallby", family=Family.SENSOR)})
+    p.set_registry({**REGISTRY, "sensor-0002": DeviceInfo("vallby", Family.SENSOR, 60)})
     assert len(p.process(message).rows) == 1
 
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.config import IngestSettings
 from gateway.events import Event, RawMessage
 from gateway.pipeline import Pipeline
-from gateway.registry import KnownDevice
+from rules.model import DeviceInfo
 from simulators import SCENARIOS, Plan, build_plan, demo_registry
 
 REGISTRY = demo_registry(80, seed=3)
@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
 
 def ingest(plan: Plan, now: datetime) -> tuple[list[Event], Counter[str]]:
     """What the gateway keeps: events once per (device, id), a dead letter per distinct message."""
-    known = {r.device_id: KnownDevice(r.org, r.family) for r in REGISTRY}
+    known = {r.device_id: DeviceInfo(r.org, r.family, r.heartbeat_interval_s) for r in REGISTRY}
     pipeline = Pipeline(registry=known, settings=IngestSettings())
     events: dict[tuple[str, str], Event] = {}
     letters: dict[tuple[str, bytes], str] = {}

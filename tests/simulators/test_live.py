@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from gateway.config import IngestSettings
 from gateway.events import RawMessage
 from gateway.pipeline import Pipeline
-from gateway.registry import KnownDevice
+from rules.model import DeviceInfo
 from simulators import LiveTraffic, SimMessage, demo_registry
 
 REGISTRY = demo_registry(100, seed=4)
@@ -51,7 +51,7 @@ def test_every_device_heartbeats_within_its_interval() -> None:
 
 
 def test_everything_but_the_hostile_payloads_is_stored() -> None:
-    known = {r.device_id: KnownDevice(r.org, r.family) for r in REGISTRY}
+    known = {r.device_id: DeviceInfo(r.org, r.family, r.heartbeat_interval_s) for r in REGISTRY}
     end = WALL + timedelta(minutes=20)
     pipeline = Pipeline(registry=known, settings=IngestSettings())
     kinds: Counter[str] = Counter()

@@ -9,15 +9,19 @@ CREATE TABLE alerts (
     kind          text NOT NULL,
     priority      smallint NOT NULL,
     state         text NOT NULL,
+    occurred_at   timestamptz NOT NULL,
     opened_at     timestamptz NOT NULL,
+    paged_at      timestamptz,
     last_seen_at  timestamptz NOT NULL,
     count         integer NOT NULL DEFAULT 1,
     escalated     boolean NOT NULL DEFAULT false,
     late          boolean NOT NULL DEFAULT false,
     reason        text NOT NULL DEFAULT '',
+    title         text NOT NULL DEFAULT '',
+    event_id      text,
+    match         text,
     outcome       text,
-    closed_at     timestamptz,
-    details       jsonb NOT NULL DEFAULT '{}'::jsonb
+    closed_at     timestamptz
 );
 -- One open alert per (device, rule), across every gateway process.
 CREATE UNIQUE INDEX alerts_one_open ON alerts (device_id, rule_id)
@@ -34,7 +38,18 @@ CREATE TABLE alert_transitions (
     to_state    text NOT NULL,
     note        text NOT NULL DEFAULT ''
 );
-CREATE INDEX alert_transitions_alert_idx ON alert_transitions (alert_id, at);
+-- A batch replayed after a crash writes the same transitions again: once only.
+CREATE UNIQUE INDEX alert_transitions_once ON alert_transitions (alert_id, to_state, at);
+
+-- Many devices of one organisation silent together: one incident, not one alert each.
+CREATE TABLE incidents (
+    incident_id  text PRIMARY KEY,
+    org          text NOT NULL,
+    opened_at    timestamptz NOT NULL,
+    cleared_at   timestamptz,
+    device_ids   text[] NOT NULL,
+    silent       text[] NOT NULL
+);
 
 -- The rules engine's pending timers, saved with the batch that changed them.
 CREATE TABLE rule_state (

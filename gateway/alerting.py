@@ -1,0 +1,161 @@
+"""Runs the rules engine beside ingest: effects are pushed at once and stored with their batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.store.alerts import ENGINE_STATE, LAST_SEEN_STATE, AlertWork
+from gateway.store.writer import StoredRow
+from rules import (
+    Alert,
+    AlertCleared,
+    AlertEscalated,
+    AlertOpened,
+    AlertRepeated,
+    AlertTransitioned,
+    Effect,
+    Incident,
+    IncidentCleared,
+    IncidentOpened,
+    IncidentUpdated,
+    RuleEngine,
+)
+
+log = logging.getLogger(__name__)
+
+# Publishes one alert message; must not block (the source queues it).
+Publish = Callable[[str, bytes], None]
+
+# Last contact is only informative after a restart (every device gets a full
+# grace period then), so it is saved now and then, not with every batch.
+_LAST_SEEN_EVERY_S = 60.0
+
+
+def alert_topic(org: str, item_id: str) -> str:
+    """The MQTT topic an alert or incident is published on."""
+    return f"wgw/{org}/alerts/{item_id}"
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "org": alert.org,
+        "device_id": alert.device_id,
+        "rule_id": alert.rule_id,
+        "title": alert.title,
+        "kind": alert.kind,
+        "priority": int(alert.priority),
+        "state": alert.state.value,
+        "occurred_at": alert.occurred_at.isoformat(),
+        "opened_at": alert.opened_at.isoformat(),
+        "last_seen_at": alert.last_seen_at.isoformat(),
+        "count": alert.count,
+        "escalated": alert.escalated,
+        "late": alert.late,
+        "reason": alert.reason,
+        "outcome": alert.outcome,
+    }
+
+
+def _incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "incident_id": incident.incident_id,
+        "org": incident.org,
+        "opened_at": incident.opened_at.isoformat(),
+        "cleared_at": incident.cleared_at.isoformat() if incident.cleared_at else None,
+        "devices": len(incident.device_ids),
+        "silent": list(incident.silent),
+    }
+
+
+class Alerting:
+    """Feeds new events and clock ticks to the engine; publishes and collects what it causes."""
+
+    def __init__(
+        self, engine: RuleEngine, *, clock: Clock, publish: Publish, dedup_window: int
+    ) -> None:
+        self.engine = engine
+        self._clock = clock
+        self._publish = publish
+        # A broker redelivers unacknowledged messages after a reconnect; the
+        # engine must not count them twice. They are at most Receive Maximum.
+        self._recent: deque[tuple[str, str]] = deque(maxlen=dedup_window)
+        self._recent_set: set[tuple[str, str]] = set()
+        self._saved_core: str | None = None
+        self._last_seen_saved_at: datetime | None = None
+        self.published = 0
+
+    def on_rows(self, rows: Sequence[StoredRow]) -> AlertWork:
+        """Evaluate the events of a decoded batch; publish and collect their effects."""
+        effects: list[Effect] = []
+        for row in rows:
+            key = (row.event.device_id, row.event.event_id)
+            if key in self._recent_set:
+                continue
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(key)
+            self._recent_set.add(key)
+            effects.extend(self.engine.on_event(row.event, org=row.org))
+        return self._handle(effects)
+
+    def tick(self, now: datetime) -> AlertWork:
+        """Fire due timers, supervision and escalation."""
+        return self._handle(self.engine.tick(now))
+
+    def _handle(self, effects: Iterable[Effect]) -> AlertWork:
+        work = AlertWork()
+        for effect in effects:
+            self._push(effect)
+            _collect(work, effect)
+        self._snapshot(work)
+        return work
+
+    def _push(self, effect: Effect) -> None:
+        # The alert path does not wait for PostgreSQL: publish before storing.
+        body: dict[str, Any] = {"effect": type(effect).__name__, "pages": effect.pages}
+        if isinstance(effect, IncidentOpened | IncidentUpdated | IncidentCleared):
+            body["incident"] = _incident_json(effect.incident)
+            topic = alert_topic(effect.incident.org, effect.incident.incident_id)
+        else:
+            body["alert"] = _alert_json(effect.alert)
+            topic = alert_topic(effect.alert.org, effect.alert.alert_id)
+        self._publish(topic, json.dumps(body, separators=(",", ":")).encode())
+        self.published += 1
+
+    def _snapshot(self, work: AlertWork) -> None:
+        # Timers, open alerts and incidents are saved whenever they changed,
+        # in the transaction of the batch that changed them.
+        core = self.engine.export_state(include_last_seen=False)
+        core.pop("exported_at")
+        text = json.dumps(core, sort_keys=True)
+        if text != self._saved_core:
+            work.states[ENGINE_STATE] = core
+            self._saved_core = text
+        now = self._clock.now()
+        if (
+            self._last_seen_saved_at is None
+            or (now - self._last_seen_saved_at).total_seconds() >= _LAST_SEEN_EVERY_S
+        ):
+            work.states[LAST_SEEN_STATE] = self.engine.export_state()["last_seen"]
+            self._last_seen_saved_at = now
+
+
+def _collect(work: AlertWork, effect: Effect) -> None:
+    if isinstance(effect, IncidentOpened | IncidentUpdated | IncidentCleared):
+        work.incidents[effect.incident.incident_id] = effect.incident
+        return
+    alert = effect.alert
+    work.alerts[alert.alert_id] = alert
+    if isinstance(effect, AlertOpened):
+        work.opened.add(alert.alert_id)
+    if isinstance(effect, AlertOpened | AlertCleared | AlertTransitioned):
+        work.add_transition(effect.transition)
+    elif not isinstance(effect, AlertRepeated | AlertEscalated):
+        raise TypeError(f"unhandled effect {effect!r}")

@@ -1,0 +1,128 @@
+"""Alerts, their transitions, outage incidents and the engine's state, written with their batch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from rules import Alert, Incident, Transition
+from rules.model import FINAL_STATES
+
+# An opening is inserted once (a replay after a crash finds it there); a
+# second gateway raising the same (device, rule) meets the one-open-alert
+# index and is dropped by the database, so the first alert stands.
+_INSERT_ALERT = """
+INSERT INTO alerts (alert_id, org, device_id, rule_id, kind, priority, state, occurred_at,
+                    opened_at, paged_at, last_seen_at, count, escalated, late, reason, title,
+                    event_id, match, outcome, closed_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+# Every later change is an update with absolute values from the engine, so
+# writing the same change twice changes nothing.
+_UPDATE_ALERT = """
+UPDATE alerts SET state = %s, paged_at = %s, last_seen_at = %s, count = %s, escalated = %s,
+                  late = %s, outcome = %s, closed_at = coalesce(closed_at, %s)
+WHERE alert_id = %s
+"""
+_INSERT_TRANSITION = """
+INSERT INTO alert_transitions (alert_id, at, actor, from_state, to_state, note)
+SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
+ON CONFLICT DO NOTHING
+"""
+_UPSERT_INCIDENT = """
+INSERT INTO incidents (incident_id, org, opened_at, cleared_at, device_ids, silent)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (incident_id) DO UPDATE SET
+    cleared_at = EXCLUDED.cleared_at, device_ids = EXCLUDED.device_ids, silent = EXCLUDED.silent
+"""
+_SAVE_STATE = """
+INSERT INTO rule_state (name, state, saved_at) VALUES (%s, %s, now())
+ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
+"""
+
+ENGINE_STATE = "engine"
+LAST_SEEN_STATE = "engine.last_seen"
+
+
+@dataclass
+class AlertWork:
+    """What the rules engine changed while a batch was decoded, to commit with that batch."""
+
+    alerts: dict[str, Alert] = field(default_factory=dict)  # latest version of each
+    opened: set[str] = field(default_factory=set)
+    closed_at: dict[str, datetime] = field(default_factory=dict)
+    transitions: list[Transition] = field(default_factory=list)
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.alerts or self.incidents or self.states)
+
+    def add_transition(self, transition: Transition) -> None:
+        """Record a transition (and when a final one closed its alert)."""
+        self.transitions.append(transition)
+        if transition.to_state in FINAL_STATES:
+            self.closed_at.setdefault(transition.alert_id, transition.at)
+
+
+async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
+    """Write alerts, transitions, incidents and state in the caller's transaction."""
+    for alert_id in sorted(work.opened):
+        a = work.alerts[alert_id]
+        await cur.execute(
+            _INSERT_ALERT,
+            (
+                a.alert_id, a.org, a.device_id, a.rule_id, a.kind, int(a.priority),
+                a.state.value, a.occurred_at, a.opened_at, a.paged_at, a.last_seen_at,
+                a.count, a.escalated, a.late, a.reason, a.title, a.event_id, a.match,
+                a.outcome, work.closed_at.get(alert_id),
+            ),
+        )  # fmt: skip
+    if work.alerts:
+        await cur.executemany(
+            _UPDATE_ALERT,
+            [
+                (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
+                 a.outcome, work.closed_at.get(a.alert_id), a.alert_id)
+                for a in work.alerts.values()
+            ],
+        )  # fmt: skip
+    if work.transitions:
+        await cur.executemany(
+            _INSERT_TRANSITION,
+            [
+                (t.alert_id, t.at, t.actor, t.from_state.value if t.from_state else None,
+                 t.to_state.value, t.note, t.alert_id)
+                for t in work.transitions
+            ],
+        )  # fmt: skip
+    for incident in work.incidents.values():
+        await cur.execute(
+            _UPSERT_INCIDENT,
+            (
+                incident.incident_id, incident.org, incident.opened_at, incident.cleared_at,
+                list(incident.device_ids), list(incident.silent),
+            ),
+        )  # fmt: skip
+    for name, state in work.states.items():
+        await cur.execute(_SAVE_STATE, (name, json.dumps(state)))
+
+
+async def load_state(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
+    """The engine state saved last, with last contact merged in, or None on a first start."""
+    cur = await conn.execute(
+        "SELECT name, state FROM rule_state WHERE name IN (%s, %s)",
+        (ENGINE_STATE, LAST_SEEN_STATE),
+    )
+    saved = dict(await cur.fetchall())
+    core = saved.get(ENGINE_STATE)
+    if core is None:
+        return None
+    merged: dict[str, Any] = dict(core)
+    merged["last_seen"] = saved.get(LAST_SEEN_STATE, {})
+    return merged

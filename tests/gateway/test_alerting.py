@@ -1,0 +1,142 @@
+"""Rules inside the running gateway: alerts are pushed before storage, timers survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.clock import FrozenClock
+from gateway.config import Settings, load_settings
+from gateway.embedded import PostgresServer
+from gateway.events import Family, RawMessage
+from gateway.ingest import MemorySource
+from gateway.registry import DeviceRecord
+from gateway.service import Gateway
+from gateway.store import migrate
+from gateway.store.devices import import_devices
+from tests.utils.services import count, rows
+
+pytestmark = pytest.mark.db
+
+# 02:10 in Stockholm on a November night (UTC+1).
+LEFT_BED = datetime(2026, 11, 24, 1, 10, tzinfo=UTC)
+SENSOR = "sensor-0001"
+# An hour between heartbeats: these tests are about other rules than silence.
+SENSOR_RECORD = DeviceRecord(
+    device_id=SENSOR, family=Family.SENSOR, org="vallby", heartbeat_interval_s=3600
+)
+
+
+def message(kind: str, at: datetime, event_id: str, **extra: object) -> RawMessage:
+    body = {"id": event_id, "kind": kind, "ts": at.isoformat(), **extra}
+    return RawMessage(f"wgw/vallby/sensor/{SENSOR}/event", json.dumps(body).encode(), at)
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 15) -> None:
+    async with asyncio.timeout(within_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def settings(dsn: str) -> Settings:
+    return load_settings(None, db={"dsn": dsn}, rules={"tick_s": 0.02})
+
+
+@asynccontextmanager
+async def running(dsn: str, clock: FrozenClock) -> AsyncIterator[MemorySource]:
+    source = MemorySource(batch_max=100)
+    gateway = Gateway(settings(dsn), clock=clock, source_factory=lambda: source)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(gateway.ready.is_set)
+    try:
+        yield source
+    finally:
+        stop.set()
+        await task
+
+
+def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, object]]:
+    bodies = [json.loads(payload) for _, payload in source.published]
+    return [b for b in bodies if b.get("alert", {}).get("rule_id") == rule_id]
+
+
+@pytest.fixture
+def dsn(db_dsn: str) -> str:
+    migrate(db_dsn)
+    import_devices(db_dsn, [SENSOR_RECORD])
+    return db_dsn
+
+
+async def test_a_fall_is_published_at_once_and_stored_with_its_history(dsn: str) -> None:
+    clock = FrozenClock(LEFT_BED)
+    async with running(dsn, clock) as source:
+        source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
+        await until(lambda: len(published_alerts(source, "fall")) == 1)
+        topic, _ = source.published[0]
+        assert topic.startswith("wgw/vallby/alerts/a:")
+        await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
+    assert rows(dsn, "SELECT rule_id, priority, state, count FROM alerts") == [
+        ("fall", 1, "open", 1)
+    ]
+    assert rows(dsn, "SELECT from_state, to_state FROM alert_transitions") == [(None, "open")]
+
+
+async def test_not_back_in_bed_fires_on_time_once_across_a_restart(dsn: str) -> None:
+    clock = FrozenClock(LEFT_BED)
+    async with running(dsn, clock) as source:
+        source.feed([message("sensor.left_bed", LEFT_BED, "lb-1")])
+        await until(lambda: len(source.acked) == 1)
+        await until(lambda: count(dsn, "SELECT count(*) FROM rule_state") >= 1)
+    # The gateway is gone for a while; the pending deadline lives in PostgreSQL.
+    clock.advance(timedelta(minutes=8))
+    async with running(dsn, clock) as source:
+        clock.advance(timedelta(minutes=11, seconds=58))  # 02:29:58
+        await asyncio.sleep(0.2)
+        assert published_alerts(source, "not_back_in_bed") == []
+        clock.advance(timedelta(seconds=3))  # 02:30:01
+        await until(lambda: len(published_alerts(source, "not_back_in_bed")) == 1)
+        await asyncio.sleep(0.2)  # more ticks: it must not fire again
+        assert len(published_alerts(source, "not_back_in_bed")) == 1
+        await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
+    # And a third start does not raise it again.
+    clock.advance(timedelta(minutes=1))
+    async with running(dsn, clock) as source:
+        await asyncio.sleep(0.2)
+        assert published_alerts(source, "not_back_in_bed") == []
+    assert rows(dsn, "SELECT rule_id, state FROM alerts") == [("not_back_in_bed", "open")]
+
+
+async def test_back_in_bed_in_time_raises_nothing(dsn: str) -> None:
+    clock = FrozenClock(LEFT_BED)
+    async with running(dsn, clock) as source:
+        source.feed([message("sensor.left_bed", LEFT_BED, "lb-1")])
+        clock.advance(timedelta(minutes=15))
+        source.feed([message("sensor.in_bed", LEFT_BED + timedelta(minutes=15), "ib-1")])
+        await until(lambda: len(source.acked) == 2)
+        clock.advance(timedelta(minutes=30))
+        await asyncio.sleep(0.2)
+        assert published_alerts(source, "not_back_in_bed") == []
+    assert count(dsn, "SELECT count(*) FROM alerts") == 0
+
+
+async def test_the_alert_path_does_not_wait_for_the_database(
+    own_pg: PostgresServer,
+) -> None:
+    dsn = own_pg.dsn
+    migrate(dsn)
+    import_devices(dsn, [SENSOR_RECORD])
+    now = datetime.now(UTC)
+    async with running(dsn, FrozenClock(now)) as source:
+        await asyncio.to_thread(own_pg.stop, "immediate")
+        source.feed([message("sensor.fall", now, "f-down", level="alarm")])
+        await until(lambda: len(published_alerts(source, "fall")) == 1)
+        assert source.acked == []  # not yet durable, so not acknowledged
+        await asyncio.to_thread(own_pg.start)
+        await until(lambda: len(source.acked) == 1, within_s=30)
+    assert rows(dsn, "SELECT rule_id, state FROM alerts") == [("fall", "open")]
