@@ -26,6 +26,7 @@ from rules import (
     IncidentUpdated,
     RuleEngine,
 )
+from rules.access import REASON_LABELS, AccessDirectory, check_opening
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Alerting:
         # engine must not count them twice. They are at most Receive Maximum.
         self._recent: deque[tuple[str, str]] = deque(maxlen=dedup_window)
         self._recent_set: set[tuple[str, str]] = set()
+        self.directory: AccessDirectory | None = None
+        self._access_kinds = engine.access_kinds()
         self._saved_core: str | None = None
         self._last_seen_saved_at: datetime | None = None
         self.published = 0
@@ -103,7 +106,28 @@ class Alerting:
             self._recent.append(key)
             self._recent_set.add(key)
             effects.extend(self.engine.on_event(row.event, org=row.org))
+            if row.event.kind in self._access_kinds and row.event.actor is not None:
+                effects.extend(self._check_access(row))
         return self._handle(effects)
+
+    def _check_access(self, row: StoredRow) -> list[Effect]:
+        event = row.event
+        assert event.actor is not None
+        if self.directory is None:
+            return []  # no directory imported: nothing to judge openings against
+        # A shared lock's log names the key's organisation; otherwise the lock's.
+        key_org = event.attributes.get("key_org")
+        decision = check_opening(
+            self.directory,
+            org=key_org if isinstance(key_org, str) else row.org,
+            device_id=event.device_id,
+            key_id=event.actor,
+            at=event.occurred_at,
+        )
+        if decision.allowed:
+            return []
+        reason = "; ".join(f"{REASON_LABELS[r]} ({r.value})" for r in decision.reasons)
+        return self.engine.refused_access(event, org=row.org, reason=reason)
 
     def tick(self, now: datetime) -> AlertWork:
         """Fire due timers, supervision and escalation."""

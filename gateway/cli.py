@@ -54,6 +54,36 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_access_import(args: argparse.Namespace) -> int:
+    """Import the access directory (staff, keys, shifts, grants, visit plans, consents)."""
+    from gateway.store import migrate
+    from gateway.store.access import import_directory
+    from rules.access import load_directory
+
+    directory = load_directory(args.file)
+    dsn = _settings(args).db.dsn
+    migrate(dsn)
+    import_directory(dsn, directory, source=str(args.file))
+    print(
+        f"access directory from {args.file}: {len(directory.organisations)} organisations, "
+        f"{len(directory.keys)} keys, {len(directory.grants)} grants"
+    )
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    """Validate an organisation's rule-set file without starting anything."""
+    from rules import check_ruleset_file
+
+    problems = check_ruleset_file(args.file)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.file}: rule set is valid")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT or SIGTERM."""
     from gateway.service import Gateway
@@ -118,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp = with_config(devices.add_parser("import", help=cmd_devices_import.__doc__))
     imp.add_argument("file", type=Path, help="registry file (.yaml, .yml or .csv)")
     imp.set_defaults(func=cmd_devices_import)
+
+    access = sub.add_parser("access", help="access directory").add_subparsers(
+        dest="access_command", required=True
+    )
+    acc = with_config(access.add_parser("import", help=cmd_access_import.__doc__))
+    acc.add_argument("file", type=Path, help="access directory YAML")
+    acc.set_defaults(func=cmd_access_import)
+
+    rules_parser = sub.add_parser("rules", help="rule sets").add_subparsers(
+        dest="rules_command", required=True
+    )
+    check = rules_parser.add_parser("check", help=cmd_rules_check.__doc__)
+    check.add_argument("file", type=Path, help="an organisation's rule-set YAML")
+    check.set_defaults(func=cmd_rules_check)
 
     from simulators import add_arguments
 

@@ -21,6 +21,7 @@ from gateway.ingest import Delivery, MessageSource, MqttSource
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
 from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
+from gateway.store.access import directory_version, load_directory
 from gateway.store.alerts import AlertWork, load_state
 from gateway.store.devices import load_known_devices, registry_version
 from rules import RuleEngine, default_rules_text, load_ruleset
@@ -99,6 +100,8 @@ class Gateway:
                 devices = await load_known_devices(conn)
                 version = await registry_version(conn)
                 saved = await load_state(conn)
+                directory = await load_directory(conn)
+                directory_at = await directory_version(conn)
                 await conn.commit()
             self.pipeline.set_registry(devices)
             engine = RuleEngine(ruleset, self.clock, devices)
@@ -113,12 +116,15 @@ class Gateway:
                     publish=source.publish,
                     dedup_window=2 * self.settings.mqtt.receive_maximum,
                 )
+                self.alerting.directory = directory
                 queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
                     asyncio.create_task(self._tick_loop(queue), name="tick"),
                     asyncio.create_task(self._write_loop(source, writer, queue), name="write"),
-                    asyncio.create_task(self._maintain(pool, version), name="maintain"),
+                    asyncio.create_task(
+                        self._maintain(pool, version, directory_at), name="maintain"
+                    ),
                 ]
                 self.ready.set()
                 stopper = asyncio.create_task(stop.wait())
@@ -188,6 +194,7 @@ class Gateway:
         self,
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
         version: tuple[datetime | None, int],
+        directory_at: datetime | None,
     ) -> None:
         interval = self.settings.ingest.registry_refresh_s
         last_partition_check = 0.0
@@ -201,6 +208,11 @@ class Gateway:
                         self.pipeline.set_registry(devices)
                         if self.alerting is not None:
                             self.alerting.engine.update_devices(devices)
+                    imported_at = await directory_version(conn)
+                    if imported_at != directory_at and self.alerting is not None:
+                        self.alerting.directory = await load_directory(conn)
+                        directory_at = imported_at
+                        log.info("access directory reloaded")
                         log.info("device registry reloaded (%d devices)", current[1])
                         version = current
                     if time.monotonic() - last_partition_check > _PARTITION_CHECK_S:

@@ -36,6 +36,7 @@ from rules.model import (
 )
 from rules.ruleset import (
     AbsenceRule,
+    AccessRule,
     ImmediateRule,
     OutageGrouping,
     Rule,
@@ -124,6 +125,7 @@ class RuleEngine:
         self._timers: dict[tuple[str, str], dict[str | None, _Timer]] = {}
         self._by_kind: dict[str, list[tuple[_Role, str]]] = {}
         self._thresholds: list[tuple[str, ThresholdRule]] = []
+        self._access: list[tuple[str, AccessRule]] = []
         self._supervision: tuple[str, SupervisionRule] | None = None
         self._index()
         # Supervision. A supervised device is in exactly one place: _due (heard
@@ -162,6 +164,9 @@ class RuleEngine:
                 add(rule.missed, _Role.MISSED, rule_id)
             elif isinstance(rule, ThresholdRule):
                 self._thresholds.append((rule_id, rule))
+            elif isinstance(rule, AccessRule):
+                # Decided outside the engine (it needs the access directory).
+                self._access.append((rule_id, rule))
             else:
                 self._supervision = (rule_id, rule)
 
@@ -507,6 +512,33 @@ class RuleEngine:
     def _forget(self, key: tuple[str, str]) -> None:
         alert = self._open.pop(key)
         del self._by_id[alert.alert_id]
+
+    def access_kinds(self) -> frozenset[str]:
+        """The event kinds an enabled access rule checks."""
+        return frozenset(k for _, rule in self._access if rule.enabled for k in rule.kinds)
+
+    def refused_access(self, event: Event, *, org: str, reason: str) -> list[Effect]:
+        """Raise the access rule's alert for an opening the access directory refused."""
+        for rule_id, rule in self._access:
+            if rule.enabled and event.kind in rule.kinds:
+                late = event.received_at - event.occurred_at > self._late_after
+                return [
+                    self._raise(
+                        rule_id,
+                        rule.title,
+                        rule.priority,
+                        device_id=event.device_id,
+                        org=org,
+                        occurred_at=event.occurred_at,
+                        raised_at=event.received_at,
+                        late=late,
+                        kind=event.kind,
+                        event_id=event.event_id,
+                        reason=f"{event.kind} by {event.actor} at "
+                        f"{self._local(event.occurred_at)}: {reason}",
+                    )
+                ]
+        return []
 
     def act(
         self,

@@ -160,11 +160,19 @@ class ThresholdRule(_Rule):
         return self.below if self.clears_at is None else self.clears_at
 
 
+class AccessRule(_Rule):
+    """An opening that the access directory refuses raises 'obehörig öppning' with the reason."""
+
+    type: Literal["access"]
+    kinds: Kinds  # the openings that are checked against keys, grants, shifts and plans
+
+
 Rule = Annotated[
-    ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule, Field(discriminator="type")
+    ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule | AccessRule,
+    Field(discriminator="type"),
 ]
 _RULE = TypeAdapter(Rule)
-RULE_TYPES = frozenset({"immediate", "absence", "supervision", "threshold"})
+RULE_TYPES = frozenset({"immediate", "absence", "supervision", "threshold", "access"})
 
 # Settings a person's device may change; the kinds a rule reacts to stay the
 # organisation's, so the engine can index rules by kind once.

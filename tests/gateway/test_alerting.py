@@ -7,9 +7,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.clock import FrozenClock
 from gateway.config import Settings, load_settings
 from gateway.embedded import PostgresServer
@@ -140,3 +142,63 @@ async def test_the_alert_path_does_not_wait_for_the_database(
         await asyncio.to_thread(own_pg.start)
         await until(lambda: len(source.acked) == 1, within_s=30)
     assert rows(dsn, "SELECT rule_id, state FROM alerts") == [("fall", "open")]
+
+
+LOCK = "lock-0001"
+NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+DIRECTORY = f"""
+organisations:
+  - {{org: vallby, visit_plan_enforced: false}}
+staff:
+  - {{org: vallby, staff_id: s-anna, pseudonym: Personal 17}}
+keys:
+  - {{org: vallby, key_id: key-0042, staff_id: s-anna}}
+shifts:
+  - {{org: vallby, staff_id: s-anna, start: "{(NOW - timedelta(hours=8)).isoformat()}",
+     end: "{(NOW - timedelta(hours=5)).isoformat()}"}}
+grants:
+  - {{org: vallby, device_id: {LOCK}, key_id: key-0042}}
+"""
+
+
+async def test_a_lock_log_synced_six_hours_late_is_audited_and_pages_nothing(
+    dsn: str, tmp_path: Path
+) -> None:
+    import_devices(dsn, [DeviceRecord(device_id=LOCK, family=Family.LOCK, org="vallby")])
+    directory = tmp_path / "access.yaml"
+    directory.write_text(DIRECTORY)
+    config = tmp_path / "wgw.toml"
+    config.write_text(f'[db]\ndsn = "{dsn}"\n')
+    assert main(["access", "import", str(directory), "--config", str(config)]) == 0
+
+    def entry(n: int, key: str, hours_ago: float) -> dict[str, object]:
+        at = NOW - timedelta(hours=hours_ago)
+        return {"id": f"L-{n}", "kind": "lock.unlocked", "ts": at.isoformat(), "actor": key}
+
+    entries = [
+        entry(1, "key-0042", 6),  # on shift, granted: fine
+        entry(2, "key-0099", 5.9),  # nobody's key
+        entry(3, "key-0042", 4),  # after the shift ended
+    ]
+    log = RawMessage(
+        f"wgw/vallby/lock/{LOCK}/event", json.dumps({"entries": entries}).encode(), NOW
+    )
+    async with running(dsn, FrozenClock(NOW)) as source:
+        source.feed([log])
+        await until(lambda: len(source.acked) == 1)
+        await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
+        effects = published_alerts(source, "unauthorised_opening")
+    # Two refused openings, one alert (repeated), marked late, never paging.
+    assert [e["effect"] for e in effects] == ["AlertOpened", "AlertRepeated"]
+    assert not any(e["pages"] for e in effects)
+    [(late, paged_at, alert_count, reason)] = rows(
+        dsn, "SELECT late, paged_at, count, reason FROM alerts"
+    )
+    assert (late, paged_at, alert_count) == (True, None, 2)
+    assert "okänd nyckel (unknown_key)" in str(reason)
+    # Every opening is in the access log with its device time, whatever the verdict.
+    assert rows(dsn, "SELECT actor, at FROM access_log ORDER BY seq") == [
+        ("key-0042", NOW - timedelta(hours=6)),
+        ("key-0099", NOW - timedelta(hours=5.9)),
+        ("key-0042", NOW - timedelta(hours=4)),
+    ]

@@ -146,7 +146,7 @@ rules:
     assert "key rules.not_back_in_bed.within_min: expected a valid integer" in text
     assert "key rules.not_back_in_bed.windw: not a known key" in text
     assert "key rules.fall.kinds.0: expected an event kind" in text
-    assert "key rules.odd: expected a type, one of absence, immediate" in text
+    assert "key rules.odd: expected a type, one of absence, access, immediate" in text
     assert "got 'bogus'" in text
 
 
