@@ -202,3 +202,49 @@ async def test_a_lock_log_synced_six_hours_late_is_audited_and_pages_nothing(
         ("key-0099", NOW - timedelta(hours=5.9)),
         ("key-0042", NOW - timedelta(hours=4)),
     ]
+
+
+async def test_two_gateways_on_one_database_never_open_two_alerts_for_a_device_and_rule(
+    dsn: str,
+) -> None:
+    clock = FrozenClock(LEFT_BED)
+    fall = message("sensor.fall", LEFT_BED, "f-1", level="alarm")
+    # A second fall a minute later reaches the other process (a misrouted device).
+    later = message("sensor.fall", LEFT_BED + timedelta(minutes=1), "f-2", level="alarm")
+    async with running(dsn, clock) as first, running(dsn, clock) as second:
+        first.feed([fall])
+        second.feed([later])
+        await until(lambda: len(first.acked) == 1 and len(second.acked) == 1)
+        # Each process raised its own alert (different ids) and published it ...
+        assert len(published_alerts(first, "fall")) == len(published_alerts(second, "fall")) == 1
+    # ... but the database holds one open alert for the device and rule.
+    assert rows(dsn, "SELECT rule_id, state FROM alerts") == [("fall", "open")]
+    assert count(dsn, "SELECT count(*) FROM alert_transitions") == 1
+
+
+async def test_two_hundred_devices_silent_together_are_one_incident(db_dsn: str) -> None:
+    migrate(db_dsn)
+    sensors = [
+        DeviceRecord(device_id=f"sensor-{n:04d}", family=Family.SENSOR, org="vallby")
+        for n in range(200)
+    ]
+    import_devices(db_dsn, sensors)
+    clock = FrozenClock(NOW)
+    async with running(db_dsn, clock) as source:
+        source.feed(
+            RawMessage(
+                f"wgw/vallby/sensor/{s.device_id}/event",
+                json.dumps({"kind": "device.heartbeat", "ts": NOW.isoformat()}).encode(),
+                NOW,
+            )
+            for s in sensors
+        )
+        await until(lambda: len(source.acked) == 200)
+        clock.advance(timedelta(minutes=10))  # 3 heartbeats of 60 s missed, and more
+        await until(lambda: count(db_dsn, "SELECT count(*) FROM incidents") == 1)
+        await asyncio.sleep(0.3)  # further ticks add nothing
+        bodies = [json.loads(p) for _, p in source.published]
+    assert [b["effect"] for b in bodies] == ["IncidentOpened"]
+    assert bodies[0]["incident"]["devices"] == 200
+    assert count(db_dsn, "SELECT count(*) FROM alerts") == 0
+    assert count(db_dsn, "SELECT cardinality(silent) FROM incidents") == 200
