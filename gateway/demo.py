@@ -133,7 +133,8 @@ async def _run(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _STATUS_EVERY_S)
             current = metrics.snapshot()
-            print(_status_line(previous, current, _STATUS_EVERY_S), flush=True)
+            alerts = gateway.alerting.published if gateway.alerting else 0
+            print(_status_line(previous, current, _STATUS_EVERY_S, alerts), flush=True)
             previous = current
             if deadline is not None and time.monotonic() >= deadline:
                 stop.set()
@@ -144,7 +145,9 @@ async def _run(
         await gateway_task
 
 
-def _status_line(before: dict[str, object], after: dict[str, object], seconds: float) -> str:
+def _status_line(
+    before: dict[str, object], after: dict[str, object], seconds: float, alerts: int
+) -> str:
     def counts(snapshot: dict[str, object], key: str) -> Counter[str]:
         value = snapshot[key]
         assert isinstance(value, dict)
@@ -157,4 +160,7 @@ def _status_line(before: dict[str, object], after: dict[str, object], seconds: f
         for family in ("alarm", "sensor", "lock", "dispenser")
     )
     dead_text = ", ".join(f"{reason} {n}" for reason, n in sorted(dead.items())) or "none"
-    return f"events: {per_family}  | stored {after['events_stored']}  | dead letters: {dead_text}"
+    return (
+        f"events: {per_family}  | stored {after['events_stored']}  | alert messages {alerts}"
+        f"  | dead letters: {dead_text}"
+    )
