@@ -264,20 +264,36 @@ class RuleEngine:
             )
         elif self._rs.applies_at(rule, event.occurred_at):
             effects.append(
-                self._raise(
-                    rule_id,
-                    rule.title,
-                    rule.priority,
-                    device_id=event.device_id,
-                    org=org,
-                    occurred_at=event.occurred_at,
-                    raised_at=event.received_at,
-                    late=late,
-                    kind=event.kind,
-                    event_id=event.event_id,
+                self._raise_for(
+                    rule_id, rule, event, org=org, late=late,
                     reason=f"{event.kind} at {self._local(event.occurred_at)}",
                 )
-            )
+            )  # fmt: skip
+
+    def _raise_for(
+        self,
+        rule_id: str,
+        rule: ImmediateRule | AccessRule,
+        event: Event,
+        *,
+        org: str,
+        late: bool,
+        reason: str,
+    ) -> AlertOpened | AlertRepeated:
+        """Raise (or repeat) a rule's alert for the event that caused it."""
+        return self._raise(
+            rule_id,
+            rule.title,
+            rule.priority,
+            device_id=event.device_id,
+            org=org,
+            occurred_at=event.occurred_at,
+            raised_at=event.received_at,
+            late=late,
+            kind=event.kind,
+            event_id=event.event_id,
+            reason=reason,
+        )
 
     def _on_absence(
         self,
@@ -522,22 +538,13 @@ class RuleEngine:
         for rule_id, rule in self._access:
             if rule.enabled and event.kind in rule.kinds:
                 late = event.received_at - event.occurred_at > self._late_after
+                when = self._local(event.occurred_at)
                 return [
-                    self._raise(
-                        rule_id,
-                        rule.title,
-                        rule.priority,
-                        device_id=event.device_id,
-                        org=org,
-                        occurred_at=event.occurred_at,
-                        raised_at=event.received_at,
-                        late=late,
-                        kind=event.kind,
-                        event_id=event.event_id,
-                        reason=f"{event.kind} by {event.actor} at "
-                        f"{self._local(event.occurred_at)}: {reason}",
+                    self._raise_for(
+                        rule_id, rule, event, org=org, late=late,
+                        reason=f"{event.kind} by {event.actor} at {when}: {reason}",
                     )
-                ]
+                ]  # fmt: skip
         return []
 
     def act(
