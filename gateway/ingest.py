@@ -66,11 +66,6 @@ class MessageSource(Protocol):
         """Publish a message (an alert) with QoS 1, without waiting."""
         ...
 
-    @property
-    def connected(self) -> bool:
-        """Whether the source currently has a live connection."""
-        ...
-
 
 class _Batcher:
     """Collects deliveries and hands them out in batches of at most ``batch_max``.
@@ -141,11 +136,6 @@ class MemorySource:
         """Record a publication."""
         self.published.append((topic, payload))
 
-    @property
-    def connected(self) -> bool:
-        """Always connected."""
-        return True
-
 
 class MqttSource:
     """Receives device traffic from the broker with QoS 1 and a persistent session.
@@ -182,12 +172,6 @@ class MqttSource:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._closing = False
-        self.acks_sent = 0
-
-    @property
-    def connected(self) -> bool:
-        """Whether the broker connection is up."""
-        return self._connected.is_set()
 
     async def __aenter__(self) -> Self:
         client = gmqtt.Client(
@@ -301,13 +285,10 @@ class MqttSource:
             return
         handler = self._client._package_handler
         generation = self._generation
-        sent = 0
         for delivery in deliveries:
             token = delivery.token
             if token is not None and token[0] == generation:
                 handler._send_puback(token[1])
-                sent += 1
-        self.acks_sent += sent
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish with QoS 1; gmqtt keeps it and resends it after a reconnect."""

@@ -73,7 +73,6 @@ class Gateway:
         self._source_factory = source_factory or self._mqtt_source
         self.pipeline = Pipeline(registry={}, settings=settings.ingest, metrics=self.metrics)
         self.ready = asyncio.Event()
-        self.source: MessageSource | None = None
         self.alerting: Alerting | None = None
 
     def _mqtt_source(self) -> MessageSource:
@@ -109,7 +108,6 @@ class Gateway:
                 engine.import_state(saved)
             writer = BatchWriter(pool)
             async with self._source_factory() as source:
-                self.source = source
                 self.alerting = Alerting(
                     engine,
                     clock=self.clock,
@@ -138,7 +136,6 @@ class Gateway:
                     if task is not stopper and (error := task.exception()) is not None:
                         raise error
         finally:
-            self.source = None
             await pool.close()
 
     async def _decode_loop(self, source: MessageSource, queue: asyncio.Queue[_Work]) -> None:
