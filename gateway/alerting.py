@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.clock import Clock
-from gateway.store.alerts import ENGINE_STATE, LAST_SEEN_STATE, AlertWork
+from gateway.store.alerts import ENGINE_STATE, AlertWork
 from gateway.store.writer import StoredRow
 from rules import (
     Alert,
@@ -32,10 +31,6 @@ log = logging.getLogger(__name__)
 
 # Publishes one alert message; must not block (the source queues it).
 Publish = Callable[[str, bytes], None]
-
-# Last contact is only informative after a restart (every device gets a full
-# grace period then), so it is saved now and then, not with every batch.
-_LAST_SEEN_EVERY_S = 60.0
 
 
 def alert_topic(org: str, item_id: str) -> str:
@@ -78,11 +73,8 @@ def _incident_json(incident: Incident) -> dict[str, Any]:
 class Alerting:
     """Feeds new events and clock ticks to the engine; publishes and collects what it causes."""
 
-    def __init__(
-        self, engine: RuleEngine, *, clock: Clock, publish: Publish, dedup_window: int
-    ) -> None:
+    def __init__(self, engine: RuleEngine, *, publish: Publish, dedup_window: int) -> None:
         self.engine = engine
-        self._clock = clock
         self._publish = publish
         # A broker redelivers unacknowledged messages after a reconnect; the
         # engine must not count them twice. They are at most Receive Maximum.
@@ -91,7 +83,6 @@ class Alerting:
         self.directory: AccessDirectory | None = None
         self._access_kinds = engine.access_kinds()
         self._saved_core: str | None = None
-        self._last_seen_saved_at: datetime | None = None
         self.published = 0
 
     def on_rows(self, rows: Sequence[StoredRow]) -> AlertWork:
@@ -155,20 +146,15 @@ class Alerting:
 
     def _snapshot(self, work: AlertWork) -> None:
         # Timers, open alerts and incidents are saved whenever they changed,
-        # in the transaction of the batch that changed them.
+        # in the transaction of the batch that changed them. Last contact is
+        # not saved: after a restart every device gets a full grace period
+        # anyway, and 100,000 timestamps per save would cost more than it tells.
         core = self.engine.export_state(include_last_seen=False)
         core.pop("exported_at")
         text = json.dumps(core, sort_keys=True)
         if text != self._saved_core:
             work.states[ENGINE_STATE] = core
             self._saved_core = text
-        now = self._clock.now()
-        if (
-            self._last_seen_saved_at is None
-            or (now - self._last_seen_saved_at).total_seconds() >= _LAST_SEEN_EVERY_S
-        ):
-            work.states[LAST_SEEN_STATE] = self.engine.export_state()["last_seen"]
-            self._last_seen_saved_at = now
 
 
 def _collect(work: AlertWork, effect: Effect) -> None:

@@ -110,7 +110,6 @@ class Gateway:
             async with self._source_factory() as source:
                 self.alerting = Alerting(
                     engine,
-                    clock=self.clock,
                     publish=source.publish,
                     dedup_window=2 * self.settings.mqtt.receive_maximum,
                 )

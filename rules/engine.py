@@ -177,6 +177,8 @@ class RuleEngine:
         now = self._clock.now()
         self._devices = dict(devices)
         limits: dict[str, timedelta] = {}
+        # One timedelta per distinct limit, shared: 100,000 devices have few.
+        shared: dict[int, timedelta] = {}
         if self._supervision is not None:
             rule_id = self._supervision[0]
             for device_id, info in self._devices.items():
@@ -184,7 +186,7 @@ class RuleEngine:
                 assert isinstance(rule, SupervisionRule)
                 if rule.enabled and info.family in rule.families:
                     seconds = rule.missed_heartbeats * info.heartbeat_interval_s
-                    limits[device_id] = timedelta(seconds=seconds)
+                    limits[device_id] = shared.setdefault(seconds, timedelta(seconds=seconds))
         for device_id in self._last_seen.keys() - limits.keys():
             self._unsupervise(device_id)
         self._limit = limits

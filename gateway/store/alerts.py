@@ -46,7 +46,6 @@ ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
 """
 
 ENGINE_STATE = "engine"
-LAST_SEEN_STATE = "engine.last_seen"
 
 
 @dataclass
@@ -114,15 +113,7 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
 
 
 async def load_state(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
-    """The engine state saved last, with last contact merged in, or None on a first start."""
-    cur = await conn.execute(
-        "SELECT name, state FROM rule_state WHERE name IN (%s, %s)",
-        (ENGINE_STATE, LAST_SEEN_STATE),
-    )
-    saved = dict(await cur.fetchall())
-    core = saved.get(ENGINE_STATE)
-    if core is None:
-        return None
-    merged: dict[str, Any] = dict(core)
-    merged["last_seen"] = saved.get(LAST_SEEN_STATE, {})
-    return merged
+    """The engine state saved last, or None on a first start."""
+    cur = await conn.execute("SELECT state FROM rule_state WHERE name = %s", (ENGINE_STATE,))
+    row = await cur.fetchone()
+    return None if row is None else dict(row[0])
