@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway.events import Family
 from gateway.store.alerts import ENGINE_STATE, AlertWork
 from gateway.store.writer import StoredRow
 from rules import (
@@ -70,6 +71,20 @@ def _incident_json(incident: Incident) -> dict[str, Any]:
     }
 
 
+# Held back while staff are inside the home: staff help people out of bed and
+# come and go through the door; these are care, not alarms.
+CARE_CONTEXT_KINDS = frozenset(
+    {
+        "sensor.left_bed",
+        "sensor.sitting_up",
+        "sensor.left_room",
+        "sensor.left_chair",
+        "lock.door_opened",
+        "lock.door_closed",
+    }
+)
+
+
 class Alerting:
     """Feeds new events and clock ticks to the engine; publishes and collects what it causes."""
 
@@ -81,13 +96,25 @@ class Alerting:
         self._recent: deque[tuple[str, str]] = deque(maxlen=dedup_window)
         self._recent_set: set[tuple[str, str]] = set()
         self.directory: AccessDirectory | None = None
+        self._homes: dict[str, str] = {}  # device → home, for homes with a lock
+        self._home_devices: dict[str, list[str]] = {}
+        self._inside: dict[str, str] = {}  # home → the staff key inside now
         self._access_kinds = engine.access_kinds()
         self._saved_core: str | None = None
         self.published = 0
 
+    def set_homes(self, homes: dict[str, str]) -> None:
+        """Which devices share a home with a door lock (from the registry's units)."""
+        self._homes = homes
+        grouped: dict[str, list[str]] = {}
+        for device_id, home in homes.items():
+            grouped.setdefault(home, []).append(device_id)
+        self._home_devices = grouped
+
     def on_rows(self, rows: Sequence[StoredRow]) -> AlertWork:
         """Evaluate the events of a decoded batch; publish and collect their effects."""
         effects: list[Effect] = []
+        care = AlertWork()
         for row in rows:
             key = (row.event.device_id, row.event.event_id)
             if key in self._recent_set:
@@ -96,10 +123,38 @@ class Alerting:
                 self._recent_set.discard(self._recent[0])
             self._recent.append(key)
             self._recent_set.add(key)
-            effects.extend(self.engine.on_event(row.event, org=row.org))
+            home = self._homes.get(row.event.device_id)
+            if home is not None and self._care_context(row, home, care):
+                effects.extend(self.engine.heard_from(row.event))
+            else:
+                effects.extend(self.engine.on_event(row.event, org=row.org))
+            # Every opening is judged, staff inside or not.
             if row.event.kind in self._access_kinds and row.event.actor is not None:
                 effects.extend(self._check_access(row))
-        return self._handle(effects)
+        work = self._handle(effects)
+        work.suppressions.extend(care.suppressions)
+        work.arrivals.extend(care.arrivals)
+        return work
+
+    def _care_context(self, row: StoredRow, home: str, care: AlertWork) -> bool:
+        """Track staff inside a home; tell whether this event is held back because of them."""
+        event = row.event
+        live = event.received_at - event.occurred_at <= self.engine.late_after
+        if live and event.family is Family.LOCK and event.actor is not None:
+            # Staff unlock to enter and lock again as they leave (nyckelfri hemtjänst).
+            if event.kind == "lock.unlocked":
+                self._inside[home] = event.actor
+                care.arrivals.append((event.occurred_at, self._home_devices[home]))
+            elif event.kind == "lock.locked":
+                self._inside.pop(home, None)
+        staff = self._inside.get(home)
+        if staff is None or event.kind not in CARE_CONTEXT_KINDS:
+            return False
+        care.suppressions.append(
+            (event.occurred_at, row.org, event.device_id, event.event_id, event.kind, staff,
+             f"staff key {staff} inside {home}")
+        )  # fmt: skip
+        return True
 
     def _check_access(self, row: StoredRow) -> list[Effect]:
         event = row.event

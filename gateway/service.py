@@ -23,7 +23,7 @@ from gateway.pipeline import Pipeline
 from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
 from gateway.store.access import directory_version, load_directory
 from gateway.store.alerts import AlertWork, load_state
-from gateway.store.devices import load_known_devices, registry_version
+from gateway.store.devices import load_homes, load_known_devices, registry_version
 from rules import RuleEngine, default_rules_text, load_ruleset
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Gateway:
                 version = await registry_version(conn)
                 saved = await load_state(conn)
                 directory = await load_directory(conn)
+                homes = await load_homes(conn)
                 directory_at = await directory_version(conn)
                 await conn.commit()
             self.pipeline.set_registry(devices)
@@ -114,6 +115,7 @@ class Gateway:
                     dedup_window=2 * self.settings.mqtt.receive_maximum,
                 )
                 self.alerting.directory = directory
+                self.alerting.set_homes(homes)
                 queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
@@ -204,6 +206,7 @@ class Gateway:
                         self.pipeline.set_registry(devices)
                         if self.alerting is not None:
                             self.alerting.engine.update_devices(devices)
+                            self.alerting.set_homes(await load_homes(conn))
                     imported_at = await directory_version(conn)
                     if imported_at != directory_at and self.alerting is not None:
                         self.alerting.directory = await load_directory(conn)

@@ -421,6 +421,18 @@ class RuleEngine:
                 effects=effects,
             )
 
+    def heard_from(self, event: Event) -> list[Effect]:
+        """Count an event as a sign of life only, without judging it by any rule."""
+        effects: list[Effect] = []
+        if event.kind != SILENCE_KIND:
+            self._contact(event.device_id, event.received_at, effects)
+        return effects
+
+    @property
+    def late_after(self) -> timedelta:
+        """How old device time may be before an event no longer counts as live."""
+        return self._late_after
+
     def _contact(self, device_id: str, at: datetime, effects: list[Effect]) -> None:
         limit = self._limit.get(device_id)
         if limit is None:

@@ -45,6 +45,17 @@ INSERT INTO rule_state (name, state, saved_at) VALUES (%s, %s, now())
 ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
 """
 
+_INSERT_SUPPRESSION = """
+INSERT INTO suppressions (at, org, device_id, event_id, kind, actor, reason)
+VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
+# The first staff entry after an alert opened is its time of arrival.
+_RECORD_ARRIVAL = """
+UPDATE alerts SET arrived_at = %s
+WHERE device_id = ANY(%s) AND arrived_at IS NULL AND opened_at <= %s
+  AND state NOT IN ('resolved', 'cleared')
+"""
+
 ENGINE_STATE = "engine"
 
 
@@ -58,9 +69,15 @@ class AlertWork:
     transitions: list[Transition] = field(default_factory=list)
     incidents: dict[str, Incident] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (at, org, device_id, event_id, kind, actor, reason) of events held back.
+    suppressions: list[tuple[datetime, str, str, str, str, str, str]] = field(default_factory=list)
+    # (arrived_at, device ids of the home): staff entered while alerts were open.
+    arrivals: list[tuple[datetime, list[str]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.incidents or self.states)
+        return bool(
+            self.alerts or self.incidents or self.states or self.suppressions or self.arrivals
+        )
 
     def add_transition(self, transition: Transition) -> None:
         """Record a transition (and when a final one closed its alert)."""
@@ -110,6 +127,10 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         )  # fmt: skip
     for name, state in work.states.items():
         await cur.execute(_SAVE_STATE, (name, json.dumps(state)))
+    if work.suppressions:
+        await cur.executemany(_INSERT_SUPPRESSION, work.suppressions)
+    for arrived_at, device_ids in work.arrivals:
+        await cur.execute(_RECORD_ARRIVAL, (arrived_at, device_ids, arrived_at))
 
 
 async def load_state(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:

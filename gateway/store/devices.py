@@ -56,3 +56,12 @@ async def load_known_devices(conn: psycopg.AsyncConnection[Any]) -> dict[str, De
             entry = shared[key] = DeviceInfo(key[0], families[key[1]], key[2])
         known[str(device_id)] = entry
     return known
+
+
+async def load_homes(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """Device id → home (unit) for every device in a home that has a door lock."""
+    cur = await conn.execute(
+        "SELECT device_id, unit FROM devices WHERE unit <> '' AND unit IN"
+        " (SELECT unit FROM devices WHERE family = 'lock' AND unit <> '')"
+    )
+    return {str(device_id): str(unit) for device_id, unit in await cur.fetchall()}

@@ -248,3 +248,66 @@ async def test_two_hundred_devices_silent_together_are_one_incident(db_dsn: str)
     assert bodies[0]["incident"]["devices"] == 200
     assert count(db_dsn, "SELECT count(*) FROM alerts") == 0
     assert count(db_dsn, "SELECT cardinality(silent) FROM incidents") == 200
+
+
+async def test_staff_inside_hold_back_bed_exit_until_they_lock_up(dsn: str) -> None:
+    home = "Lgh 1204"
+    import_devices(
+        dsn,
+        [
+            SENSOR_RECORD.model_copy(update={"unit": home}),
+            DeviceRecord(device_id=LOCK, family=Family.LOCK, org="vallby", unit=home),
+        ],
+    )
+
+    def lock(kind: str, at: datetime, event_id: str) -> RawMessage:
+        body = {"id": event_id, "kind": kind, "ts": at.isoformat(), "actor": "key-0042"}
+        return RawMessage(f"wgw/vallby/lock/{LOCK}/event", json.dumps(body).encode(), at)
+
+    clock = FrozenClock(LEFT_BED - timedelta(minutes=5))
+    async with running(dsn, clock) as source:
+        # 02:05 staff let themselves in; 02:10 the person leaves the bed with them.
+        source.feed([lock("lock.unlocked", clock.now(), "k-1")])
+        clock.advance(timedelta(minutes=5))
+        source.feed([message("sensor.left_bed", clock.now(), "lb-1")])
+        await until(lambda: len(source.acked) == 2)
+        clock.advance(timedelta(minutes=25))  # 02:35: past any 20-minute wait
+        await asyncio.sleep(0.2)
+        assert published_alerts(source, "not_back_in_bed") == []
+        # 02:40 staff lock up and leave; 02:45 the person leaves the bed again.
+        source.feed([lock("lock.locked", clock.now() + timedelta(minutes=5), "k-2")])
+        clock.advance(timedelta(minutes=10))
+        source.feed([message("sensor.left_bed", clock.now(), "lb-2")])
+        await until(lambda: len(source.acked) == 4)
+        clock.advance(timedelta(minutes=21))  # 03:06: not back within 20 minutes
+        await until(lambda: len(published_alerts(source, "not_back_in_bed")) == 1)
+        await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
+    assert rows(dsn, "SELECT device_id, kind, actor FROM suppressions") == [
+        (SENSOR, "sensor.left_bed", "key-0042")
+    ]
+
+
+async def test_staff_entering_during_an_open_alarm_record_its_time_of_arrival(dsn: str) -> None:
+    home = "Lgh 1204"
+    import_devices(
+        dsn,
+        [
+            SENSOR_RECORD.model_copy(update={"unit": home}),
+            DeviceRecord(device_id=LOCK, family=Family.LOCK, org="vallby", unit=home),
+        ],
+    )
+    clock = FrozenClock(LEFT_BED)
+    async with running(dsn, clock) as source:
+        source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
+        await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
+        clock.advance(timedelta(minutes=12))
+        body = {"id": "k-1", "kind": "lock.unlocked", "ts": clock.now().isoformat(),
+                "actor": "key-0042"}  # fmt: skip
+        source.feed(
+            [RawMessage(f"wgw/vallby/lock/{LOCK}/event", json.dumps(body).encode(), clock.now())]
+        )
+        await until(lambda: len(source.acked) == 2)
+    [(opened, arrived)] = rows(dsn, "SELECT opened_at, arrived_at FROM alerts")
+    assert isinstance(opened, datetime) and isinstance(arrived, datetime)
+    assert arrived == LEFT_BED + timedelta(minutes=12)
+    assert arrived - opened == timedelta(minutes=12)  # the time to arrival
