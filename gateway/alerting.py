@@ -6,11 +6,12 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.events import Family
 from gateway.store.alerts import ENGINE_STATE, AlertWork
+from gateway.store.shelves import Shelf
 from gateway.store.writer import StoredRow
 from rules import (
     Alert,
@@ -85,6 +86,11 @@ CARE_CONTEXT_KINDS = frozenset(
 )
 
 
+# The same alert this many times within the window marks the device as chattering.
+CHATTER_COUNT = 5
+CHATTER_WINDOW = timedelta(minutes=10)
+
+
 class Alerting:
     """Feeds new events and clock ticks to the engine; publishes and collects what it causes."""
 
@@ -99,6 +105,8 @@ class Alerting:
         self._homes: dict[str, str] = {}  # device → home, for homes with a lock
         self._home_devices: dict[str, list[str]] = {}
         self._inside: dict[str, str] = {}  # home → the staff key inside now
+        self.shelved: dict[str, Shelf] = {}  # device → its current out-of-service period
+        self._seen: dict[tuple[str, str], deque[datetime]] = {}  # for chattering
         self._access_kinds = engine.access_kinds()
         self._saved_core: str | None = None
         self.published = 0
@@ -124,7 +132,15 @@ class Alerting:
             self._recent.append(key)
             self._recent_set.add(key)
             home = self._homes.get(row.event.device_id)
-            if home is not None and self._care_context(row, home, care):
+            shelf = self.shelved.get(row.event.device_id)
+            if shelf is not None:
+                care.suppressions.append(
+                    (row.event.occurred_at, row.org, row.event.device_id, row.event.event_id,
+                     row.event.kind, shelf.shelved_by,
+                     f"out of service until {shelf.ends_at.isoformat()}: {shelf.reason}")
+                )  # fmt: skip
+                effects.extend(self.engine.heard_from(row.event))
+            elif home is not None and self._care_context(row, home, care):
                 effects.extend(self.engine.heard_from(row.event))
             else:
                 effects.extend(self.engine.on_event(row.event, org=row.org))
@@ -184,8 +200,16 @@ class Alerting:
         for effect in effects:
             self._push(effect)
             _collect(work, effect)
+            if isinstance(effect, AlertOpened | AlertRepeated) and self._chatters(effect.alert):
+                work.chattering.add(effect.alert.alert_id)
         self._snapshot(work)
         return work
+
+    def _chatters(self, alert: Alert) -> bool:
+        """Count the alert's condition; tell whether it came too often lately."""
+        seen = self._seen.setdefault((alert.device_id, alert.rule_id), deque(maxlen=CHATTER_COUNT))
+        seen.append(alert.last_seen_at)
+        return len(seen) == CHATTER_COUNT and seen[-1] - seen[0] <= CHATTER_WINDOW
 
     def _push(self, effect: Effect) -> None:
         # The alert path does not wait for PostgreSQL: publish before storing.

@@ -6,10 +6,10 @@ import argparse
 import csv
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from gateway.cli_support import aware_time
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.store import migrate
@@ -30,22 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--door", help="door, cabinet or sensor device id")
     q.add_argument("--key", help="key or staff id")
     q.add_argument("--person", help="unit pseudonym (a per-person extract)")
-    q.add_argument("--since", type=_time, help="ISO 8601 with offset, inclusive")
-    q.add_argument("--until", type=_time, help="ISO 8601 with offset, exclusive")
+    q.add_argument("--since", type=aware_time, help="ISO 8601 with offset, inclusive")
+    q.add_argument("--until", type=aware_time, help="ISO 8601 with offset, exclusive")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.set_defaults(func=cmd_query)
     for p in (ver, q):
         p.add_argument("--config", type=Path, help="TOML settings file")
-
-
-def _time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add e.g. +01:00)")
-    return value
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -8,11 +8,12 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.cli_support import stop_on_signals
+from gateway.cli_support import aware_time, stop_on_signals
 from gateway.config import Settings, load_settings
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
 
@@ -51,6 +52,23 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
     migrate(dsn)
     changed = import_devices(dsn, records)
     print(f"{len(records)} devices read from {args.file}; {changed} added or changed")
+    return 0
+
+
+def cmd_devices_shelve(args: argparse.Namespace) -> int:
+    """Take a device out of service for a while, with a reason (e.g. 'på sjukhus')."""
+    from gateway.store import migrate
+    from gateway.store.shelves import Shelf, shelve
+
+    if not args.reason.strip() or not args.by.strip():
+        raise ConfigError("--reason and --by must say why and who (they are logged)")
+    starts = args.starts or datetime.now(UTC)
+    if args.until <= starts:
+        raise ConfigError("--until must be after the start of the period")
+    dsn = _settings(args).db.dsn
+    migrate(dsn)
+    shelve(dsn, Shelf(args.device, args.reason, args.by, starts, args.until))
+    print(f"{args.device} out of service until {args.until.isoformat()}: {args.reason}")
     return 0
 
 
@@ -148,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp = with_config(devices.add_parser("import", help=cmd_devices_import.__doc__))
     imp.add_argument("file", type=Path, help="registry file (.yaml, .yml or .csv)")
     imp.set_defaults(func=cmd_devices_import)
+    shelf = with_config(devices.add_parser("shelve", help=cmd_devices_shelve.__doc__))
+    shelf.add_argument("device", help="device id")
+    shelf.add_argument("--reason", required=True, help="why, e.g. 'på sjukhus', 'bortrest'")
+    shelf.add_argument("--by", required=True, help="the coordinator deciding it")
+    shelf.add_argument("--until", required=True, type=aware_time, help="ISO 8601 with offset")
+    shelf.add_argument("--from", dest="starts", type=aware_time, help="default: now")
+    shelf.set_defaults(func=cmd_devices_shelve)
 
     access = sub.add_parser("access", help="access directory").add_subparsers(
         dest="access_command", required=True

@@ -24,7 +24,9 @@ from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
 from gateway.store.access import directory_version, load_directory
 from gateway.store.alerts import AlertWork, load_state
 from gateway.store.devices import load_homes, load_known_devices, registry_version
+from gateway.store.shelves import Shelf, load_shelves
 from rules import RuleEngine, default_rules_text, load_ruleset
+from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Gateway:
         self.pipeline = Pipeline(registry={}, settings=settings.ingest, metrics=self.metrics)
         self.ready = asyncio.Event()
         self.alerting: Alerting | None = None
+        self._devices: dict[str, DeviceInfo] = {}
 
     def _mqtt_source(self) -> MessageSource:
         return MqttSource(
@@ -101,6 +104,7 @@ class Gateway:
                 saved = await load_state(conn)
                 directory = await load_directory(conn)
                 homes = await load_homes(conn)
+                shelves = await load_shelves(conn, self.clock.now())
                 directory_at = await directory_version(conn)
                 await conn.commit()
             self.pipeline.set_registry(devices)
@@ -116,6 +120,8 @@ class Gateway:
                 )
                 self.alerting.directory = directory
                 self.alerting.set_homes(homes)
+                self._devices = devices
+                self._apply_shelves(shelves, devices_changed=True)
                 queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
@@ -138,6 +144,21 @@ class Gateway:
                         raise error
         finally:
             await pool.close()
+
+    def _apply_shelves(self, shelves: list[Shelf], *, devices_changed: bool = False) -> None:
+        """Take devices out of service (no rules, no supervision) while their period runs."""
+        if self.alerting is None:
+            return
+        now = self.clock.now()
+        active = {s.device_id: s for s in shelves if s.starts_at <= now < s.ends_at}
+        changed = active.keys() != self.alerting.shelved.keys()
+        self.alerting.shelved = active
+        if changed or devices_changed:
+            if changed:
+                log.info("%d devices out of service", len(active))
+            self.alerting.engine.update_devices(
+                {d: info for d, info in self._devices.items() if d not in active}
+            )
 
     async def _decode_loop(self, source: MessageSource, queue: asyncio.Queue[_Work]) -> None:
         assert self.alerting is not None
@@ -201,19 +222,25 @@ class Gateway:
             try:
                 async with pool.connection() as conn:
                     current = await registry_version(conn)
-                    if current != version:
+                    current_changed = current != version
+                    if current_changed:
                         devices = await load_known_devices(conn)
                         self.pipeline.set_registry(devices)
+                        self._devices = devices
                         if self.alerting is not None:
-                            self.alerting.engine.update_devices(devices)
                             self.alerting.set_homes(await load_homes(conn))
+                        log.info("device registry reloaded (%d devices)", current[1])
+                        version = current
+                    # Re-read every round: a period may have begun or ended by itself.
+                    self._apply_shelves(
+                        await load_shelves(conn, self.clock.now()),
+                        devices_changed=current_changed,
+                    )
                     imported_at = await directory_version(conn)
                     if imported_at != directory_at and self.alerting is not None:
                         self.alerting.directory = await load_directory(conn)
                         directory_at = imported_at
                         log.info("access directory reloaded")
-                        log.info("device registry reloaded (%d devices)", current[1])
-                        version = current
                     if time.monotonic() - last_partition_check > _PARTITION_CHECK_S:
                         await conn.execute(
                             "SELECT wgw_ensure_event_partitions("

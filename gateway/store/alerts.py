@@ -73,10 +73,16 @@ class AlertWork:
     suppressions: list[tuple[datetime, str, str, str, str, str, str]] = field(default_factory=list)
     # (arrived_at, device ids of the home): staff entered while alerts were open.
     arrivals: list[tuple[datetime, list[str]]] = field(default_factory=list)
+    chattering: set[str] = field(default_factory=set)  # alerts whose device chatters
 
     def __bool__(self) -> bool:
         return bool(
-            self.alerts or self.incidents or self.states or self.suppressions or self.arrivals
+            self.alerts
+            or self.incidents
+            or self.states
+            or self.suppressions
+            or self.arrivals
+            or self.chattering
         )
 
     def add_transition(self, transition: Transition) -> None:
@@ -129,6 +135,11 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         await cur.execute(_SAVE_STATE, (name, json.dumps(state)))
     if work.suppressions:
         await cur.executemany(_INSERT_SUPPRESSION, work.suppressions)
+    if work.chattering:
+        await cur.execute(
+            "UPDATE alerts SET chattering = true WHERE alert_id = ANY(%s)",
+            (sorted(work.chattering),),
+        )
     for arrived_at, device_ids in work.arrivals:
         await cur.execute(_RECORD_ARRIVAL, (arrived_at, device_ids, arrived_at))
 

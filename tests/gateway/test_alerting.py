@@ -311,3 +311,54 @@ async def test_staff_entering_during_an_open_alarm_record_its_time_of_arrival(ds
     assert isinstance(opened, datetime) and isinstance(arrived, datetime)
     assert arrived == LEFT_BED + timedelta(minutes=12)
     assert arrived - opened == timedelta(minutes=12)  # the time to arrival
+
+
+async def test_a_device_out_of_service_raises_nothing_until_its_period_ends(
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "wgw.toml"
+    config.write_text(f'[db]\ndsn = "{dsn}"\n[ingest]\nregistry_refresh_s = 0.05\n')
+    until_at = LEFT_BED + timedelta(hours=1)
+    args = ["devices", "shelve", SENSOR, "--reason", "på sjukhus", "--by", "samordnare-3",
+            "--from", (LEFT_BED - timedelta(hours=1)).isoformat(), "--until", until_at.isoformat(),
+            "--config", str(config)]  # fmt: skip
+    assert main(args) == 0
+    assert "out of service" in capsys.readouterr().out
+    assert main([*args[:3], "--reason", "", *args[5:]]) == 2  # a reason is required
+
+    clock = FrozenClock(LEFT_BED)
+    source = MemorySource(batch_max=100)
+    settings = load_settings(config, rules={"tick_s": 0.02})
+    gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(gateway.ready.is_set)
+    source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
+    await until(lambda: len(source.acked) == 1)
+    clock.advance(timedelta(minutes=50))  # silent for 50 minutes: no "no contact" either
+    await asyncio.sleep(0.3)
+    assert source.published == []
+    clock.advance(timedelta(minutes=15))  # the period ended by itself at 03:10
+    await asyncio.sleep(0.3)
+    source.feed([message("sensor.fall", clock.now(), "f-2", level="alarm")])
+    await until(lambda: len(published_alerts(source, "fall")) == 1)
+    stop.set()
+    await task
+    assert rows(dsn, "SELECT event_id, actor, reason LIKE '%%på sjukhus' FROM suppressions") == [
+        ("f-1", "samordnare-3", True)
+    ]
+
+
+async def test_a_device_raising_the_same_alert_again_and_again_is_flagged_chattering(
+    dsn: str,
+) -> None:
+    clock = FrozenClock(LEFT_BED)
+    async with running(dsn, clock) as source:
+        for n in range(4):
+            source.feed([message("sensor.fall", clock.now(), f"f-{n}", level="alarm")])
+            clock.advance(timedelta(minutes=2))
+        await until(lambda: len(source.acked) == 4)
+        await asyncio.sleep(0.1)
+        assert rows(dsn, "SELECT count, chattering FROM alerts") == [(4, False)]
+        source.feed([message("sensor.fall", clock.now(), "f-4", level="alarm")])  # 5 in 8 min
+        await until(lambda: rows(dsn, "SELECT chattering FROM alerts") == [(True,)])

@@ -15,3 +15,20 @@ CREATE TABLE suppressions (
 );
 
 ALTER TABLE alerts ADD COLUMN arrived_at timestamptz;
+
+-- Out of service ("på sjukhus", "bortrest"): a coordinator takes a person's
+-- devices out of the rules for a while, with a reason, and it ends by itself.
+CREATE TABLE shelves (
+    id          bigserial PRIMARY KEY,
+    org         text NOT NULL,
+    device_id   text NOT NULL,
+    reason      text NOT NULL CHECK (reason <> ''),
+    shelved_by  text NOT NULL CHECK (shelved_by <> ''),
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL CHECK (ends_at > starts_at),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX shelves_device_idx ON shelves (device_id, ends_at);
+
+-- A device that raises the same alert again and again within minutes.
+ALTER TABLE alerts ADD COLUMN chattering boolean NOT NULL DEFAULT false;
