@@ -13,9 +13,12 @@ from gateway.cli_support import aware_time
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.store import migrate
+from gateway.store.access import load_stored_directory
 from gateway.store.auditlog import AccessQuery, query, verify
-from rules.auditlog import AccessEntry
+from rules.access import AccessDirectory, check_opening
+from rules.auditlog import AccessEntry, Action
 
+_OPENINGS = frozenset({Action.UNLOCK, Action.DOOR_OPENED, Action.CABINET_OPENED})
 _FIELDS = ("at", "org", "seq", "actor", "action", "subject", "person", "detail")
 
 
@@ -32,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--person", help="unit pseudonym (a per-person extract)")
     q.add_argument("--since", type=aware_time, help="ISO 8601 with offset, inclusive")
     q.add_argument("--until", type=aware_time, help="ISO 8601 with offset, exclusive")
+    q.add_argument(
+        "--outside-plan",
+        action="store_true",
+        help="only openings the access directory does not allow (with the reasons)",
+    )
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.set_defaults(func=cmd_query)
     for p in (ver, q):
@@ -70,12 +78,35 @@ def cmd_query(args: argparse.Namespace) -> int:
             until=args.until,
         ),
     )
-    write_entries(entries, args.format, sys.stdout)
+    verdicts: dict[tuple[str, int], str] | None = None
+    if args.outside_plan:
+        directory = load_stored_directory(dsn)
+        if directory is None:
+            raise ConfigError("no access directory imported yet: run `wgw access import FILE`")
+        verdicts = refused_openings(directory, entries)
+        entries = [e for e in entries if (e.org, e.seq) in verdicts]
+    write_entries(entries, args.format, sys.stdout, verdicts)
     return 0
 
 
-def _record(e: AccessEntry) -> dict[str, object]:
+def refused_openings(
+    directory: AccessDirectory, entries: list[AccessEntry]
+) -> dict[tuple[str, int], str]:
+    """The openings among ``entries`` that the directory does not allow, with their reasons."""
+    refused: dict[tuple[str, int], str] = {}
+    for e in entries:
+        if e.action not in _OPENINGS:
+            continue
+        decision = check_opening(directory, org=e.org, device_id=e.subject, key_id=e.actor, at=e.at)
+        if not decision.allowed:
+            refused[(e.org, e.seq)] = "; ".join(r.value for r in decision.reasons)
+    return refused
+
+
+def _record(e: AccessEntry, verdicts: dict[tuple[str, int], str] | None) -> dict[str, object]:
+    extra = {} if verdicts is None else {"refused": verdicts.get((e.org, e.seq), "")}
     return {
+        **extra,
         "at": e.at.isoformat(),
         "org": e.org,
         "seq": e.seq,
@@ -87,21 +118,27 @@ def _record(e: AccessEntry) -> dict[str, object]:
     }
 
 
-def write_entries(entries: list[AccessEntry], fmt: str, out: TextIO) -> None:
-    """Render entries in one of the output formats."""
-    records = [_record(e) for e in entries]
+def write_entries(
+    entries: list[AccessEntry],
+    fmt: str,
+    out: TextIO,
+    verdicts: dict[tuple[str, int], str] | None = None,
+) -> None:
+    """Render entries in one of the output formats (with refusal reasons when given)."""
+    records = [_record(e, verdicts) for e in entries]
+    fields = _FIELDS if verdicts is None else ("refused", *_FIELDS)
     if fmt == "json":
         for r, e in zip(records, entries, strict=True):
             r["detail"] = e.detail
         json.dump(records, out, ensure_ascii=False, indent=2)
         out.write("\n")
     elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=_FIELDS)
+        writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)
     else:
-        widths = {f: max([len(f)] + [len(str(r[f])) for r in records]) for f in _FIELDS}
-        out.write("  ".join(f.ljust(widths[f]) for f in _FIELDS).rstrip() + "\n")
+        widths = {f: max([len(f)] + [len(str(r[f])) for r in records]) for f in fields}
+        out.write("  ".join(f.ljust(widths[f]) for f in fields).rstrip() + "\n")
         for r in records:
-            out.write("  ".join(str(r[f]).ljust(widths[f]) for f in _FIELDS).rstrip() + "\n")
+            out.write("  ".join(str(r[f]).ljust(widths[f]) for f in fields).rstrip() + "\n")
         out.write(f"({len(records)} entries)\n")

@@ -38,3 +38,12 @@ async def load_directory(conn: psycopg.AsyncConnection[Any]) -> AccessDirectory 
     cur = await conn.execute("SELECT document FROM access_directory WHERE name = %s", (_CURRENT,))
     row = await cur.fetchone()
     return None if row is None else AccessDirectory.model_validate(row[0])
+
+
+def load_stored_directory(dsn: str) -> AccessDirectory | None:
+    """The stored directory, read with a plain connection (for the CLI)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT document FROM access_directory WHERE name = %s", (_CURRENT,)
+        ).fetchone()
+    return None if row is None else AccessDirectory.model_validate(row[0])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -162,7 +164,7 @@ grants:
 
 
 async def test_a_lock_log_synced_six_hours_late_is_audited_and_pages_nothing(
-    dsn: str, tmp_path: Path
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import_devices(dsn, [DeviceRecord(device_id=LOCK, family=Family.LOCK, org="vallby")])
     directory = tmp_path / "access.yaml"
@@ -201,6 +203,16 @@ async def test_a_lock_log_synced_six_hours_late_is_audited_and_pages_nothing(
         ("key-0042", NOW - timedelta(hours=6)),
         ("key-0099", NOW - timedelta(hours=5.9)),
         ("key-0042", NOW - timedelta(hours=4)),
+    ]
+    # The auditor's question: which openings were not allowed, and why?
+    capsys.readouterr()
+    assert (
+        main(["audit", "query", "--outside-plan", "--format", "csv", "--config", str(config)]) == 0
+    )
+    refused = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["actor"], r["refused"]) for r in refused] == [
+        ("key-0099", "unknown_key"),
+        ("key-0042", "off_shift"),
     ]
 
 
