@@ -89,6 +89,36 @@ def cmd_access_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_access_remote_view(args: argparse.Namespace) -> int:
+    """Ask for a remote-supervision view: allowed or refused, it is logged either way."""
+    from gateway.store import migrate
+    from gateway.store.access import load_stored_directory
+    from gateway.store.auditlog import record_remote_view
+    from rules.access import REASON_LABELS
+
+    dsn = _settings(args).db.dsn
+    migrate(dsn)
+    directory = load_stored_directory(dsn)
+    if directory is None:
+        raise ConfigError("no access directory imported yet: run `wgw access import FILE`")
+    decision = asyncio.run(
+        record_remote_view(
+            dsn,
+            directory,
+            org=args.org,
+            device_id=args.device,
+            staff_id=args.staff,
+            at=args.at or datetime.now(UTC),
+        )
+    )
+    if decision.allowed:
+        print(f"remote view of {args.device} by {args.staff}: allowed (logged)")
+        return 0
+    reasons = ", ".join(REASON_LABELS[r] for r in decision.reasons)
+    print(f"remote view of {args.device} by {args.staff}: REFUSED ({reasons}); logged")
+    return 1
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
     """Validate an organisation's rule-set file without starting anything."""
     from rules import check_ruleset_file
@@ -180,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     acc = with_config(access.add_parser("import", help=cmd_access_import.__doc__))
     acc.add_argument("file", type=Path, help="access directory YAML")
     acc.set_defaults(func=cmd_access_import)
+    view = with_config(access.add_parser("remote-view", help=cmd_access_remote_view.__doc__))
+    view.add_argument("device", help="the supervision sensor")
+    view.add_argument("--staff", required=True, help="staff id asking to look")
+    view.add_argument("--org", required=True, help="the staff member's organisation")
+    view.add_argument("--at", type=aware_time, help="default: now")
+    view.set_defaults(func=cmd_access_remote_view)
 
     rules_parser = sub.add_parser("rules", help="rule sets").add_subparsers(
         dest="rules_command", required=True

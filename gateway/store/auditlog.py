@@ -6,15 +6,17 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
+from rules.access import AccessDecision, AccessDirectory, check_remote_view
 from rules.auditlog import (
     GENESIS_HASH,
     AccessEntry,
     Action,
     BrokenEntry,
+    DetailValue,
     VerifyResult,
     append,
     verify_chain,
@@ -65,33 +67,32 @@ def _params(e: AccessEntry) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-async def append_events(cur: psycopg.AsyncCursor[Any], rows: Sequence[StoredRow]) -> int:
-    """Append one entry per access event, chained per organisation, in the caller's transaction."""
-    by_org: dict[str, list[StoredRow]] = {}
-    for row in rows:
-        by_org.setdefault(row.org, []).append(row)
-    await cur.execute(
-        "SELECT device_id, unit FROM devices WHERE device_id = ANY(%s)",
-        (sorted({r.event.device_id for r in rows}),),
-    )
-    units: dict[str, str] = {d: u for d, u in await cur.fetchall() if u}
+class EntryDraft(NamedTuple):
+    """An access-log entry before it is numbered and chained."""
+
+    org: str
+    at: datetime
+    actor: str
+    action: Action
+    subject: str
+    person: str | None
+    detail: dict[str, DetailValue]
+
+
+async def append_drafts(cur: psycopg.AsyncCursor[Any], drafts: Sequence[EntryDraft]) -> int:
+    """Number, chain and insert entries per organisation, in the caller's transaction."""
+    by_org: dict[str, list[EntryDraft]] = {}
+    for draft in drafts:
+        by_org.setdefault(draft.org, []).append(draft)
     entries: list[AccessEntry] = []
     # A fixed order of organisations: two gateways never wait on each other in a cycle.
     for org in sorted(by_org):
         prev = await _lock_head(cur, org)
-        for row in by_org[org]:
-            e = row.event
-            assert e.actor is not None
+        for d in by_org[org]:
             prev = append(
-                prev,
-                org=org,
-                at=e.occurred_at,
-                actor=e.actor,
-                action=EVENT_ACTIONS[e.kind],
-                subject=e.device_id,
-                person=units.get(e.device_id),
-                detail={"event_id": e.event_id, "kind": e.kind},
-            )
+                prev, org=org, at=d.at, actor=d.actor, action=d.action, subject=d.subject,
+                person=d.person, detail=d.detail,
+            )  # fmt: skip
             entries.append(prev)
         assert prev is not None  # by_org holds no empty lists
         await cur.execute(
@@ -100,6 +101,57 @@ async def append_events(cur: psycopg.AsyncCursor[Any], rows: Sequence[StoredRow]
         )
     await cur.executemany(_INSERT, [_params(e) for e in entries])
     return len(entries)
+
+
+async def _units(cur: psycopg.AsyncCursor[Any], device_ids: set[str]) -> dict[str, str]:
+    await cur.execute(
+        "SELECT device_id, unit FROM devices WHERE device_id = ANY(%s)", (sorted(device_ids),)
+    )
+    return {d: u for d, u in await cur.fetchall() if u}
+
+
+async def append_events(cur: psycopg.AsyncCursor[Any], rows: Sequence[StoredRow]) -> int:
+    """Append one entry per access event, in the caller's transaction."""
+    units = await _units(cur, {r.event.device_id for r in rows})
+    drafts = []
+    for row in rows:
+        e = row.event
+        assert e.actor is not None
+        drafts.append(
+            EntryDraft(
+                row.org, e.occurred_at, e.actor, EVENT_ACTIONS[e.kind], e.device_id,
+                units.get(e.device_id), {"event_id": e.event_id, "kind": e.kind},
+            )
+        )  # fmt: skip
+    return await append_drafts(cur, drafts)
+
+
+async def record_remote_view(
+    dsn: str,
+    directory: AccessDirectory,
+    *,
+    org: str,
+    device_id: str,
+    staff_id: str,
+    at: datetime,
+) -> AccessDecision:
+    """Judge a remote-supervision view and log it, allowed or refused, before it happens."""
+    decision = check_remote_view(directory, org=org, device_id=device_id, staff_id=staff_id, at=at)
+    async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.cursor() as cur:
+        units = await _units(cur, {device_id})
+        detail: dict[str, DetailValue] = {
+            "allowed": decision.allowed,
+            "reasons": [r.value for r in decision.reasons],
+        }
+        await append_drafts(
+            cur,
+            [
+                EntryDraft(
+                    org, at, staff_id, Action.REMOTE_VIEW, device_id, units.get(device_id), detail
+                )
+            ],
+        )
+    return decision
 
 
 async def _lock_head(cur: psycopg.AsyncCursor[Any], org: str) -> AccessEntry | None:

@@ -134,3 +134,47 @@ async def test_audit_query_answers_who_opened_a_door(
     assert [r["detail"]["event_id"] for r in records] == ["L-0003", "L-0005"]
     assert main([*args, "--format", "table"]) == 0
     assert "(2 entries)" in capsys.readouterr().out
+
+
+REMOTE_DIRECTORY = """
+organisations:
+  - {org: vallby, visit_plan_enforced: false}
+staff:
+  - {org: vallby, staff_id: s-anna, pseudonym: Personal 17}
+shifts:
+  - {org: vallby, staff_id: s-anna, start: "2026-11-23T21:00:00+01:00",
+     end: "2026-11-24T07:00:00+01:00"}
+grants:
+  - {org: vallby, device_id: sensor-0001, staff_id: s-anna}
+  - {org: vallby, device_id: sensor-0002, staff_id: s-anna}
+consents:
+  - {device_id: sensor-0001, consent_on_record: true, windows: ["22:00-06:00"]}
+  - {device_id: sensor-0002, consent_on_record: false, windows: ["22:00-06:00"]}
+"""
+
+
+def test_remote_views_are_judged_and_logged_either_way(
+    db_dsn: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    migrate(db_dsn)
+    directory = tmp_path / "access.yaml"
+    directory.write_text(REMOTE_DIRECTORY)
+    assert main(["access", "import", str(directory), "--config", str(config)]) == 0
+    ask = ["access", "remote-view", "--staff", "s-anna", "--org", "vallby", "--config", str(config)]
+    night = "2026-11-24T02:00:00+01:00"
+    assert main([*ask, "sensor-0001", "--at", night]) == 0
+    assert main([*ask, "sensor-0002", "--at", night]) == 1  # no consent on record
+    assert main([*ask, "sensor-0001", "--at", "2026-11-24T06:30:00+01:00"]) == 1  # not agreed
+    out = capsys.readouterr().out
+    assert "samtycke saknas" in out and "utanför överenskommen tid" in out
+    logged = rows(
+        db_dsn,
+        "SELECT subject, action, detail->>'allowed', detail->'reasons'"
+        " FROM access_log ORDER BY seq",
+    )
+    assert logged == [
+        ("sensor-0001", "remote_view", "true", []),
+        ("sensor-0002", "remote_view", "false", ["no_consent"]),
+        ("sensor-0001", "remote_view", "false", ["outside_agreed_times"]),
+    ]
+    assert verify(db_dsn).ok
