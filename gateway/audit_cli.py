@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from gateway.cli_support import aware_time
+from gateway.cli_support import aware_time, migrated_dsn
 from gateway.config import load_settings
 from gateway.errors import ConfigError
-from gateway.store import migrate
 from gateway.store.access import load_stored_directory
 from gateway.store.auditlog import AccessQuery, query, verify
 from rules.access import AccessDirectory, check_opening
@@ -48,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify every chain; exit 1 and name the first broken entry if one is broken."""
-    dsn = load_settings(args.config).db.dsn
-    migrate(dsn)
+    dsn = migrated_dsn(args)
     report = verify(dsn, org=args.org)
     if report.ok:
         print(

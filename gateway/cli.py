@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.cli_support import aware_time, stop_on_signals
+from gateway.cli_support import aware_time, migrated_dsn, stop_on_signals
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, GatewayError
 
@@ -44,12 +44,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_devices_import(args: argparse.Namespace) -> int:
     """Import a device registry file (YAML or CSV) into PostgreSQL."""
     from gateway.registry import load_registry_file
-    from gateway.store import migrate
     from gateway.store.devices import import_devices
 
     records = load_registry_file(args.file)
-    dsn = _settings(args).db.dsn
-    migrate(dsn)
+    dsn = migrated_dsn(args)
     changed = import_devices(dsn, records)
     print(f"{len(records)} devices read from {args.file}; {changed} added or changed")
     return 0
@@ -57,7 +55,6 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
 
 def cmd_devices_shelve(args: argparse.Namespace) -> int:
     """Take a device out of service for a while, with a reason (e.g. 'på sjukhus')."""
-    from gateway.store import migrate
     from gateway.store.shelves import Shelf, shelve
 
     if not args.reason.strip() or not args.by.strip():
@@ -65,8 +62,7 @@ def cmd_devices_shelve(args: argparse.Namespace) -> int:
     starts = args.starts or datetime.now(UTC)
     if args.until <= starts:
         raise ConfigError("--until must be after the start of the period")
-    dsn = _settings(args).db.dsn
-    migrate(dsn)
+    dsn = migrated_dsn(args)
     shelve(dsn, Shelf(args.device, args.reason, args.by, starts, args.until))
     print(f"{args.device} out of service until {args.until.isoformat()}: {args.reason}")
     return 0
@@ -74,13 +70,11 @@ def cmd_devices_shelve(args: argparse.Namespace) -> int:
 
 def cmd_access_import(args: argparse.Namespace) -> int:
     """Import the access directory (staff, keys, shifts, grants, visit plans, consents)."""
-    from gateway.store import migrate
     from gateway.store.access import import_directory
     from rules.access import load_directory
 
     directory = load_directory(args.file)
-    dsn = _settings(args).db.dsn
-    migrate(dsn)
+    dsn = migrated_dsn(args)
     import_directory(dsn, directory, source=str(args.file))
     print(
         f"access directory from {args.file}: {len(directory.organisations)} organisations, "
@@ -91,13 +85,11 @@ def cmd_access_import(args: argparse.Namespace) -> int:
 
 def cmd_access_remote_view(args: argparse.Namespace) -> int:
     """Ask for a remote-supervision view: allowed or refused, it is logged either way."""
-    from gateway.store import migrate
     from gateway.store.access import load_stored_directory
     from gateway.store.auditlog import record_remote_view
     from rules.access import REASON_LABELS
 
-    dsn = _settings(args).db.dsn
-    migrate(dsn)
+    dsn = migrated_dsn(args)
     directory = load_stored_directory(dsn)
     if directory is None:
         raise ConfigError("no access directory imported yet: run `wgw access import FILE`")

@@ -24,3 +24,13 @@ def aware_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add e.g. +01:00)")
     return value
+
+
+def migrated_dsn(args: argparse.Namespace) -> str:
+    """The configured database (``--config``), with the schema brought up to date first."""
+    from gateway.config import load_settings
+    from gateway.store import migrate
+
+    dsn = load_settings(args.config).db.dsn
+    migrate(dsn)
+    return dsn
