@@ -89,6 +89,8 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Prepare storage, then ingest until ``stop`` is set."""
         db = self.settings.db
+        # A broken rule-set file is refused before anything else starts.
+        ruleset = load_ruleset(default_rules_text(), self.settings.rules.file)
         await wait_for_database(db.dsn, db.connect_timeout_s)
         report = await asyncio.to_thread(migrate, db.dsn)
         log.info(
@@ -97,7 +99,6 @@ class Gateway:
         pool = BatchWriter.make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
         await pool.open(wait=True, timeout=db.connect_timeout_s)
         try:
-            ruleset = load_ruleset(default_rules_text(), self.settings.rules.file)
             async with pool.connection() as conn:
                 devices = await load_known_devices(conn)
                 version = await registry_version(conn)

@@ -26,3 +26,15 @@ def test_a_bad_override_names_file_key_and_expectation(
     assert str(rules) in err
     assert "rules.not_back_in_bed.within_min" in err
     assert "integer" in err
+
+
+def test_serve_refuses_a_bad_rule_set_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "vallby-rules.yaml"
+    rules.write_text("rules:\n  fall:\n    priority: 9\n")
+    config = tmp_path / "wgw.toml"
+    config.write_text(f'[rules]\nfile = "{rules}"\n')
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert str(rules) in err and "rules.fall.priority" in err
