@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.events import Family
-from gateway.store.alerts import ENGINE_STATE, AlertWork
+from gateway.store.alerts import AlertWork, state_name
 from gateway.store.shelves import Shelf
 from gateway.store.writer import StoredRow
 from rules import (
@@ -28,6 +28,7 @@ from rules import (
     RuleEngine,
 )
 from rules.access import REASON_LABELS, AccessDirectory, check_opening
+from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,13 @@ CHATTER_WINDOW = timedelta(minutes=10)
 class Alerting:
     """Feeds new events and clock ticks to the engine; publishes and collects what it causes."""
 
-    def __init__(self, engine: RuleEngine, *, publish: Publish, dedup_window: int) -> None:
-        self.engine = engine
+    def __init__(
+        self, engines: Mapping[str | None, RuleEngine], *, publish: Publish, dedup_window: int
+    ) -> None:
+        # One engine per organisation with a rule set of its own; the engine
+        # under None runs the shared rule set for every other organisation.
+        self.engines = dict(engines)
+        self._access_kinds = {key: e.access_kinds() for key, e in self.engines.items()}
         self._publish = publish
         # A broker redelivers unacknowledged messages after a reconnect; the
         # engine must not count them twice. They are at most Receive Maximum.
@@ -107,9 +113,19 @@ class Alerting:
         self._inside: dict[str, str] = {}  # home → the staff key inside now
         self.shelved: dict[str, Shelf] = {}  # device → its current out-of-service period
         self._seen: dict[tuple[str, str], deque[datetime]] = {}  # for chattering
-        self._access_kinds = engine.access_kinds()
-        self._saved_core: str | None = None
+        self._saved_core: dict[str, str] = {}
         self.published = 0
+
+    def engine_key(self, org: str) -> str | None:
+        """Which engine judges an organisation's devices."""
+        return org if org in self.engines else None
+
+    def update_devices(self, devices: Mapping[str, DeviceInfo]) -> None:
+        """Hand each engine the devices of its organisations."""
+        for key, engine in self.engines.items():
+            engine.update_devices(
+                {d: info for d, info in devices.items() if self.engine_key(info.org) == key}
+            )
 
     def set_homes(self, homes: dict[str, str]) -> None:
         """Which devices share a home with a door lock (from the registry's units)."""
@@ -124,6 +140,8 @@ class Alerting:
         effects: list[Effect] = []
         care = AlertWork()
         for row in rows:
+            engine_key = self.engine_key(row.org)
+            engine = self.engines[engine_key]
             key = (row.event.device_id, row.event.event_id)
             if key in self._recent_set:
                 continue
@@ -139,23 +157,23 @@ class Alerting:
                      row.event.kind, shelf.shelved_by,
                      f"out of service until {shelf.ends_at.isoformat()}: {shelf.reason}")
                 )  # fmt: skip
-                effects.extend(self.engine.heard_from(row.event))
-            elif home is not None and self._care_context(row, home, care):
-                effects.extend(self.engine.heard_from(row.event))
+                effects.extend(engine.heard_from(row.event))
+            elif home is not None and self._care_context(row, home, care, engine):
+                effects.extend(engine.heard_from(row.event))
             else:
-                effects.extend(self.engine.on_event(row.event, org=row.org))
+                effects.extend(engine.on_event(row.event, org=row.org))
             # Every opening is judged, staff inside or not.
-            if row.event.kind in self._access_kinds and row.event.actor is not None:
-                effects.extend(self._check_access(row))
+            if row.event.kind in self._access_kinds[engine_key] and row.event.actor is not None:
+                effects.extend(self._check_access(row, engine))
         work = self._handle(effects)
         work.suppressions.extend(care.suppressions)
         work.arrivals.extend(care.arrivals)
         return work
 
-    def _care_context(self, row: StoredRow, home: str, care: AlertWork) -> bool:
+    def _care_context(self, row: StoredRow, home: str, care: AlertWork, engine: RuleEngine) -> bool:
         """Track staff inside a home; tell whether this event is held back because of them."""
         event = row.event
-        live = event.received_at - event.occurred_at <= self.engine.late_after
+        live = event.received_at - event.occurred_at <= engine.late_after
         if live and event.family is Family.LOCK and event.actor is not None:
             # Staff unlock to enter and lock again as they leave (nyckelfri hemtjänst).
             if event.kind == "lock.unlocked":
@@ -172,7 +190,7 @@ class Alerting:
         )  # fmt: skip
         return True
 
-    def _check_access(self, row: StoredRow) -> list[Effect]:
+    def _check_access(self, row: StoredRow, engine: RuleEngine) -> list[Effect]:
         event = row.event
         assert event.actor is not None
         if self.directory is None:
@@ -189,11 +207,11 @@ class Alerting:
         if decision.allowed:
             return []
         reason = "; ".join(f"{REASON_LABELS[r]} ({r.value})" for r in decision.reasons)
-        return self.engine.refused_access(event, org=row.org, reason=reason)
+        return engine.refused_access(event, org=row.org, reason=reason)
 
     def tick(self, now: datetime) -> AlertWork:
         """Fire due timers, supervision and escalation."""
-        return self._handle(self.engine.tick(now))
+        return self._handle([e for engine in self.engines.values() for e in engine.tick(now)])
 
     def _handle(self, effects: Iterable[Effect]) -> AlertWork:
         work = AlertWork()
@@ -228,12 +246,14 @@ class Alerting:
         # in the transaction of the batch that changed them. Last contact is
         # not saved: after a restart every device gets a full grace period
         # anyway, and 100,000 timestamps per save would cost more than it tells.
-        core = self.engine.export_state(include_last_seen=False)
-        core.pop("exported_at")
-        text = json.dumps(core, sort_keys=True)
-        if text != self._saved_core:
-            work.states[ENGINE_STATE] = core
-            self._saved_core = text
+        for key, engine in self.engines.items():
+            core = engine.export_state(include_last_seen=False)
+            core.pop("exported_at")
+            text = json.dumps(core, sort_keys=True)
+            name = state_name(key)
+            if text != self._saved_core.get(name):
+                work.states[name] = core
+                self._saved_core[name] = text
 
 
 def _collect(work: AlertWork, effect: Effect) -> None:

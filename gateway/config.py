@@ -68,8 +68,10 @@ class IngestSettings(_Section):
 class RulesSettings(_Section):
     """Which rule set the engine runs and how often its timers are checked."""
 
-    # An organisation's overrides on top of the packaged default rule set.
+    # Overrides on top of the packaged default rule set, for every organisation...
     file: Path | None = None
+    # ... or for one organisation: its own overrides instead (org id → file).
+    org_files: dict[str, Path] = {}
     tick_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 

@@ -22,7 +22,7 @@ from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
 from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
 from gateway.store.access import directory_version, load_directory
-from gateway.store.alerts import AlertWork, load_state
+from gateway.store.alerts import AlertWork, load_states, state_name
 from gateway.store.devices import load_homes, load_known_devices, registry_version
 from gateway.store.shelves import Shelf, load_shelves
 from rules import RuleEngine, default_rules_text, load_ruleset
@@ -90,7 +90,10 @@ class Gateway:
         """Prepare storage, then ingest until ``stop`` is set."""
         db = self.settings.db
         # A broken rule-set file is refused before anything else starts.
-        ruleset = load_ruleset(default_rules_text(), self.settings.rules.file)
+        rules = self.settings.rules
+        rulesets = {None: load_ruleset(default_rules_text(), rules.file)} | {
+            org: load_ruleset(default_rules_text(), path) for org, path in rules.org_files.items()
+        }
         await wait_for_database(db.dsn, db.connect_timeout_s)
         report = await asyncio.to_thread(migrate, db.dsn)
         log.info(
@@ -102,20 +105,18 @@ class Gateway:
             async with pool.connection() as conn:
                 devices = await load_known_devices(conn)
                 version = await registry_version(conn)
-                saved = await load_state(conn)
+                saved = await load_states(conn)
                 directory = await load_directory(conn)
                 homes = await load_homes(conn)
                 shelves = await load_shelves(conn, self.clock.now())
                 directory_at = await directory_version(conn)
                 await conn.commit()
             self.pipeline.set_registry(devices)
-            engine = RuleEngine(ruleset, self.clock, devices)
-            if saved is not None:
-                engine.import_state(saved)
+            engines = {key: RuleEngine(rs, self.clock, {}) for key, rs in rulesets.items()}
             writer = BatchWriter(pool)
             async with self._source_factory() as source:
                 self.alerting = Alerting(
-                    engine,
+                    engines,
                     publish=source.publish,
                     dedup_window=2 * self.settings.mqtt.receive_maximum,
                 )
@@ -123,6 +124,10 @@ class Gateway:
                 self.alerting.set_homes(homes)
                 self._devices = devices
                 self._apply_shelves(shelves, devices_changed=True)
+                # Saved state comes back once each engine knows its devices.
+                for key, engine in engines.items():
+                    if (state := saved.get(state_name(key))) is not None:
+                        engine.import_state(state)
                 queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
@@ -157,7 +162,7 @@ class Gateway:
         if changed or devices_changed:
             if changed:
                 log.info("%d devices out of service", len(active))
-            self.alerting.engine.update_devices(
+            self.alerting.update_devices(
                 {d: info for d, info in self._devices.items() if d not in active}
             )
 

@@ -56,7 +56,10 @@ WHERE device_id = ANY(%s) AND arrived_at IS NULL AND opened_at <= %s
   AND state NOT IN ('resolved', 'cleared')
 """
 
-ENGINE_STATE = "engine"
+
+def state_name(org: str | None) -> str:
+    """The rule_state row of the engine for an organisation (None: the shared engine)."""
+    return "engine" if org is None else f"engine:{org}"
 
 
 @dataclass
@@ -144,8 +147,7 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         await cur.execute(_RECORD_ARRIVAL, (arrived_at, device_ids, arrived_at))
 
 
-async def load_state(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
-    """The engine state saved last, or None on a first start."""
-    cur = await conn.execute("SELECT state FROM rule_state WHERE name = %s", (ENGINE_STATE,))
-    row = await cur.fetchone()
-    return None if row is None else dict(row[0])
+async def load_states(conn: psycopg.AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
+    """Every engine's saved state by its rule_state name (empty on a first start)."""
+    cur = await conn.execute("SELECT name, state FROM rule_state")
+    return {str(name): dict(state) for name, state in await cur.fetchall()}

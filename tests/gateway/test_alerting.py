@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ async def running(dsn: str, clock: FrozenClock) -> AsyncIterator[MemorySource]:
         await task
 
 
-def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, object]]:
+def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, Any]]:
     bodies = [json.loads(payload) for _, payload in source.published]
     return [b for b in bodies if b.get("alert", {}).get("rule_id") == rule_id]
 
@@ -374,3 +375,41 @@ async def test_a_device_raising_the_same_alert_again_and_again_is_flagged_chatte
         assert rows(dsn, "SELECT count, chattering FROM alerts") == [(4, False)]
         source.feed([message("sensor.fall", clock.now(), "f-4", level="alarm")])  # 5 in 8 min
         await until(lambda: rows(dsn, "SELECT chattering FROM alerts") == [(True,)])
+
+
+async def test_an_organisation_with_its_own_rule_set_is_judged_by_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    other = DeviceRecord(device_id="sensor-0002", family=Family.SENSOR, org="solglantan",
+                         heartbeat_interval_s=3600)  # fmt: skip
+    import_devices(dsn, [other])
+    own_rules = tmp_path / "solglantan-rules.yaml"
+    own_rules.write_text("rules:\n  not_back_in_bed: {within_min: 5}\n")
+    clock = FrozenClock(LEFT_BED)
+    source = MemorySource(batch_max=100)
+    settings = load_settings(
+        None, db={"dsn": dsn}, rules={"tick_s": 0.02, "org_files": {"solglantan": own_rules}}
+    )
+    gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(gateway.ready.is_set)
+    body = json.dumps({"id": "lb-2", "kind": "sensor.left_bed", "ts": LEFT_BED.isoformat()})
+    source.feed(
+        [
+            message("sensor.left_bed", LEFT_BED, "lb-1"),
+            RawMessage("wgw/solglantan/sensor/sensor-0002/event", body.encode(), LEFT_BED),
+        ]
+    )
+    await until(lambda: len(source.acked) == 2)
+    clock.advance(timedelta(minutes=6))  # 02:16: past five minutes, not twenty
+
+    def opened() -> list[str]:
+        alerts = published_alerts(source, "not_back_in_bed")
+        return [str(a["alert"]["org"]) for a in alerts if a["effect"] == "AlertOpened"]
+
+    await until(lambda: opened() == ["solglantan"])
+    clock.advance(timedelta(minutes=15))  # 02:31: now the shared rule set's twenty
+    await until(lambda: opened() == ["solglantan", "vallby"])
+    stop.set()
+    await task
