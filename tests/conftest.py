@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from gateway.embedded import MosquittoServer, PostgresServer, find_mosquitto, temp_dir
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +51,3 @@ def mosquitto() -> Iterator[MosquittoServer]:
     server.start()
     yield server
     server.cleanup()
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    """Where tests write files worth keeping (logs, screenshots)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
