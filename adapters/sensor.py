@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adapters.common import (
-    STATUS_CHANNEL,
     DeviceSpec,
     JsonForm,
     Level,
-    address_for,
-    event_from_json,
-    load_json_object,
 )
-from adapters.status import decode_status
-from gateway.events import FAMILY_KINDS, Event, Family, RawMessage
+from adapters.status import json_family_decoder
+from gateway.events import FAMILY_KINDS, Family
 
 # Roommate-style event names, accepted in the "event" field instead of "kind".
 ALIASES: Mapping[str, str] = {
@@ -43,13 +39,7 @@ DEFAULT_LEVEL: Mapping[str, Level] = {
 FORM = JsonForm(family=Family.SENSOR, aliases=ALIASES, default_level=DEFAULT_LEVEL)
 
 
-def decode(raw: RawMessage) -> list[Event]:
-    """Decode a supervision-sensor event or status message."""
-    address = address_for(raw.topic, Family.SENSOR)
-    if address.channel == STATUS_CHANNEL:
-        return decode_status(raw, address.device_id, Family.SENSOR)
-    data = load_json_object(raw)
-    return [event_from_json(FORM, data, device_id=address.device_id, received_at=raw.received_at)]
+decode = json_family_decoder(FORM)
 
 
 SPEC = DeviceSpec(

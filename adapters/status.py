@@ -7,13 +7,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.common import (
+    STATUS_CHANNEL,
     AttributeScalar,
     Battery,
+    Decoder,
+    JsonForm,
     ShortText,
+    address_for,
     build_event,
     check_attributes,
     check_device_id,
     check_size,
+    event_from_json,
     load_json_object,
     parse_timestamp,
     validate_payload,
@@ -98,3 +103,18 @@ def decode_status(raw: RawMessage, device_id: str, family: Family) -> list[Event
             device_time=has_device_time,
         )
     ]
+
+
+def json_family_decoder(form: JsonForm) -> Decoder:
+    """The decode function of a family whose events are one JSON object each, plus status."""
+
+    def decode(raw: RawMessage) -> list[Event]:
+        address = address_for(raw.topic, form.family)
+        if address.channel == STATUS_CHANNEL:
+            return decode_status(raw, address.device_id, form.family)
+        data = load_json_object(raw)
+        return [
+            event_from_json(form, data, device_id=address.device_id, received_at=raw.received_at)
+        ]
+
+    return decode

