@@ -113,7 +113,7 @@ class Alerting:
         self._inside: dict[str, str] = {}  # home → the staff key inside now
         self.shelved: dict[str, Shelf] = {}  # device → its current out-of-service period
         self._seen: dict[tuple[str, str], deque[datetime]] = {}  # for chattering
-        self._saved_core: dict[str, str] = {}
+        self._saved_revision: dict[str | None, int] = {}
         self.published = 0
 
     def engine_key(self, org: str) -> str | None:
@@ -215,12 +215,14 @@ class Alerting:
 
     def _handle(self, effects: Iterable[Effect]) -> AlertWork:
         work = AlertWork()
+        changed = False
         for effect in effects:
+            changed = True
             self._push(effect)
             _collect(work, effect)
             if isinstance(effect, AlertOpened | AlertRepeated) and self._chatters(effect.alert):
                 work.chattering.add(effect.alert.alert_id)
-        self._snapshot(work)
+        self._snapshot(work, effects_seen=changed)
         return work
 
     def _chatters(self, alert: Alert) -> bool:
@@ -241,19 +243,21 @@ class Alerting:
         self._publish(topic, json.dumps(body, separators=(",", ":")).encode())
         self.published += 1
 
-    def _snapshot(self, work: AlertWork) -> None:
+    def _snapshot(self, work: AlertWork, *, effects_seen: bool) -> None:
         # Timers, open alerts and incidents are saved whenever they changed,
-        # in the transaction of the batch that changed them. Last contact is
-        # not saved: after a restart every device gets a full grace period
-        # anyway, and 100,000 timestamps per save would cost more than it tells.
+        # in the transaction of the batch that changed them; a batch that
+        # changed nothing (the engine's revision says so) saves nothing, so
+        # a night with many open alerts does not re-serialise them all per batch.
+        # Last contact is not saved: after a restart every device gets a full
+        # grace period anyway, and 100,000 timestamps per save would cost more
+        # than it tells.
         for key, engine in self.engines.items():
+            if not effects_seen and self._saved_revision.get(key) == engine.revision:
+                continue
             core = engine.export_state(include_last_seen=False)
             core.pop("exported_at")
-            text = json.dumps(core, sort_keys=True)
-            name = state_name(key)
-            if text != self._saved_core.get(name):
-                work.states[name] = core
-                self._saved_core[name] = text
+            work.states[state_name(key)] = core
+            self._saved_revision[key] = engine.revision
 
 
 def _collect(work: AlertWork, effect: Effect) -> None:

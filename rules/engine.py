@@ -139,6 +139,11 @@ class RuleEngine:
         self._due: dict[str, datetime] = {}
         self._held: dict[str, datetime] = {}  # silent, waiting to see if others join
         self._outages: dict[str, _Outage] = {}  # org → its open incident
+        # Moves whenever what export_state saves may have changed: every effect
+        # does, and so do the changes that emit none (a wait starting or ending,
+        # an outage's silent set or recovery clock). Saving can skip a batch
+        # that left it where it was.
+        self.revision = 0
         self._in_outage: dict[str, str] = {}  # silent device → org of its incident
         self.update_devices(devices)
 
@@ -212,6 +217,7 @@ class RuleEngine:
         if (org := self._in_outage.pop(device_id, None)) is not None:
             self._outages[org].silent.discard(device_id)
             self._outages[org].changed = True
+            self.revision += 1
 
     # -- events ------------------------------------------------------------
 
@@ -320,6 +326,7 @@ class RuleEngine:
             # A repeated start keeps the earliest deadline: the wait began then.
             current = None if pending is None else pending.get(match)
             if current is None or event.occurred_at < current.started_at:
+                self.revision += 1
                 self._timers.setdefault(key, {})[match] = _Timer(
                     org=org,
                     device_id=event.device_id,
@@ -375,6 +382,8 @@ class RuleEngine:
         ended = [
             pending.pop(m) for m in candidates if m in pending and pending[m].started_at <= before
         ]
+        if ended:
+            self.revision += 1
         if not pending:
             del self._timers[key]
         return ended
@@ -454,6 +463,7 @@ class RuleEngine:
             outage = self._outages[org]
             outage.silent.discard(device_id)
             outage.changed = True
+            self.revision += 1
         elif self._supervision is not None:
             self._clear(
                 (device_id, self._supervision[0]),
@@ -617,6 +627,7 @@ class RuleEngine:
             key = (timer.device_id, timer.rule_id)
             waits = self._timers[key]
             del waits[timer.match]
+            self.revision += 1
             if not waits:
                 del self._timers[key]
             rule = self._rule(timer.rule_id, timer.device_id)
@@ -654,6 +665,7 @@ class RuleEngine:
                 outage.devices[device_id] = None
                 outage.silent.add(device_id)
                 outage.changed = True
+                self.revision += 1
                 self._in_outage[device_id] = org
             else:
                 self._held[device_id] = became_silent
@@ -696,10 +708,13 @@ class RuleEngine:
         effects: list[Effect],
     ) -> None:
         if grouping.is_outage(len(outage.silent), self._supervised[outage.org]):
-            outage.recovering_since = None
+            if outage.recovering_since is not None:
+                outage.recovering_since = None
+                self.revision += 1
         else:
             if outage.recovering_since is None:
                 outage.recovering_since = now
+                self.revision += 1
             for device_id in sorted(outage.silent):
                 if now - outage.recovering_since >= self._limit[device_id]:
                     outage.silent.discard(device_id)
