@@ -121,6 +121,9 @@ class PostgresServer:
                 timeout=timeout,
                 user=self._user,
                 cwd=self.base_dir,
+                # Its own session: a Ctrl-C in the terminal reaches the demo,
+                # which stops the server after the gateway's last batch, not before.
+                start_new_session=True,
             )
         except subprocess.CalledProcessError as exc:
             detail = exc.stderr.decode(errors="replace").strip()
@@ -223,6 +226,8 @@ class MosquittoServer:
             [str(self.binary), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session, like PostgreSQL's: stopped by us, not by Ctrl-C.
+            start_new_session=True,
         )
         wait_for_port(self.port, 10, proc=self._proc)
 
