@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.events import Family
+from gateway.health import DeviceHealth
 from gateway.store.alerts import AlertWork, state_name
 from gateway.store.shelves import Shelf
 from gateway.store.writer import StoredRow
@@ -26,9 +27,10 @@ from rules import (
     IncidentOpened,
     IncidentUpdated,
     RuleEngine,
+    TransitionError,
 )
 from rules.access import REASON_LABELS, AccessDirectory, check_opening
-from rules.model import DeviceInfo
+from rules.model import AlertState, DeviceInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ def alert_topic(org: str, item_id: str) -> str:
     return f"wgw/{org}/alerts/{item_id}"
 
 
-def _alert_json(alert: Alert) -> dict[str, Any]:
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """An alert as JSON for the alert topic, the API and the console."""
     return {
         "alert_id": alert.alert_id,
         "org": alert.org,
@@ -59,10 +62,12 @@ def _alert_json(alert: Alert) -> dict[str, Any]:
         "late": alert.late,
         "reason": alert.reason,
         "outcome": alert.outcome,
+        "handled_by": alert.handled_by,
     }
 
 
-def _incident_json(incident: Incident) -> dict[str, Any]:
+def incident_json(incident: Incident) -> dict[str, Any]:
+    """An outage incident as JSON for the alert topic, the API and the console."""
     return {
         "incident_id": incident.incident_id,
         "org": incident.org,
@@ -115,6 +120,10 @@ class Alerting:
         self._seen: dict[tuple[str, str], deque[datetime]] = {}  # for chattering
         self._saved_revision: dict[str | None, int] = {}
         self.published = 0
+        self.health = DeviceHealth()
+        # Told of every effect as it is published (the console's live feed),
+        # with the receipt time of the message that caused it.
+        self.listeners: list[Callable[[Effect, datetime | None], None]] = []
 
     def engine_key(self, org: str) -> str | None:
         """Which engine judges an organisation's devices."""
@@ -137,9 +146,11 @@ class Alerting:
 
     def on_rows(self, rows: Sequence[StoredRow]) -> AlertWork:
         """Evaluate the events of a decoded batch; publish and collect their effects."""
-        effects: list[Effect] = []
+        effects: list[tuple[Effect, datetime | None]] = []
         care = AlertWork()
+        observe = self.health.observe
         for row in rows:
+            observe(row.event)
             engine_key = self.engine_key(row.org)
             engine = self.engines[engine_key]
             key = (row.event.device_id, row.event.event_id)
@@ -151,20 +162,22 @@ class Alerting:
             self._recent_set.add(key)
             home = self._homes.get(row.event.device_id)
             shelf = self.shelved.get(row.event.device_id)
+            caused: list[Effect]
             if shelf is not None:
                 care.suppressions.append(
                     (row.event.occurred_at, row.org, row.event.device_id, row.event.event_id,
                      row.event.kind, shelf.shelved_by,
                      f"out of service until {shelf.ends_at.isoformat()}: {shelf.reason}")
                 )  # fmt: skip
-                effects.extend(engine.heard_from(row.event))
+                caused = engine.heard_from(row.event)
             elif home is not None and self._care_context(row, home, care, engine):
-                effects.extend(engine.heard_from(row.event))
+                caused = engine.heard_from(row.event)
             else:
-                effects.extend(engine.on_event(row.event, org=row.org))
+                caused = engine.on_event(row.event, org=row.org)
             # Every opening is judged, staff inside or not.
             if row.event.kind in self._access_kinds[engine_key] and row.event.actor is not None:
-                effects.extend(self._check_access(row, engine))
+                caused = [*caused, *self._check_access(row, engine)]
+            effects.extend((effect, row.event.received_at) for effect in caused)
         work = self._handle(effects)
         work.suppressions.extend(care.suppressions)
         work.arrivals.extend(care.arrivals)
@@ -209,16 +222,53 @@ class Alerting:
         reason = "; ".join(f"{REASON_LABELS[r]} ({r.value})" for r in decision.reasons)
         return engine.refused_access(event, org=row.org, reason=reason)
 
+    def find(self, alert_id: str) -> Alert | None:
+        """The open alert with this id, from whichever engine holds it."""
+        for engine in self.engines.values():
+            if (alert := engine.get(alert_id)) is not None:
+                return alert
+        return None
+
+    def open_alerts(self) -> list[Alert]:
+        """Every open alert of every organisation, highest priority and oldest first."""
+        alerts = [a for engine in self.engines.values() for a in engine.open_alerts()]
+        return sorted(alerts, key=lambda a: (a.priority, a.opened_at))
+
+    def incidents(self) -> list[Incident]:
+        """Every open outage incident."""
+        return [i for engine in self.engines.values() for i in engine.incidents()]
+
+    def act(
+        self,
+        alert_id: str,
+        to: AlertState,
+        *,
+        actor: str,
+        note: str = "",
+        outcome: str | None = None,
+    ) -> tuple[Alert, AlertWork]:
+        """Apply a staff action; publish it and return the moved alert with the work to store."""
+        alert = self.find(alert_id)
+        if alert is None:
+            raise TransitionError(f"alert {alert_id} is not open")
+        engine = self.engines[self.engine_key(alert.org)]
+        effect = engine.act(alert_id, to, actor=actor, note=note, outcome=outcome)
+        return effect.alert, self._handle([(effect, None)])
+
     def tick(self, now: datetime) -> AlertWork:
         """Fire due timers, supervision and escalation."""
-        return self._handle([e for engine in self.engines.values() for e in engine.tick(now)])
+        return self._handle(
+            [(e, None) for engine in self.engines.values() for e in engine.tick(now)]
+        )
 
-    def _handle(self, effects: Iterable[Effect]) -> AlertWork:
+    def _handle(self, effects: Iterable[tuple[Effect, datetime | None]]) -> AlertWork:
+        # Each effect comes with the receipt time of the message that caused
+        # it (None for the clock's and staff's), for the latency measure.
         work = AlertWork()
         changed = False
-        for effect in effects:
+        for effect, received_at in effects:
             changed = True
-            self._push(effect)
+            self._push(effect, received_at)
             _collect(work, effect)
             if isinstance(effect, AlertOpened | AlertRepeated) and self._chatters(effect.alert):
                 work.chattering.add(effect.alert.alert_id)
@@ -231,17 +281,19 @@ class Alerting:
         seen.append(alert.last_seen_at)
         return len(seen) == CHATTER_COUNT and seen[-1] - seen[0] <= CHATTER_WINDOW
 
-    def _push(self, effect: Effect) -> None:
+    def _push(self, effect: Effect, received_at: datetime | None) -> None:
         # The alert path does not wait for PostgreSQL: publish before storing.
         body: dict[str, Any] = {"effect": type(effect).__name__, "pages": effect.pages}
         if isinstance(effect, IncidentOpened | IncidentUpdated | IncidentCleared):
-            body["incident"] = _incident_json(effect.incident)
+            body["incident"] = incident_json(effect.incident)
             topic = alert_topic(effect.incident.org, effect.incident.incident_id)
         else:
-            body["alert"] = _alert_json(effect.alert)
+            body["alert"] = alert_json(effect.alert)
             topic = alert_topic(effect.alert.org, effect.alert.alert_id)
         self._publish(topic, json.dumps(body, separators=(",", ":")).encode())
         self.published += 1
+        for listener in self.listeners:
+            listener(effect, received_at)
 
     def _snapshot(self, work: AlertWork, *, effects_seen: bool) -> None:
         # Timers, open alerts and incidents are saved whenever they changed,

@@ -1,4 +1,4 @@
-"""The `wgw` command line: migrate, serve, devices import, simulate, demo, bench."""
+"""The `wgw` command line: migrate, serve, devices, access, rules, users, audit, demo, bench."""
 
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the gateway until SIGINT or SIGTERM."""
+    """Run the gateway, its API and console until SIGINT or SIGTERM."""
+    from gateway.api.server import ApiServer, run_gateway
     from gateway.service import Gateway
 
     settings = _settings(args)
@@ -133,7 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        await Gateway(settings).run(stop)
+        gateway = Gateway(settings)
+        await run_gateway(gateway, stop, ApiServer(gateway) if settings.api.enabled else None)
 
     asyncio.run(main())
     return 0
@@ -159,6 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration=args.duration,
         broker=args.broker,
+        port=args.port,
     )
 
 
@@ -233,11 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="Mosquitto if installed (auto), or the in-process amqtt broker (builtin)",
     )
+    demo.add_argument(
+        "--port", type=int, default=None, help="console port (default 8080, or any free one)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     from gateway.audit_cli import add_arguments as add_audit_arguments
 
     add_audit_arguments(sub.add_parser("audit", help="the tamper-evident access log"))
+
+    from gateway.users_cli import add_arguments as add_users_arguments
+
+    add_users_arguments(sub.add_parser("users", help="staff accounts for the console and API"))
 
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)
     from gateway.bench import add_arguments as add_bench_arguments

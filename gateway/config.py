@@ -75,6 +75,28 @@ class RulesSettings(_Section):
     tick_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class ApiSettings(_Section):
+    """The HTTP API and console served beside ingest."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    # A night shift plus margin; a session is refused after this and the user logs in again.
+    session_hours: Annotated[float, Field(gt=0, le=24)] = 12.0
+    # Send cookies only over HTTPS. Turn off only for plain-HTTP use on one machine.
+    secure_cookies: bool = True
+    # Failed logins per user name (and per client address) before it must wait.
+    login_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    login_window_s: Annotated[float, Field(gt=0)] = 900.0
+    # An alert open and not acknowledged this long counts as stale in the report.
+    stale_after_min: Annotated[int, Field(ge=1)] = 30
+    # The report's night, local time (Europe/Stockholm): from this hour to the next.
+    night_starts_hour: Annotated[int, Field(ge=0, le=23)] = 22
+    night_ends_hour: Annotated[int, Field(ge=0, le=23)] = 7
+    # Battery at or below this percentage shows in the device-health panel.
+    battery_low_percent: Annotated[int, Field(ge=1, le=100)] = 20
+
+
 class Settings(BaseSettings):
     """All gateway settings: TOML file first, then WGW_SECTION__KEY environment overrides."""
 
@@ -86,13 +108,19 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     rules: RulesSettings = RulesSettings()
-    # Demo mode relaxes nothing yet but marks a throwaway installation in logs.
+    api: ApiSettings = ApiSettings()
+    # A throwaway installation: plain-HTTP cookies on this machine are allowed.
     demo: bool = False
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
         if self.db.pool_min > self.db.pool_max:
             raise ValueError("db.pool_min must not exceed db.pool_max")
+        if self.api.enabled and not self.api.secure_cookies and not _is_loopback(self.api.host):
+            raise ValueError(
+                "api.secure_cookies = false sends session cookies in clear text; it is allowed "
+                "only when api.host is a loopback address (127.0.0.1, ::1, localhost)"
+            )
         return self
 
     @classmethod
@@ -106,6 +134,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Let environment variables override the file's values."""
         return (env_settings, init_settings)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

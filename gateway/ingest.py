@@ -68,6 +68,11 @@ class MessageSource(Protocol):
         """Publish a message (an alert) with QoS 1, without waiting."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether messages can arrive now (the broker connection is up)."""
+        ...
+
 
 class _Batcher:
     """Collects deliveries and hands them out in batches of at most ``batch_max``.
@@ -137,6 +142,11 @@ class MemorySource:
     def publish(self, topic: str, payload: bytes) -> None:
         """Record a publication."""
         self.published.append((topic, payload))
+
+    @property
+    def connected(self) -> bool:
+        """Always: memory has no connection to lose."""
+        return True
 
 
 class MqttSource:
@@ -229,6 +239,11 @@ class MqttSource:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.disconnect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up now."""
+        return self._connected.is_set()
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         self._generation += 1

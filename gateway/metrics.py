@@ -1,9 +1,31 @@
-"""In-process counters for ingest, read by the demo's status line and (later) /metrics."""
+"""In-process counters for ingest and alerting, read by the demo's status line and /metrics."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
+
+
+def _batch_sizes() -> Histogram:
+    return Histogram(
+        "wgw_batch_size_messages",
+        "Messages per committed ingest batch.",
+        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+        registry=None,
+    )
+
+
+def _alert_latency() -> Histogram:
+    # The design's target is p99 under 50 ms to the console, hence the fine low buckets.
+    return Histogram(
+        "wgw_alert_latency_seconds",
+        "Time from the gateway receiving the message that raised an alert to the alert "
+        "reaching the console's live feed.",
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        registry=None,
+    )
 
 
 @dataclass
@@ -19,6 +41,8 @@ class IngestMetrics:
     batch_rows_max: int = 0
     write_failures: int = 0
     ignored: int = 0  # messages on topics that are not device traffic (our own alerts)
+    batch_sizes: Histogram = field(default_factory=_batch_sizes)
+    alert_latency: Histogram = field(default_factory=_alert_latency)
 
     def snapshot(self) -> dict[str, object]:
         """A plain copy for printing or JSON."""

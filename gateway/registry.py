@@ -27,6 +27,8 @@ class DeviceRecord(BaseModel):
     org: OrgId
     # A pseudonym for the home or room (never a name or personal number).
     unit: Annotated[str, Field(max_length=200)] = ""
+    # The district or team whose night patrol answers for it; the console filters by it.
+    area: Annotated[str, Field(max_length=100)] = ""
     heartbeat_interval_s: Annotated[int, Field(gt=0, le=86_400)] = 60
 
 

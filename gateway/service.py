@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -76,7 +77,25 @@ class Gateway:
         self.pipeline = Pipeline(registry={}, settings=settings.ingest, metrics=self.metrics)
         self.ready = asyncio.Event()
         self.alerting: Alerting | None = None
+        self.source: MessageSource | None = None
         self._devices: dict[str, DeviceInfo] = {}
+        self._staged: list[AlertWork] = []
+        # Receipt time of the oldest event of each batch not yet committed, oldest first.
+        self._pending: deque[datetime] = deque()
+
+    def ingest_lag_s(self) -> float:
+        """Seconds the oldest received but uncommitted event has waited (0 when none waits)."""
+        if not self._pending:
+            return 0.0
+        return max(0.0, (self.clock.now() - self._pending[0]).total_seconds())
+
+    def stage(self, work: AlertWork) -> None:
+        """Hold console changes (staff actions, logged reads) for the next clock tick's write.
+
+        They never wait for PostgreSQL: the change is live already, and the
+        write queue keeps them in order behind the batches before them.
+        """
+        self._staged.append(work)
 
     def _mqtt_source(self) -> MessageSource:
         return MqttSource(
@@ -115,6 +134,7 @@ class Gateway:
             engines = {key: RuleEngine(rs, self.clock, {}) for key, rs in rulesets.items()}
             writer = BatchWriter(pool)
             async with self._source_factory() as source:
+                self.source = source
                 self.alerting = Alerting(
                     engines,
                     publish=source.publish,
@@ -180,6 +200,8 @@ class Gateway:
                     dead.append(outcome.dead_letter)
             # Rules run now, before storage: an alert is published at once.
             work = self.alerting.on_rows(rows)
+            if batch:
+                self._pending.append(min(d.raw.received_at for d in batch))
             # Bounded: while the writer is stuck, decoding stops, acks stop,
             # and the broker stops sending once Receive Maximum is reached.
             await queue.put((batch, rows, dead, work))
@@ -188,7 +210,11 @@ class Gateway:
         assert self.alerting is not None
         while True:
             await asyncio.sleep(self.settings.rules.tick_s)
-            work = self.alerting.tick(self.clock.now())
+            work = AlertWork()
+            staged, self._staged = self._staged, []
+            for earlier in staged:
+                work.absorb(earlier)
+            work.absorb(self.alerting.tick(self.clock.now()))
             if work:
                 await queue.put(([], [], [], work))
 
@@ -209,11 +235,15 @@ class Gateway:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
             source.ack(batch)
+            if batch:
+                self._pending.popleft()
             m = self.metrics
             m.batches += 1
             m.events_stored += result.inserted
             m.duplicates += result.duplicates
             m.batch_rows_max = max(m.batch_rows_max, len(rows))
+            if batch:
+                m.batch_sizes.observe(len(batch))
 
     async def _maintain(
         self,

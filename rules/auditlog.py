@@ -43,6 +43,7 @@ class Action(StrEnum):
     READ = "read"  # a person's data opened in the console or the API
     ACKNOWLEDGE = "acknowledge"  # kvittera
     RESOLVE = "resolve"  # åtgärdat
+    CHANGE = "change"  # another console change to a person's alert: på väg, på plats, a comment
     REMOTE_VIEW = "remote_view"  # allowed or refused; the detail says which
     EXPORT = "export"  # an extract or CSV export left the system
 
@@ -160,27 +161,43 @@ def _why_broken(entry: AccessEntry, expected_seq: int, expected_prev: str) -> st
     return None
 
 
-def verify_chain(entries: Iterable[AccessEntry]) -> VerifyResult:
-    """Walk entries in stored order and name the first broken entry of each organisation."""
+class ChainVerifier:
+    """Walk entries one at a time (so an async reader can stream them) and collect the breaks."""
+
     # Each organisation's chain is judged on its own: a break in one does not
     # hide or cause a break in another. After its first break an organisation
     # is not judged further, since every later entry would fail with it.
     # The chain alone cannot show that its newest entries were cut off; that
     # needs the last hash kept somewhere else.
-    expected: dict[str, tuple[int, str]] = {}
-    broken: dict[str, BrokenEntry] = {}
-    checked = 0
-    for entry in entries:
-        if entry.org in broken:
-            continue
-        checked += 1
-        seq, prev = expected.get(entry.org, (1, GENESIS_HASH))
+
+    def __init__(self) -> None:
+        self._expected: dict[str, tuple[int, str]] = {}
+        self._broken: dict[str, BrokenEntry] = {}
+        self._checked = 0
+
+    def feed(self, entry: AccessEntry) -> None:
+        """Check the next entry in stored order."""
+        if entry.org in self._broken:
+            return
+        self._checked += 1
+        seq, prev = self._expected.get(entry.org, (1, GENESIS_HASH))
         why = _why_broken(entry, seq, prev)
         if why is None:
-            expected[entry.org] = (entry.seq + 1, entry.hash)
+            self._expected[entry.org] = (entry.seq + 1, entry.hash)
         else:
-            broken[entry.org] = BrokenEntry(entry.org, entry.seq, why)
-    return VerifyResult(checked=checked, broken=tuple(broken.values()))
+            self._broken[entry.org] = BrokenEntry(entry.org, entry.seq, why)
+
+    def result(self) -> VerifyResult:
+        """What the entries fed so far show."""
+        return VerifyResult(checked=self._checked, broken=tuple(self._broken.values()))
+
+
+def verify_chain(entries: Iterable[AccessEntry]) -> VerifyResult:
+    """Walk entries in stored order and name the first broken entry of each organisation."""
+    verifier = ChainVerifier()
+    for entry in entries:
+        verifier.feed(entry)
+    return verifier.result()
 
 
 def check_retention_years(years: int, *, force: bool = False) -> int:

@@ -602,6 +602,16 @@ class RuleEngine:
             self._open[key] = moved
         return AlertTransitioned(moved, row)
 
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rule set this engine runs."""
+        return self._rs
+
+    def get(self, alert_id: str) -> Alert | None:
+        """The open alert with this id, if this engine holds it."""
+        key = self._by_id.get(alert_id)
+        return None if key is None else self._open[key]
+
     def open_alerts(self) -> list[Alert]:
         """The open alerts, highest priority and oldest first."""
         return sorted(self._open.values(), key=lambda a: (a.priority, a.opened_at))
@@ -863,6 +873,7 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         event_id=data["event_id"],
         match=data["match"],
         outcome=data["outcome"],
+        handled_by=data.get("handled_by"),
     )
 
 

@@ -50,7 +50,9 @@ def transition(
             raise TransitionError(f"alert {alert.alert_id}: resolving needs an outcome")
     elif outcome is not None:
         raise TransitionError(f"alert {alert.alert_id}: only resolving takes an outcome")
-    moved = replace(alert, state=to, outcome=outcome)
+    # The device's own clearing does not change who is handling the alert.
+    handler = alert.handled_by if to is AlertState.CLEARED else actor
+    moved = replace(alert, state=to, outcome=outcome, handled_by=handler)
     row = Transition(
         alert_id=alert.alert_id,
         at=at,

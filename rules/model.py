@@ -106,6 +106,8 @@ class Alert:
     # The value of the rule's match attribute (e.g. the dose id) it is about.
     match: str | None = None
     outcome: str | None = None  # set when resolved
+    # The staff member who last moved it (kvitterat, på väg, …): who is handling it.
+    handled_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

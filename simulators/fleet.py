@@ -91,23 +91,29 @@ def demo_registry(
             else:
                 device_id = f"{_ID_PREFIX[family]}-{index + 1:04d}"
             org_index = rng.randrange(len(orgs))
+            unit, area = _unit(rng, care_home=org_index > 0)
             records.append(
                 DeviceRecord(
                     device_id=device_id,
                     family=family,
                     org=orgs[org_index],
-                    unit=_unit(rng, care_home=org_index > 0),
+                    unit=unit,
+                    area=area,
                     heartbeat_interval_s=HEARTBEAT_INTERVAL_S[family],
                 )
             )
     return records
 
 
-def _unit(rng: random.Random, *, care_home: bool) -> str:
-    # The first organisation is home care (apartments), the others care homes (rooms).
+def _unit(rng: random.Random, *, care_home: bool) -> tuple[str, str]:
+    # The first organisation is home care (apartments in districts), the
+    # others care homes (rooms); the district or the home is the patrol's area.
     if care_home:
-        return f"{rng.choice(_CARE_HOMES)} rum {rng.randint(1, 48)}"
-    return f"Lgh {rng.randint(1001, 1899)}, {rng.choice(_AREAS)}"
+        home = rng.choice(_CARE_HOMES)
+        return f"{home} rum {rng.randint(1, 48)}", home
+    number = rng.randint(1001, 1899)
+    area = rng.choice(_AREAS)
+    return f"Lgh {number}, {area}", area
 
 
 def device_styles(devices: Sequence[DeviceRecord], seed: int) -> dict[str, DeviceStyle]:

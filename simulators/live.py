@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 # Mean seconds between incidents (falls, alarms, missed doses, bad payloads, outages):
 # frequent enough to watch, rare enough that the console is not a wall of alarms.
-INCIDENT_EVERY_S = 20.0
+INCIDENT_EVERY_S = 15.0
+# The first comes within seconds, so a newcomer sees the console react at once.
+FIRST_INCIDENT_S = (2.0, 4.0)
 MINUTE = 60.0
 
 # (monotonic time, device time) → messages to send now.
@@ -53,7 +55,7 @@ class LiveTraffic:
         self._queue: list[tuple[float, int, Action]] = []
         self._order = 0
         self._quiet_until: dict[str, float] = {}
-        self._next_incident = now + INCIDENT_EVERY_S * self.rng.uniform(0.25, 1.0)
+        self._next_incident = now + self.rng.uniform(*FIRST_INCIDENT_S)
         self._family: dict[Family, list[DeviceRecord]] = {f: [] for f in Family}
         for device in devices:
             self._family[device.family].append(device)

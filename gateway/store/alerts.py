@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from gateway.store.auditlog import EntryDraft, append_drafts
 from rules import Alert, Incident, Transition
 from rules.model import FINAL_STATES
 
@@ -26,7 +27,7 @@ ON CONFLICT DO NOTHING
 # writing the same change twice changes nothing.
 _UPDATE_ALERT = """
 UPDATE alerts SET state = %s, paged_at = %s, last_seen_at = %s, count = %s, escalated = %s,
-                  late = %s, outcome = %s, closed_at = coalesce(closed_at, %s)
+                  late = %s, outcome = %s, handled_by = %s, closed_at = coalesce(closed_at, %s)
 WHERE alert_id = %s
 """
 _INSERT_TRANSITION = """
@@ -77,6 +78,10 @@ class AlertWork:
     # (arrived_at, device ids of the home): staff entered while alerts were open.
     arrivals: list[tuple[datetime, list[str]]] = field(default_factory=list)
     chattering: set[str] = field(default_factory=set)  # alerts whose device chatters
+    # Staff actions and comments from the console, logged with the change they made.
+    access: list[EntryDraft] = field(default_factory=list)
+    # (alert id, at, who, note)
+    comments: list[tuple[str, datetime, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -86,7 +91,24 @@ class AlertWork:
             or self.suppressions
             or self.arrivals
             or self.chattering
+            or self.access
+            or self.comments
         )
+
+    def absorb(self, later: AlertWork) -> None:
+        """Take in the changes of work that happened after this one's."""
+        self.alerts.update(later.alerts)
+        self.opened |= later.opened
+        for alert_id, at in later.closed_at.items():
+            self.closed_at.setdefault(alert_id, at)
+        self.transitions.extend(later.transitions)
+        self.incidents.update(later.incidents)
+        self.states.update(later.states)
+        self.suppressions.extend(later.suppressions)
+        self.arrivals.extend(later.arrivals)
+        self.chattering |= later.chattering
+        self.access.extend(later.access)
+        self.comments.extend(later.comments)
 
     def add_transition(self, transition: Transition) -> None:
         """Record a transition (and when a final one closed its alert)."""
@@ -113,7 +135,7 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
             _UPDATE_ALERT,
             [
                 (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
-                 a.outcome, work.closed_at.get(a.alert_id), a.alert_id)
+                 a.outcome, a.handled_by, work.closed_at.get(a.alert_id), a.alert_id)
                 for a in work.alerts.values()
             ],
         )  # fmt: skip
@@ -145,6 +167,13 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         )
     for arrived_at, device_ids in work.arrivals:
         await cur.execute(_RECORD_ARRIVAL, (arrived_at, device_ids, arrived_at))
+    if work.comments:
+        await cur.executemany(
+            "INSERT INTO alert_comments (alert_id, at, actor, note) VALUES (%s, %s, %s, %s)",
+            work.comments,
+        )
+    if work.access:
+        await append_drafts(cur, work.access)
 
 
 async def load_states(conn: psycopg.AsyncConnection[Any]) -> dict[str, dict[str, Any]]:

@@ -13,13 +13,13 @@ from gateway.registry import DeviceRecord
 from rules.model import DeviceInfo
 
 _UPSERT = """
-INSERT INTO devices (device_id, family, org, unit, heartbeat_interval_s)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO devices (device_id, family, org, unit, area, heartbeat_interval_s)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (device_id) DO UPDATE SET
-    family = EXCLUDED.family, org = EXCLUDED.org, unit = EXCLUDED.unit,
+    family = EXCLUDED.family, org = EXCLUDED.org, unit = EXCLUDED.unit, area = EXCLUDED.area,
     heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, updated_at = now()
-WHERE (devices.family, devices.org, devices.unit, devices.heartbeat_interval_s)
-      IS DISTINCT FROM (EXCLUDED.family, EXCLUDED.org, EXCLUDED.unit,
+WHERE (devices.family, devices.org, devices.unit, devices.area, devices.heartbeat_interval_s)
+      IS DISTINCT FROM (EXCLUDED.family, EXCLUDED.org, EXCLUDED.unit, EXCLUDED.area,
                         EXCLUDED.heartbeat_interval_s)
 """
 
@@ -29,7 +29,10 @@ def import_devices(dsn: str, records: Sequence[DeviceRecord]) -> int:
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.executemany(
             _UPSERT,
-            [(r.device_id, r.family.value, r.org, r.unit, r.heartbeat_interval_s) for r in records],
+            [
+                (r.device_id, r.family.value, r.org, r.unit, r.area, r.heartbeat_interval_s)
+                for r in records
+            ],
         )
         return max(cur.rowcount, 0)
 

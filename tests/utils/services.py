@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 import psycopg
 
 REPO = Path(__file__).resolve().parents[2]
+
+# What `wgw serve` logs once its API listens (gateway/api/server.py).
+_CONSOLE_LINE = re.compile(r"console and API at (http://\S+/)")
 
 
 def gateway_env(*, dsn: str, broker_port: int, client_id: str, **extra: str) -> dict[str, str]:
@@ -27,6 +31,9 @@ def gateway_env(*, dsn: str, broker_port: int, client_id: str, **extra: str) -> 
             "WGW_MQTT__RECONNECT_MAX_S": "1",
             "WGW_INGEST__REGISTRY_REFRESH_S": "0.5",
             "WGW_INGEST__RETRY_INITIAL_S": "0.2",
+            # Any free port: several gateways run side by side in the suite.
+            "WGW_API__PORT": "0",
+            "WGW_API__SECURE_COOKIES": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -82,6 +89,10 @@ class GatewayProcess:
     def log_text(self) -> str:
         """What the gateway printed so far."""
         return self._log_path.read_text(errors="replace")
+
+    def console_urls(self) -> list[str]:
+        """The console addresses logged so far, one per start that got its API up, oldest first."""
+        return _CONSOLE_LINE.findall(self.log_text())
 
 
 def wait_until(

@@ -1,0 +1,36 @@
+"""What every route needs: settings, the database pool, the running gateway and its console."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.api.auth import LoginLimiter, PasswordHasher
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.console import Console
+from gateway.service import Gateway
+
+
+@dataclass
+class ApiContext:
+    """Shared state of one API server, handed to routes through dependencies."""
+
+    settings: Settings
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+    gateway: Gateway
+    console: Console
+    clock: Clock
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    limiter: LoginLimiter = field(init=False)
+    # Device id → (unit, area), filled on demand (see gateway.api.places).
+    places: dict[str, tuple[str, str]] = field(default_factory=dict)
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        api = self.settings.api
+        self.limiter = LoginLimiter(attempts=api.login_attempts, window_s=api.login_window_s)

@@ -1,0 +1,136 @@
+"""Dependencies shared by the routes: the context, the session, roles, CSRF and access logging."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+
+from gateway.api.context import ApiContext
+from gateway.store.alerts import AlertWork
+from gateway.store.auditlog import EntryDraft
+from gateway.store.users import Role, Session, User, find_session
+from rules.auditlog import Action, DetailValue
+
+SESSION_COOKIE = "wgw_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_context(request: Request) -> ApiContext:
+    """The API context the app was created with."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+
+async def get_connection(ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection for one request, committed when the route returns."""
+    try:
+        async with ctx.pool.connection(timeout=5.0) as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the database is unreachable; live alerts still work, try this again shortly",
+        ) from exc
+
+
+Connection = Annotated[psycopg.AsyncConnection[Any], Depends(get_connection)]
+
+
+async def current_session(request: Request, ctx: Context) -> Session:
+    """The caller's session; 401 without one, 403 on a state change without its CSRF token."""
+    token = request.cookies.get(SESSION_COOKIE)
+    session = None
+    if token:
+        try:
+            async with ctx.pool.connection(timeout=5.0) as conn:
+                session = await find_session(conn, token=token, now=ctx.clock.now())
+        except psycopg.OperationalError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the database is unreachable, so the session cannot be checked; try again shortly",
+            ) from exc
+    if session is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "not logged in, or the session has ended: log in with POST /api/auth/login",
+        )
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"missing or wrong {CSRF_HEADER} header: send the csrf_token from the login "
+                "or GET /api/auth/me",
+            )
+    return session
+
+
+CurrentSession = Annotated[Session, Depends(current_session)]
+
+
+def require(*roles: Role) -> Callable[[Session], Awaitable[User]]:
+    """A dependency that lets only these roles through (403 for the others)."""
+
+    async def check(session: CurrentSession) -> User:
+        if session.user.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {session.user.role.value} may not do this (needs one of: {allowed})",
+            )
+        return session.user
+
+    return check
+
+
+# Who may do what (DESIGN.md, Interfaces; DOMAIN.md, section 5 on access to logs).
+HANDLERS = (Role.OPERATOR, Role.COORDINATOR, Role.ADMIN)
+ALERT_READERS = (*HANDLERS, Role.AUDITOR)
+LOG_READERS = (Role.AUDITOR, Role.ADMIN)
+REPORT_READERS = (Role.COORDINATOR, Role.AUDITOR, Role.ADMIN)
+
+Handler = Annotated[User, Depends(require(*HANDLERS))]
+AlertReader = Annotated[User, Depends(require(*ALERT_READERS))]
+LogReader = Annotated[User, Depends(require(*LOG_READERS))]
+ReportReader = Annotated[User, Depends(require(*REPORT_READERS))]
+AnyUser = Annotated[User, Depends(require(*Role))]
+
+
+def check_org(user: User, org: str | None) -> list[str] | None:
+    """The organisations a query may cover: the one asked for (403 if out of scope) or all."""
+    if org is None:
+        return user.scope()
+    if not user.sees(org):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"organisation {org!r} is outside this account's scope"
+        )
+    return [org]
+
+
+def log_access(
+    ctx: ApiContext,
+    user: User,
+    *,
+    org: str,
+    action: Action,
+    subject: str,
+    person: str | None = None,
+    detail: dict[str, DetailValue] | None = None,
+) -> None:
+    """Write an access-log entry for a read or change made through the API."""
+    log_accesses(ctx, [EntryDraft(org, ctx.clock.now(), user.username, action, subject, person,
+                                  {"via": "api", **(detail or {})})])  # fmt: skip
+
+
+def log_accesses(ctx: ApiContext, drafts: Sequence[EntryDraft]) -> None:
+    """Stage access-log entries; they are chained and stored with the next write."""
+    if drafts:
+        ctx.gateway.stage(AlertWork(access=list(drafts)))

@@ -1,0 +1,108 @@
+"""Log in and out, and who am I: a session cookie plus a CSRF token for changes."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import SESSION_COOKIE, Connection, Context, CurrentSession
+from gateway.store.users import Role, create_session, end_session, find_login, update_password_hash
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    """A user name and password."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserPublic(BaseModel):
+    """The logged-in account and the token to send as X-CSRF-Token with every change."""
+
+    username: str
+    display_name: str
+    role: Role
+    orgs: list[str]
+    csrf_token: str
+
+
+@router.post("/login", responses={401: {}, 429: {}})
+async def login(
+    body: LoginRequest, request: Request, response: Response, ctx: Context, conn: Connection
+) -> UserPublic:
+    """Log in; sets an HttpOnly session cookie. Repeated failures are refused for a while."""
+    client = request.client.host if request.client else "unknown"
+    name = body.username.strip().lower()
+    keys = (f"user:{name}", f"addr:{client}")
+    wait = ctx.limiter.retry_after(*keys)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed logins; try again in {int(wait) + 1} s",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    found = await find_login(conn, username=name)
+    if not ctx.hasher.verify(found[1] if found else None, body.password) or found is None:
+        ctx.limiter.failed(*keys)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    user, password_hash = found
+    # Only the account's count is forgiven: one good login must not reset an address's.
+    ctx.limiter.succeeded(keys[0])
+    if ctx.hasher.needs_rehash(password_hash):
+        await update_password_hash(
+            conn, username=user.username, password_hash=ctx.hasher.hash(body.password)
+        )
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    lifetime = timedelta(hours=ctx.settings.api.session_hours)
+    await create_session(
+        conn,
+        username=user.username,
+        token=token,
+        csrf_token=csrf,
+        now=ctx.clock.now(),
+        lifetime=lifetime,
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lifetime.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.api.secure_cookies,
+        path="/",
+    )
+    return UserPublic(
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role,
+        orgs=list(user.orgs),
+        csrf_token=csrf,
+    )
+
+
+@router.get("/me", responses={401: {}})
+async def me(session: CurrentSession) -> UserPublic:
+    """The logged-in account and its CSRF token."""
+    u = session.user
+    return UserPublic(
+        username=u.username,
+        display_name=u.display_name,
+        role=u.role,
+        orgs=list(u.orgs),
+        csrf_token=session.csrf_token,
+    )
+
+
+@router.post("/logout", status_code=204, responses={401: {}, 403: {}})
+async def logout(
+    session: CurrentSession, request: Request, response: Response, conn: Connection
+) -> None:
+    """End the session and clear its cookie."""
+    token = request.cookies.get(SESSION_COOKIE, "")
+    await end_session(conn, token=token)
+    response.delete_cookie(SESSION_COOKIE, path="/")

@@ -1,0 +1,80 @@
+"""Device health for the console: last contact, battery, offline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from gateway.api.deps import Connection, Context, Handler, check_org
+from gateway.store.console import list_areas, list_devices
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+
+
+class DeviceHealthPublic(BaseModel):
+    """One device's health as the console's panel shows it."""
+
+    device_id: str
+    family: str
+    org: str
+    unit: str
+    area: str
+    last_contact: datetime | None  # gateway time of its latest message since start-up
+    battery: int | None  # percent, as last reported
+    offline: bool  # ingen kontakt: reported silent by supervision
+    battery_low: bool  # låg batterinivå
+
+
+@router.get("", responses={503: {}})
+async def device_health(
+    user: Handler,
+    ctx: Context,
+    conn: Connection,
+    org: str | None = None,
+    area: str | None = None,
+    problems_only: bool = False,
+) -> list[DeviceHealthPublic]:
+    """Registered devices with their health; ``problems_only`` keeps the offline and low ones."""
+    orgs = check_org(user, org)
+    devices = await list_devices(conn, orgs=orgs, area=area)
+    alerting = ctx.console.alerting
+    health = alerting.health
+    # Offline is what supervision said: an open no-contact alert or a silent
+    # device of an open outage incident; a battery alert marks it low as well.
+    offline = {i for incident in alerting.incidents() for i in incident.silent}
+    low = set()
+    for alert in alerting.open_alerts():
+        if alert.kind == "device.offline":
+            offline.add(alert.device_id)
+        elif alert.kind.endswith("battery_low"):
+            low.add(alert.device_id)
+    threshold = ctx.settings.api.battery_low_percent
+    result = []
+    for d in devices:
+        battery = health.battery.get(d.device_id)
+        is_low = d.device_id in low or (battery is not None and battery <= threshold)
+        is_offline = d.device_id in offline
+        if problems_only and not (is_low or is_offline):
+            continue
+        result.append(
+            DeviceHealthPublic(
+                device_id=d.device_id,
+                family=d.family,
+                org=d.org,
+                unit=d.unit,
+                area=d.area,
+                last_contact=health.last_contact.get(d.device_id),
+                battery=battery,
+                offline=is_offline,
+                battery_low=is_low,
+            )
+        )
+    return result
+
+
+@router.get("/areas", responses={503: {}})
+async def areas(user: Handler, conn: Connection) -> list[str]:
+    """The areas (districts, care homes) of the account's devices, for the console's filter."""
+    return await list_areas(conn, orgs=user.scope())

@@ -1,0 +1,5 @@
+"""The reports routes: being written (issue 4)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

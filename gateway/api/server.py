@@ -1,0 +1,125 @@
+"""Run the API beside a gateway in the same event loop, so staff actions reach its engines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from gateway.api.app import create_app
+from gateway.api.context import ApiContext
+from gateway.console import Console
+from gateway.errors import ConfigError
+from gateway.service import Gateway
+from gateway.store import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    # The gateway's own handlers stop everything in order; uvicorn must not take the signals.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class ApiServer:
+    """The HTTP server of one gateway; ``url`` is known once ``ready`` is set."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ready = asyncio.Event()
+        self.url = ""
+        self.context: ApiContext | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; starts once the gateway is ready."""
+        gateway = self.gateway
+        settings = gateway.settings
+        ready = asyncio.create_task(gateway.ready.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        stopped.cancel()
+        if stop.is_set():
+            return  # the gateway failed to start (or was stopped) before it was ready
+        assert gateway.alerting is not None
+        db = settings.db
+        # Its own small pool: console reads must not wait behind ingest's writes.
+        pool = BatchWriter.make_pool(db.dsn, min_size=1, max_size=max(2, db.pool_max))
+        await pool.open(wait=True, timeout=db.connect_timeout_s)
+        console = Console(gateway.alerting, clock=gateway.clock, metrics=gateway.metrics)
+        self.context = ApiContext(
+            settings=settings, pool=pool, gateway=gateway, console=console, clock=gateway.clock
+        )
+        api = settings.api
+        config = uvicorn.Config(
+            create_app(self.context),
+            host=api.host,
+            port=api.port,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=False,
+        )
+        server = _Server(config)
+        sock = _listen(api.host, api.port)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if serving.done():
+                    await serving
+                    raise ConfigError(f"the API on {api.host}:{api.port} stopped at start-up")
+                await asyncio.sleep(0.02)
+            host, port = sock.getsockname()[:2]
+            self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+            log.info("console and API at %s", self.url)
+            self.ready.set()
+            await asyncio.wait(
+                [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+            await pool.close()
+            sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the API's socket here, so a taken port is a clear configuration error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"api.port: cannot listen on {host}:{port} ({exc.strerror}); set another port "
+            "under [api] in the config file or WGW_API__PORT"
+        ) from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_gateway(gateway: Gateway, stop: asyncio.Event, api: ApiServer | None) -> None:
+    """Run a gateway and its API (if given) until ``stop``; if either fails, both stop."""
+    tasks = [asyncio.create_task(gateway.run(stop), name="gateway")]
+    if api is not None:
+        tasks.append(asyncio.create_task(api.run(stop), name="api"))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                stop.set()
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,0 +1,109 @@
+"""Queries behind the console and API: places of devices, alert history and detail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A registered device as the health panel lists it."""
+
+    device_id: str
+    family: str
+    org: str
+    unit: str
+    area: str
+    heartbeat_interval_s: int
+
+
+async def device_places(
+    conn: psycopg.AsyncConnection[Any], *, device_ids: list[str]
+) -> dict[str, tuple[str, str]]:
+    """Device id → (unit, area) for the given devices that are registered."""
+    cur = await conn.execute(
+        "SELECT device_id, unit, area FROM devices WHERE device_id = ANY(%s)", (device_ids,)
+    )
+    return {str(d): (str(u), str(a)) for d, u, a in await cur.fetchall()}
+
+
+async def list_devices(
+    conn: psycopg.AsyncConnection[Any], *, orgs: list[str] | None, area: str | None
+) -> list[DeviceRow]:
+    """Registered devices in the given organisations (None: all), optionally of one area."""
+    cur = await conn.execute(
+        "SELECT device_id, family, org, unit, area, heartbeat_interval_s FROM devices"
+        " WHERE (%(orgs)s::text[] IS NULL OR org = ANY(%(orgs)s))"
+        " AND (%(area)s::text IS NULL OR area = %(area)s) ORDER BY org, area, device_id",
+        {"orgs": orgs, "area": area},
+    )
+    return [DeviceRow(*row) for row in await cur.fetchall()]
+
+
+async def list_areas(conn: psycopg.AsyncConnection[Any], *, orgs: list[str] | None) -> list[str]:
+    """The distinct non-empty areas of devices in the given organisations."""
+    cur = await conn.execute(
+        "SELECT DISTINCT area FROM devices WHERE area <> ''"
+        " AND (%(orgs)s::text[] IS NULL OR org = ANY(%(orgs)s)) ORDER BY area",
+        {"orgs": orgs},
+    )
+    return [str(a) for (a,) in await cur.fetchall()]
+
+
+_ALERT_COLUMNS = """
+a.alert_id, a.org, a.device_id, a.rule_id, a.title, a.kind, a.priority, a.state,
+a.occurred_at, a.opened_at, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
+a.reason, a.outcome, a.handled_by, a.arrived_at, a.closed_at, a.chattering,
+coalesce(d.unit, '') AS unit, coalesce(d.area, '') AS area
+"""
+
+
+async def alert_history(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    orgs: list[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Stored alerts opened in a period, newest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d USING (device_id)"
+            " WHERE (%(orgs)s::text[] IS NULL OR a.org = ANY(%(orgs)s))"
+            " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s)"
+            " AND (%(until)s::timestamptz IS NULL OR a.opened_at < %(until)s)"
+            " ORDER BY a.opened_at DESC LIMIT %(limit)s",
+            {"orgs": orgs, "since": since, "until": until, "limit": limit},
+        )
+        return list(await cur.fetchall())
+
+
+async def alert_detail(
+    conn: psycopg.AsyncConnection[Any], *, alert_id: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A stored alert with its transitions and comments, oldest first (None if unknown)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d USING (device_id)"
+            " WHERE a.alert_id = %s",
+            (alert_id,),
+        )
+        alert = await cur.fetchone()
+        await cur.execute(
+            "SELECT at, actor, from_state, to_state, note FROM alert_transitions"
+            " WHERE alert_id = %s ORDER BY at, id",
+            (alert_id,),
+        )
+        transitions = list(await cur.fetchall())
+        await cur.execute(
+            "SELECT at, actor, note FROM alert_comments WHERE alert_id = %s ORDER BY at, id",
+            (alert_id,),
+        )
+        comments = list(await cur.fetchall())
+    return alert, transitions, comments
