@@ -99,8 +99,10 @@ class LiveTraffic:
             _, _, action = heapq.heappop(self._queue)
             out += action(now, wall)
         if now >= self._next_incident:
+            # The first is always a fall: what the console is for, seen at once.
+            first = self._next_incident - self._started <= FIRST_INCIDENT_S[1]
             self._next_incident = now + INCIDENT_EVERY_S * self.rng.uniform(0.5, 1.5)
-            out += self._choose(self._incidents)(now, wall)
+            out += (self._sensor_fall if first else self._choose(self._incidents))(now, wall)
         # Heartbeats and follow-ups spend credit too; the debt is capped like the credit.
         self._credit = max(self._credit - len(out), -max(self.rate, 1.0))
         while self._credit >= 1:

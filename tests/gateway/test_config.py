@@ -32,6 +32,9 @@ def test_file_values_and_environment_overrides(
         ("[ingest]\nbatch_linger = 5\n", "ingest.batch_linger"),
         ("[db]\npool_min = 5\npool_max = 2\n", "db.pool_min"),
         ("[typo]\nx = 1\n", "typo"),
+        ("[api]\nport = -1\n", "api.port"),
+        # Session cookies in clear text are refused beyond this machine.
+        ('[api]\nhost = "0.0.0.0"\nsecure_cookies = false\n', "api.secure_cookies"),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
