@@ -80,6 +80,8 @@ class Gateway:
         self.source: MessageSource | None = None
         self._devices: dict[str, DeviceInfo] = {}
         self._staged: list[AlertWork] = []
+        # Moves whenever the device registry is reloaded (the console's caches follow it).
+        self.registry_loads = 0
         # Receipt time of the oldest event of each batch not yet committed, oldest first.
         self._pending: deque[datetime] = deque()
 
@@ -165,11 +167,29 @@ class Gateway:
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await self._flush_staged(writer)
                 for task in done:
                     if task is not stopper and (error := task.exception()) is not None:
                         raise error
         finally:
             await pool.close()
+
+    async def _flush_staged(self, writer: BatchWriter) -> None:
+        """Store staff actions and logged reads still held at stop: nothing redelivers them."""
+        if not self._staged:
+            return
+        work = AlertWork()
+        for earlier in self._staged:
+            work.absorb(earlier)
+        try:
+            await asyncio.wait_for(writer.write([], [], work), 10.0)
+        except (StorageUnavailable, TimeoutError) as exc:
+            log.error(
+                "stopped with %d console changes unstored (%d access-log entries): %s",
+                len(self._staged), len(work.access), exc,
+            )  # fmt: skip
+            return
+        self._staged.clear()
 
     def _apply_shelves(self, shelves: list[Shelf], *, devices_changed: bool = False) -> None:
         """Take devices out of service (no rules, no supervision) while their period runs."""
@@ -267,6 +287,7 @@ class Gateway:
                             self.alerting.set_homes(await load_homes(conn))
                         log.info("device registry reloaded (%d devices)", current[1])
                         version = current
+                        self.registry_loads += 1
                     # Re-read every round: a period may have begun or ended by itself.
                     self._apply_shelves(
                         await load_shelves(conn, self.clock.now()),

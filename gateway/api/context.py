@@ -29,6 +29,7 @@ class ApiContext:
     limiter: LoginLimiter = field(init=False)
     # Device id → (unit, area), filled on demand (see gateway.api.places).
     places: dict[str, tuple[str, str]] = field(default_factory=dict)
+    places_loads: int = 0  # the gateway's registry_loads the cache was filled under
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:

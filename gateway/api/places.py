@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[str, str]]:
     """Device id → (unit, area); devices whose place cannot be read now are left out."""
     cache = ctx.places
+    if ctx.places_loads != ctx.gateway.registry_loads:
+        cache.clear()  # a registry import may have moved devices to other units or areas
+        ctx.places_loads = ctx.gateway.registry_loads
     missing = sorted({d for d in device_ids if d not in cache})
     if missing:
         try:

@@ -17,7 +17,10 @@ from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
+from gateway.store.alerts import AlertWork
+from gateway.store.auditlog import EntryDraft
 from gateway.store.devices import import_devices
+from rules.auditlog import Action
 from tests.utils.services import scalar
 
 pytestmark = pytest.mark.db
@@ -102,3 +105,20 @@ async def test_start_up_gives_up_with_a_clear_message(own_pg: PostgresServer) ->
     settings = load_settings(None, db={"dsn": own_pg.dsn, "connect_timeout_s": 1})
     with pytest.raises(StorageUnavailable, match=r"did not answer within 1 s.*db\.dsn"):
         await Gateway(settings, source_factory=MemorySource).run(asyncio.Event())
+
+
+async def test_console_changes_held_for_the_next_tick_are_stored_on_stop(db_dsn: str) -> None:
+    # A logged read or a staff action waits for the clock tick's write; a stop
+    # before that tick must still store it (nothing redelivers it).
+    migrate(db_dsn)
+    settings = load_settings(None, db={"dsn": db_dsn}, rules={"tick_s": 60})
+    gateway = Gateway(settings, source_factory=MemorySource)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await until(gateway.ready.is_set)
+    read = EntryDraft("vallby", datetime.now(UTC), "stina", Action.READ, "sensor-0001",
+                      "Lgh 1204", {"via": "api"})  # fmt: skip
+    gateway.stage(AlertWork(access=[read]))
+    stop.set()
+    await task
+    assert scalar(db_dsn, "SELECT count(*) FROM access_log WHERE actor = 'stina'") == 1
