@@ -68,11 +68,19 @@ class LiveFeed:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
                 # Too slow to follow: end its stream; it resumes from the ring.
-                self._subscribers.discard(queue)
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.get_nowait()
-                    queue.put_nowait(None)
+                self._end(queue)
         return item
+
+    def close(self) -> None:
+        """End every subscriber's stream (the server is stopping)."""
+        for queue in list(self._subscribers):
+            self._end(queue)
+
+    def _end(self, queue: asyncio.Queue[FeedItem | None]) -> None:
+        self._subscribers.discard(queue)
+        if queue.full():
+            queue.get_nowait()  # make room for the end marker
+        queue.put_nowait(None)
 
     def since(self, last_event_id: str) -> list[FeedItem] | None:
         """The changes after a client's last id, or None if they are not all still held."""

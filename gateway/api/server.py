@@ -64,6 +64,8 @@ class ApiServer:
             log_level="warning",
             lifespan="off",
             proxy_headers=False,
+            # A backstop: a response still open this long after stop is cut off.
+            timeout_graceful_shutdown=5,
         )
         server = _Server(config)
         sock = _listen(api.host, api.port)
@@ -82,6 +84,7 @@ class ApiServer:
                 [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            console.feed.close()  # live streams end, so the server can finish its responses
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
