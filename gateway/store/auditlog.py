@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -16,10 +16,10 @@ from rules.auditlog import (
     AccessEntry,
     Action,
     BrokenEntry,
+    ChainVerifier,
     DetailValue,
     VerifyResult,
     append,
-    verify_chain,
 )
 
 if TYPE_CHECKING:
@@ -188,40 +188,74 @@ class ChainReport:
         return self.result.ok
 
 
+# Both verifiers walk the same rows: every chain in order, then its recorded head.
+_HEADS = (
+    "SELECT org, seq FROM access_log_heads WHERE %(orgs)s::text[] IS NULL OR org = ANY(%(orgs)s)"
+)
+_WALK = (
+    f"SELECT {_COLUMNS} FROM access_log"
+    " WHERE %(orgs)s::text[] IS NULL OR org = ANY(%(orgs)s) ORDER BY org, seq"
+)
+# Rows fetched per round trip while walking; the walk never holds the whole log.
+_WALK_CHUNK = 2000
+
+
+class _Walk:
+    """One verification in progress: the chain check plus where each chain ended."""
+
+    def __init__(self) -> None:
+        self.verifier = ChainVerifier()
+        self.last_seen: dict[str, int] = {}
+
+    def feed(self, row: tuple[Any, ...]) -> None:
+        entry = _entry(row)
+        self.last_seen[entry.org] = entry.seq
+        self.verifier.feed(entry)
+
+    def report(self, heads: dict[str, int]) -> ChainReport:
+        result = self.verifier.result()
+        broken = {b.org: b for b in result.broken}
+        for name, head_seq in sorted(heads.items()):
+            end = self.last_seen.get(name, 0)
+            if name not in broken and head_seq > end:
+                broken[name] = BrokenEntry(
+                    name,
+                    end + 1,
+                    f"entries {end + 1}..{head_seq} are missing (the chain ends early)",
+                )
+        return ChainReport(
+            VerifyResult(result.checked, tuple(broken[k] for k in sorted(broken))), len(heads)
+        )
+
+
 def verify(dsn: str, *, org: str | None = None) -> ChainReport:
     """Walk the access log (streamed, in order) and compare each chain's end with its head."""
+    params = {"orgs": None if org is None else [org]}
+    walk = _Walk()
     with psycopg.connect(dsn) as conn:
-        heads: dict[str, int] = dict(
-            conn.execute(
-                "SELECT org, seq FROM access_log_heads WHERE %s::text IS NULL OR org = %s",
-                (org, org),
-            ).fetchall()
-        )
-        last_seen: dict[str, int] = {}
+        heads: dict[str, int] = dict(conn.execute(_HEADS, params).fetchall())
+        with conn.cursor(name="access_log_walk") as cur:
+            cur.itersize = _WALK_CHUNK
+            cur.execute(_WALK, params)
+            for row in cur:
+                walk.feed(row)
+    return walk.report(heads)
 
-        def walk() -> Iterator[AccessEntry]:
-            with conn.cursor(name="access_log_walk") as cur:
-                cur.execute(
-                    f"SELECT {_COLUMNS} FROM access_log"
-                    " WHERE %s::text IS NULL OR org = %s ORDER BY org, seq",
-                    (org, org),
-                )
-                for row in cur:
-                    entry = _entry(row)
-                    last_seen[entry.org] = entry.seq
-                    yield entry
 
-        result = verify_chain(walk())
-    broken = {b.org: b for b in result.broken}
-    for name, head_seq in sorted(heads.items()):
-        end = last_seen.get(name, 0)
-        if name not in broken and head_seq > end:
-            broken[name] = BrokenEntry(
-                name, end + 1, f"entries {end + 1}..{head_seq} are missing (the chain ends early)"
-            )
-    return ChainReport(
-        VerifyResult(result.checked, tuple(broken[k] for k in sorted(broken))), len(heads)
-    )
+async def verify_chains(
+    conn: psycopg.AsyncConnection[Any], *, orgs: Sequence[str] | None = None
+) -> ChainReport:
+    """Like ``verify``, on a pooled connection, for the organisations given (None: all)."""
+    params = {"orgs": None if orgs is None else list(orgs)}
+    walk = _Walk()
+    cur = await conn.execute(_HEADS, params)
+    heads: dict[str, int] = dict(await cur.fetchall())
+    async with conn.cursor(name="access_log_walk") as named:
+        named.itersize = _WALK_CHUNK
+        await named.execute(_WALK, params)
+        async for row in named:
+            walk.feed(row)
+    return walk.report(heads)
 
 
 @dataclass(frozen=True)
@@ -234,10 +268,12 @@ class AccessQuery:
     person: str | None = None  # unit pseudonym
     since: datetime | None = None
     until: datetime | None = None
+    orgs: tuple[str, ...] | None = None  # the caller's scope, on top of ``org``
+    actions: tuple[Action, ...] | None = None  # e.g. only the openings
 
 
-def query(dsn: str, q: AccessQuery) -> list[AccessEntry]:
-    """Access-log entries matching the filters, oldest first."""
+def _select(q: AccessQuery, limit: int | None) -> tuple[bytes, list[object]]:
+    """The SQL and parameters of an audit query, shared by the CLI and the API."""
     clauses = []
     params: list[object] = []
     for column, value in (
@@ -246,6 +282,12 @@ def query(dsn: str, q: AccessQuery) -> list[AccessEntry]:
         if value is not None:
             clauses.append(f"{column} = %s")
             params.append(value)
+    if q.orgs is not None:
+        clauses.append("org = ANY(%s)")
+        params.append(list(q.orgs))
+    if q.actions is not None:
+        clauses.append("action = ANY(%s)")
+        params.append([a.value for a in q.actions])
     if q.since is not None:
         clauses.append("at >= %s")
         params.append(q.since)
@@ -253,9 +295,25 @@ def query(dsn: str, q: AccessQuery) -> list[AccessEntry]:
         clauses.append("at < %s")
         params.append(q.until)
     where = " AND ".join(clauses) or "true"
+    sql = f"SELECT {_COLUMNS} FROM access_log WHERE {where} ORDER BY at, org, seq"
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    return sql.encode(), params
+
+
+def query(dsn: str, q: AccessQuery) -> list[AccessEntry]:
+    """Access-log entries matching the filters, oldest first."""
+    sql, params = _select(q, None)
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM access_log WHERE {where} ORDER BY at, org, seq".encode(),
-            params,
-        ).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     return [_entry(r) for r in rows]
+
+
+async def query_entries(
+    conn: psycopg.AsyncConnection[Any], *, q: AccessQuery, limit: int | None = None
+) -> list[AccessEntry]:
+    """Like ``query``, on a pooled connection: at most ``limit`` entries, oldest first."""
+    sql, params = _select(q, limit)
+    cur = await conn.execute(sql, params)
+    return [_entry(r) for r in await cur.fetchall()]

@@ -122,3 +122,13 @@ async def test_console_changes_held_for_the_next_tick_are_stored_on_stop(db_dsn:
     stop.set()
     await task
     assert scalar(db_dsn, "SELECT count(*) FROM access_log WHERE actor = 'stina'") == 1
+
+
+async def test_an_access_entry_that_could_not_be_chained_is_refused_when_staged(
+    db_dsn: str,
+) -> None:
+    migrate(db_dsn)
+    gateway = Gateway(load_settings(None, db={"dsn": db_dsn}), source_factory=MemorySource)
+    bad = EntryDraft("not an org!", datetime.now(UTC), "stina", Action.READ, "x", None, {})
+    with pytest.raises(ValueError, match="org"):
+        gateway.stage(AlertWork(access=[bad]))

@@ -1,0 +1,450 @@
+"""The alarm-handling report of one night, as pure functions over stored alerts (no I/O).
+
+What a coordinator needs for deviation reporting (avvikelserapportering):
+alerts by kind and priority, time to acknowledge and to arrival, escalations,
+acknowledgement floods, stale alerts and chattering devices. The rows come from
+``gateway.store.reports``; everything here is arithmetic on them.
+
+Definitions, so the figures can be checked by hand:
+
+- the night runs from ``starts_hour`` on the date to ``ends_hour`` (the next
+  morning when it is not later the same day), on the rule set's wall clock, so
+  a DST night is an hour shorter or longer; an alert belongs to the night it
+  was opened in (gateway time);
+- time to acknowledge: the first transition to acknowledged minus the paging
+  time, or minus the opening time for an alert that never paged (a late one);
+- time to arrival: ``arrived_at`` (staff opened the door of the home) or else
+  the first on-site transition, minus the opening time;
+- median and worst (the largest) over the alerts that have the time at all;
+- a flood: a staff member acknowledging more than ``FLOOD_COUNT`` alerts within
+  ``FLOOD_WINDOW``; windows are half-open, each starts at an acknowledgement,
+  and after a flood the search resumes at its window's end, so floods do not
+  overlap and each is reported once;
+- stale: an alert that waited unacknowledged (from paging, or opening) longer
+  than the limit — until acknowledged, else until it closed (cleared by the
+  device), else until the report was made (``still_open``);
+- chattering: devices with an alert flagged chattering in the night.
+"""
+
+from __future__ import annotations
+
+import statistics
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+
+from rules.calendar import STOCKHOLM
+
+# Issue 4: "floods (more than 10 alerts per operator in 10 minutes)".
+FLOOD_COUNT = 10
+FLOOD_WINDOW = timedelta(minutes=10)
+
+# The engine's own moves carry these actors; every other actor is a staff user.
+SYSTEM_ACTOR_PREFIXES = ("rule:", "device:")
+
+
+def night_window(
+    day: date, *, starts_hour: int, ends_hour: int, tz: ZoneInfo = STOCKHOLM
+) -> tuple[datetime, datetime]:
+    """The night of ``day`` as two aware UTC instants, from the local start hour to the end hour."""
+    end_day = day if ends_hour > starts_hour else day + timedelta(days=1)
+    # Local wall-clock times made aware in the zone, then converted: the UTC
+    # length of the night is what DST makes it (9 h, 8 h in spring, 10 h in autumn).
+    start = datetime.combine(day, time(starts_hour), tzinfo=tz)
+    end = datetime.combine(end_day, time(ends_hour), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def is_staff(actor: str) -> bool:
+    """Whether a transition's actor is a staff user rather than the engine or a device."""
+    return not actor.startswith(SYSTEM_ACTOR_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTiming:
+    """One stored alert of the night with the moments the report measures."""
+
+    alert_id: str
+    org: str
+    device_id: str
+    kind: str
+    priority: int
+    opened_at: datetime
+    paged_at: datetime | None
+    acknowledged_at: datetime | None  # the first transition to acknowledged
+    arrived_at: datetime | None  # alerts.arrived_at, else the first on-site transition
+    closed_at: datetime | None
+    escalated: bool
+    chattering: bool
+    count: int  # times the condition was seen while the alert was open
+
+    @property
+    def waiting_from(self) -> datetime:
+        """When the clock for acknowledging starts: paging, or opening if it never paged."""
+        return self.paged_at or self.opened_at
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """One staff acknowledgement in the night."""
+
+    actor: str
+    at: datetime
+    alert_id: str
+
+
+class Durations(BaseModel):
+    """How long something took over a set of alerts, in seconds (None when there were none)."""
+
+    count: int
+    median_s: float | None
+    worst_s: float | None
+
+
+class PriorityTimes(BaseModel):
+    """Time to acknowledge and to arrival for the alerts of one priority."""
+
+    priority: int
+    alerts: int
+    acknowledge: Durations
+    arrival: Durations
+
+
+class KindCount(BaseModel):
+    """How many alerts of one kind and priority the night had."""
+
+    kind: str
+    priority: int
+    count: int
+
+
+class AlertRef(BaseModel):
+    """An alert the report points at."""
+
+    alert_id: str
+    device_id: str
+    kind: str
+    priority: int
+    opened_at: datetime
+
+
+class Flood(BaseModel):
+    """A staff member acknowledging more alerts in a short window than anyone can handle."""
+
+    actor: str
+    start: datetime
+    end: datetime
+    count: int
+
+
+class StaleAlert(AlertRef):
+    """An alert that waited too long for someone to acknowledge it."""
+
+    acknowledged_at: datetime | None
+    waited_s: float
+    still_open: bool  # neither acknowledged nor closed when the report was made
+
+
+class ChatteringDevice(BaseModel):
+    """A device whose alerts kept repeating (a fault, or a sensor placed wrongly)."""
+
+    device_id: str
+    kinds: list[str]
+    alerts: int
+    repeats: int  # the times its alerts were seen in all
+
+
+class NightReport(BaseModel):
+    """The alarm-handling report of one night for one organisation."""
+
+    org: str
+    date: date
+    start: datetime
+    end: datetime
+    as_of: datetime  # when it was made: open alerts are measured up to here
+    stale_after_min: int
+    flood_count: int
+    flood_window_min: int
+    alerts: int
+    unacknowledged: int  # alerts never acknowledged
+    by_kind: list[KindCount]
+    acknowledge: Durations
+    arrival: Durations
+    by_priority: list[PriorityTimes]
+    escalations: list[AlertRef]
+    floods: list[Flood]
+    stale: list[StaleAlert]
+    chattering: list[ChatteringDevice]
+
+
+def _seconds(delta: timedelta) -> float:
+    return delta.total_seconds()
+
+
+def time_to_acknowledge(alert: AlertTiming) -> float | None:
+    """Seconds from paging (or opening) to the first acknowledgement; None if never."""
+    if alert.acknowledged_at is None:
+        return None
+    return _seconds(alert.acknowledged_at - alert.waiting_from)
+
+
+def time_to_arrival(alert: AlertTiming) -> float | None:
+    """Seconds from opening to staff arriving; None if nobody is known to have arrived."""
+    if alert.arrived_at is None:
+        return None
+    return _seconds(alert.arrived_at - alert.opened_at)
+
+
+def summarize(values: Iterable[float | None]) -> Durations:
+    """Median and worst of the values that are present."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return Durations(count=0, median_s=None, worst_s=None)
+    return Durations(
+        count=len(present), median_s=float(statistics.median(present)), worst_s=max(present)
+    )
+
+
+def by_kind(alerts: Sequence[AlertTiming]) -> list[KindCount]:
+    """Alert counts per (kind, priority), highest priority first, then by kind."""
+    counts: defaultdict[tuple[int, str], int] = defaultdict(int)
+    for a in alerts:
+        counts[a.priority, a.kind] += 1
+    return [KindCount(kind=k, priority=p, count=n) for (p, k), n in sorted(counts.items())]
+
+
+def by_priority(alerts: Sequence[AlertTiming]) -> list[PriorityTimes]:
+    """Time to acknowledge and to arrival per priority, highest first."""
+    groups: defaultdict[int, list[AlertTiming]] = defaultdict(list)
+    for a in alerts:
+        groups[a.priority].append(a)
+    return [
+        PriorityTimes(
+            priority=p,
+            alerts=len(group),
+            acknowledge=summarize(time_to_acknowledge(a) for a in group),
+            arrival=summarize(time_to_arrival(a) for a in group),
+        )
+        for p, group in sorted(groups.items())
+    ]
+
+
+def _ref(a: AlertTiming) -> dict[str, object]:
+    return {
+        "alert_id": a.alert_id,
+        "device_id": a.device_id,
+        "kind": a.kind,
+        "priority": a.priority,
+        "opened_at": a.opened_at,
+    }
+
+
+def floods(
+    acks: Iterable[Acknowledgement],
+    *,
+    threshold: int = FLOOD_COUNT,
+    window: timedelta = FLOOD_WINDOW,
+) -> list[Flood]:
+    """Windows in which one staff member acknowledged more than ``threshold`` alerts."""
+    per_actor: defaultdict[str, list[datetime]] = defaultdict(list)
+    for ack in acks:
+        if is_staff(ack.actor):
+            per_actor[ack.actor].append(ack.at)
+    found: list[Flood] = []
+    for actor, times in per_actor.items():
+        times.sort()
+        i = 0
+        while i < len(times):
+            start = times[i]
+            j = bisect_left(times, start + window)  # the first one outside [start, start+window)
+            if j - i > threshold:
+                found.append(Flood(actor=actor, start=start, end=start + window, count=j - i))
+                i = j
+            else:
+                i += 1
+    return sorted(found, key=lambda f: (f.start, f.actor))
+
+
+def stale_alerts(
+    alerts: Iterable[AlertTiming], *, limit: timedelta, as_of: datetime
+) -> list[StaleAlert]:
+    """Alerts that waited unacknowledged longer than ``limit``, oldest first."""
+    found = []
+    for a in alerts:
+        ended = a.acknowledged_at or a.closed_at
+        waited = (ended or as_of) - a.waiting_from
+        if waited > limit:
+            found.append(
+                StaleAlert.model_validate(
+                    _ref(a)
+                    | {
+                        "acknowledged_at": a.acknowledged_at,
+                        "waited_s": _seconds(waited),
+                        "still_open": ended is None,
+                    }
+                )
+            )
+    return sorted(found, key=lambda s: (s.opened_at, s.alert_id))
+
+
+def chattering_devices(alerts: Iterable[AlertTiming]) -> list[ChatteringDevice]:
+    """Devices with an alert flagged chattering, the most repeats first."""
+    per_device: defaultdict[str, list[AlertTiming]] = defaultdict(list)
+    for a in alerts:
+        if a.chattering:
+            per_device[a.device_id].append(a)
+    devices = [
+        ChatteringDevice(
+            device_id=device,
+            kinds=sorted({a.kind for a in group}),
+            alerts=len(group),
+            repeats=sum(a.count for a in group),
+        )
+        for device, group in per_device.items()
+    ]
+    return sorted(devices, key=lambda d: (-d.repeats, d.device_id))
+
+
+def build_report(
+    *,
+    org: str,
+    day: date,
+    window: tuple[datetime, datetime],
+    alerts: Sequence[AlertTiming],
+    acks: Sequence[Acknowledgement],
+    stale_after: timedelta,
+    as_of: datetime,
+    tz: ZoneInfo = STOCKHOLM,
+) -> NightReport:
+    """Put one night's figures together; times are shown on the rule set's wall clock."""
+    start, end = window
+    report = NightReport(
+        org=org,
+        date=day,
+        start=start,
+        end=end,
+        as_of=as_of,
+        stale_after_min=int(stale_after // timedelta(minutes=1)),
+        flood_count=FLOOD_COUNT,
+        flood_window_min=int(FLOOD_WINDOW // timedelta(minutes=1)),
+        alerts=len(alerts),
+        unacknowledged=sum(1 for a in alerts if a.acknowledged_at is None),
+        by_kind=by_kind(alerts),
+        acknowledge=summarize(time_to_acknowledge(a) for a in alerts),
+        arrival=summarize(time_to_arrival(a) for a in alerts),
+        by_priority=by_priority(alerts),
+        escalations=[AlertRef.model_validate(_ref(a)) for a in alerts if a.escalated],
+        floods=floods(acks),
+        stale=stale_alerts(alerts, limit=stale_after, as_of=as_of),
+        chattering=chattering_devices(alerts),
+    )
+    return _localized(report, tz)
+
+
+def _localized(report: NightReport, tz: ZoneInfo) -> NightReport:
+    """Every instant on the local wall clock (with its offset), as staff read times."""
+
+    def local(at: datetime) -> datetime:
+        return at.astimezone(tz)
+
+    return report.model_copy(
+        update={
+            "start": local(report.start),
+            "end": local(report.end),
+            "as_of": local(report.as_of),
+            "escalations": [
+                e.model_copy(update={"opened_at": local(e.opened_at)}) for e in report.escalations
+            ],
+            "floods": [
+                f.model_copy(update={"start": local(f.start), "end": local(f.end)})
+                for f in report.floods
+            ],
+            "stale": [
+                s.model_copy(
+                    update={
+                        "opened_at": local(s.opened_at),
+                        "acknowledged_at": s.acknowledged_at and local(s.acknowledged_at),
+                    }
+                )
+                for s in report.stale
+            ],
+        }
+    )
+
+
+# The CSV layout: one row per figure, its kind named in ``section``. Columns a
+# section does not use are empty. Sections, in order:
+#   night        org, start, end, count = alerts in the night
+#   by_kind      priority, kind, count
+#   acknowledge  priority (empty = all), count, median_s, worst_s: time to acknowledge
+#   arrival      priority (empty = all), count, median_s, worst_s: time to arrival
+#   escalation   priority, kind, alert_id, device_id, start = opened
+#   flood        actor, start, end (the window), count = acknowledgements in it
+#   stale        priority, kind, alert_id, device_id, start = opened,
+#                end = acknowledged (empty: never), waited_s, count = 1 if still open
+#   chattering   device_id, kind (its kinds, space-separated), count = repeats
+# Times are ISO 8601 with the local offset; seconds have one decimal.
+CSV_FIELDS = (
+    "section", "org", "priority", "kind", "alert_id", "device_id", "actor", "start", "end",
+    "count", "median_s", "worst_s", "waited_s",
+)  # fmt: skip
+
+
+def _s(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _t(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def csv_rows(report: NightReport) -> list[dict[str, str]]:
+    """The report as flat rows in the ``CSV_FIELDS`` layout."""
+    org = report.org
+    rows: list[dict[str, str]] = [
+        {"section": "night", "start": _t(report.start), "end": _t(report.end),
+         "count": str(report.alerts)},
+    ]  # fmt: skip
+    rows += [
+        {"section": "by_kind", "priority": str(k.priority), "kind": k.kind, "count": str(k.count)}
+        for k in report.by_kind
+    ]
+    timings: list[tuple[str, Durations, list[tuple[str, Durations]]]] = [
+        ("acknowledge", report.acknowledge,
+         [(str(p.priority), p.acknowledge) for p in report.by_priority]),
+        ("arrival", report.arrival, [(str(p.priority), p.arrival) for p in report.by_priority]),
+    ]  # fmt: skip
+    for section, overall, per_priority in timings:
+        times = [("", overall), *per_priority]
+        rows += [
+            {"section": section, "priority": prio, "count": str(d.count),
+             "median_s": _s(d.median_s), "worst_s": _s(d.worst_s)}
+            for prio, d in times
+        ]  # fmt: skip
+    rows += [
+        {"section": "escalation", "priority": str(e.priority), "kind": e.kind,
+         "alert_id": e.alert_id, "device_id": e.device_id, "start": _t(e.opened_at)}
+        for e in report.escalations
+    ]  # fmt: skip
+    rows += [
+        {"section": "flood", "actor": f.actor, "start": _t(f.start), "end": _t(f.end),
+         "count": str(f.count)}
+        for f in report.floods
+    ]  # fmt: skip
+    rows += [
+        {"section": "stale", "priority": str(s.priority), "kind": s.kind, "alert_id": s.alert_id,
+         "device_id": s.device_id, "start": _t(s.opened_at), "end": _t(s.acknowledged_at),
+         "waited_s": _s(s.waited_s), "count": "1" if s.still_open else "0"}
+        for s in report.stale
+    ]  # fmt: skip
+    rows += [
+        {"section": "chattering", "device_id": c.device_id, "kind": " ".join(c.kinds),
+         "count": str(c.repeats)}
+        for c in report.chattering
+    ]  # fmt: skip
+    return [{f: row.get(f, org if f == "org" else "") for f in CSV_FIELDS} for row in rows]
