@@ -1,7 +1,8 @@
 #!/bin/sh
 # The tests run a real Mosquitto and a real PostgreSQL, which they start
-# themselves. Install them from Debian when missing and we are root; otherwise
-# say exactly what to install.
+# themselves, and drive Debian's chromium for the console's browser tests.
+# Install them from Debian when missing and we are root; otherwise say exactly
+# what to install.
 set -eu
 
 have_mosquitto() {
@@ -9,6 +10,10 @@ have_mosquitto() {
 }
 have_postgres() {
     command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1
+}
+# Playwright is pointed at this path: it must never download a browser of its own.
+have_chromium() {
+    [ -x /usr/bin/chromium ]
 }
 
 missing=""
@@ -19,15 +24,23 @@ have_mosquitto || missing="$missing mosquitto"
 if [ "$(id -u)" = 0 ] && ! have_postgres; then
     missing="$missing postgresql"
 fi
-[ -z "$missing" ] && exit 0
+# Without it the browser tests skip (and say why) rather than fail.
+browser=""
+have_chromium || browser=" chromium"
+[ -z "$missing$browser" ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing from Debian:$missing"
+    echo "installing from Debian:$missing$browser"
     apt-get update -qq
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing$browser >/dev/null
     exit 0
 fi
+if [ -n "$browser" ]; then
+    echo "The browser tests need:$browser (they skip without it)" >&2
+    echo "Install with: sudo apt-get install$browser   (or run make test as root)" >&2
+fi
+[ -z "$missing" ] && exit 0
 echo "The tests need:$missing" >&2
 echo "Install with: sudo apt-get install$missing   (or your system's package manager)" >&2
 exit 1

@@ -112,7 +112,7 @@ def check_org(user: User, org: str | None) -> list[str] | None:
     """The organisations a query may cover: the one asked for (403 if out of scope) or all."""
     if org is None:
         return user.scope()
-    if False:
+    if not _ORG_ID.fullmatch(org):
         # Reads are logged under the organisation asked for: it must be one that can exist.
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -1,0 +1,182 @@
+// Shared by the audit view and the alarm-handling report: reading the API
+// (401 sends the user to the console's login and back), Stockholm times, and
+// the language switch. The pages only read, so no CSRF token is needed.
+
+import { addMessages, applyTranslations, getLang, setLang, t } from "./i18n.js";
+
+// The rule set's zone: times are shown and typed on the Stockholm wall clock,
+// whatever zone the browser happens to run in.
+export const ZONE = "Europe/Stockholm";
+
+export const $ = (id) => document.getElementById(id);
+
+export class HttpError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+function detailOf(data) {
+  if (!data) {
+    return "";
+  }
+  if (typeof data.detail === "string") {
+    return data.detail;
+  }
+  if (Array.isArray(data.detail)) {
+    return data.detail.map((d) => d.msg).join("; ");
+  }
+  return "";
+}
+
+/** GET a JSON resource; on 401 go to the login with ?next= set to this page. */
+export async function getJson(path, page) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  } catch (exc) {
+    throw new HttpError(0, t("page.network"));
+  }
+  if (response.status === 401) {
+    window.location.assign(`/?next=${page}`);
+    throw new HttpError(401, t("page.loginNeeded"));
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new HttpError(response.status, detailOf(data) || response.statusText);
+  }
+  return data;
+}
+
+/** A message for a failed request, in the user's language with the server's detail. */
+export function describeError(exc) {
+  if (!(exc instanceof HttpError)) {
+    return String(exc);
+  }
+  if (exc.status === 403) {
+    return `${t("page.forbidden")} (${exc.detail})`;
+  }
+  if (exc.status === 0) {
+    return exc.detail;
+  }
+  return t("page.failed", { status: exc.status, detail: exc.detail });
+}
+
+function locale() {
+  return getLang() === "sv" ? "sv-SE" : "en-GB";
+}
+
+/** An ISO instant as Stockholm date and time. */
+export function formatTime(iso) {
+  if (!iso) {
+    return "";
+  }
+  return new Intl.DateTimeFormat(locale(), {
+    timeZone: ZONE,
+    dateStyle: "short",
+    timeStyle: "medium",
+  }).format(new Date(iso));
+}
+
+/** Seconds as "12 min 5 s" or "1 h 20 min"; a dash when there is no value. */
+export function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined) {
+    return "–";
+  }
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h > 0) {
+    return `${h} h ${m} min`;
+  }
+  return m > 0 ? `${m} min ${s} s` : `${s} s`;
+}
+
+function zoneOffsetMs(utcMs) {
+  // The zone's offset at an instant, from how Intl writes that instant there.
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: ZONE,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(new Date(utcMs));
+  const v = Object.fromEntries(parts.map((p) => [p.type, Number(p.value)]));
+  return Date.UTC(v.year, v.month - 1, v.day, v.hour, v.minute, v.second) - utcMs;
+}
+
+/** A datetime-local value ("2025-11-20T22:00") read on the Stockholm clock, as an ISO instant. */
+export function stockholmToIso(value) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(value || "");
+  if (!match) {
+    return "";
+  }
+  const [, y, mo, d, h, mi] = match.map(Number);
+  const wall = Date.UTC(y, mo - 1, d, h, mi);
+  // Two rounds settle the offset on either side of a DST switch.
+  let utc = wall - zoneOffsetMs(wall);
+  utc = wall - zoneOffsetMs(utc);
+  return new Date(utc).toISOString();
+}
+
+/** An instant as a datetime-local value on the Stockholm clock. */
+export function isoToStockholmLocal(date) {
+  const shifted = new Date(date.getTime() + zoneOffsetMs(date.getTime()));
+  return shifted.toISOString().slice(0, 16);
+}
+
+/** Today's date (YYYY-MM-DD) on the Stockholm clock, moved by ``days``. */
+export function stockholmDate(days = 0) {
+  const now = Date.now() + days * 86_400_000;
+  return new Date(now + zoneOffsetMs(now)).toISOString().slice(0, 10);
+}
+
+/** A table cell with text (never HTML: everything shown comes from the log). */
+export function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "";
+  if (className) {
+    td.className = className;
+  }
+  return td;
+}
+
+const SHARED_MESSAGES = {
+  sv: {
+    "page.network": "Servern svarar inte. Försök igen.",
+    "page.loginNeeded": "Inloggning krävs.",
+    "page.forbidden": "Ditt konto har inte behörighet till detta",
+    "page.failed": "Det gick inte ({status}): {detail}",
+    "page.loading": "Hämtar…",
+  },
+  en: {
+    "page.network": "The server does not answer. Try again.",
+    "page.loginNeeded": "You need to log in.",
+    "page.forbidden": "Your account may not do this",
+    "page.failed": "That did not work ({status}): {detail}",
+    "page.loading": "Loading…",
+  },
+};
+
+/** Add the page's texts, label the page, and wire the language switch (redraw on change). */
+export function initPage(messages, redraw) {
+  addMessages(SHARED_MESSAGES);
+  addMessages(messages);
+  applyTranslations(document);
+  const button = $("lang-switch");
+  const label = () => {
+    button.lang = getLang() === "sv" ? "en" : "sv";
+  };
+  label();
+  button.addEventListener("click", () => setLang(getLang() === "sv" ? "en" : "sv"));
+  document.addEventListener("wgw:lang", () => {
+    label();
+    redraw();
+  });
+}

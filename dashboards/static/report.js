@@ -1,0 +1,305 @@
+// The alarm-handling report: one night of one organisation, for deviation
+// reporting (avvikelserapportering), as tables and as a CSV download.
+
+import { has, t } from "./i18n.js";
+import { $, cell, describeError, formatDuration, formatTime, getJson, initPage, stockholmDate } from "./pages.js";
+
+const PAGE = "/report";
+const READER_ROLES = new Set(["coordinator", "auditor", "admin"]);
+
+const MESSAGES = {
+  sv: {
+    "report.title": "Larmhantering per natt",
+    "report.choose": "Välj natt",
+    "report.date": "Natten som börjar",
+    "report.org": "Organisation",
+    "report.show": "Visa rapport",
+    "report.csv": "Ladda ner CSV",
+    "report.summary": "Sammanfattning",
+    "report.times": "Tid till kvittering och till plats",
+    "report.byKind": "Larm per typ och prioritet",
+    "report.escalations": "Eskalerade larm",
+    "report.floods": "Larmstormar (många kvitteringar på kort tid)",
+    "report.stale": "Larm som väntade för länge på kvittering",
+    "report.chattering": "Enheter som larmar om och om igen",
+    "report.none": "Inga",
+    "report.noOrgs": "Det finns ingen organisation att visa.",
+    "report.role": "Rapporten kräver rollen samordnare, granskare eller administratör.",
+    "sum.night": "Natten",
+    "sum.alerts": "Larm",
+    "sum.unacknowledged": "Aldrig kvitterade",
+    "sum.escalations": "Eskalerade",
+    "sum.floods": "Larmstormar",
+    "sum.stale": "Väntade över {min} min",
+    "sum.asOf": "Beräknad",
+    "sum.floodRule": "Larmstorm: fler än {count} kvitteringar av samma person inom {min} min.",
+    "col.priority": "Prioritet",
+    "col.alerts": "Larm",
+    "col.ackCount": "Kvitterade",
+    "col.ackMedian": "Kvittering, median",
+    "col.ackWorst": "Kvittering, längst",
+    "col.arrCount": "Framme",
+    "col.arrMedian": "Till plats, median",
+    "col.arrWorst": "Till plats, längst",
+    "col.kind": "Typ",
+    "col.count": "Antal",
+    "col.opened": "Larmet kom",
+    "col.device": "Enhet",
+    "col.staff": "Personal",
+    "col.from": "Från",
+    "col.to": "Till",
+    "col.acks": "Kvitteringar",
+    "col.waited": "Väntade",
+    "col.acknowledged": "Kvitterat",
+    "col.repeats": "Upprepningar",
+    "prio.all": "Alla",
+    "stale.open": "Fortfarande öppet",
+    "stale.never": "Aldrig (stängdes av enheten)",
+  },
+  en: {
+    "report.title": "Alarm handling per night",
+    "report.choose": "Choose a night",
+    "report.date": "The night starting",
+    "report.org": "Organisation",
+    "report.show": "Show report",
+    "report.csv": "Download CSV",
+    "report.summary": "Summary",
+    "report.times": "Time to acknowledge and to arrive",
+    "report.byKind": "Alerts by kind and priority",
+    "report.escalations": "Escalated alerts",
+    "report.floods": "Floods (many acknowledgements in a short time)",
+    "report.stale": "Alerts that waited too long to be acknowledged",
+    "report.chattering": "Devices alerting again and again",
+    "report.none": "None",
+    "report.noOrgs": "There is no organisation to show.",
+    "report.role": "The report needs the coordinator, auditor or administrator role.",
+    "sum.night": "Night",
+    "sum.alerts": "Alerts",
+    "sum.unacknowledged": "Never acknowledged",
+    "sum.escalations": "Escalated",
+    "sum.floods": "Floods",
+    "sum.stale": "Waited over {min} min",
+    "sum.asOf": "Computed",
+    "sum.floodRule": "Flood: more than {count} acknowledgements by one person within {min} min.",
+    "col.priority": "Priority",
+    "col.alerts": "Alerts",
+    "col.ackCount": "Acknowledged",
+    "col.ackMedian": "Acknowledge, median",
+    "col.ackWorst": "Acknowledge, worst",
+    "col.arrCount": "Arrived",
+    "col.arrMedian": "To arrival, median",
+    "col.arrWorst": "To arrival, worst",
+    "col.kind": "Kind",
+    "col.count": "Count",
+    "col.opened": "Raised",
+    "col.device": "Device",
+    "col.staff": "Staff",
+    "col.from": "From",
+    "col.to": "To",
+    "col.acks": "Acknowledgements",
+    "col.waited": "Waited",
+    "col.acknowledged": "Acknowledged",
+    "col.repeats": "Repeats",
+    "prio.all": "All",
+    "stale.open": "Still open",
+    "stale.never": "Never (the device cleared it)",
+  },
+};
+
+const state = { report: null };
+
+function kindLabel(kind) {
+  const key = `kind.${kind}`;
+  return has(key) ? `${t(key)} (${kind})` : kind;
+}
+
+function fill(tableId, rows) {
+  const table = $(tableId);
+  const body = table.querySelector("tbody");
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = cell(t("report.none"), "empty-row");
+    td.colSpan = table.querySelectorAll("thead th").length;
+    tr.append(td);
+    body.replaceChildren(tr);
+    return;
+  }
+  body.replaceChildren(
+    ...rows.map(({ cells, data }) => {
+      const tr = document.createElement("tr");
+      Object.assign(tr.dataset, data ?? {});
+      tr.append(...cells.map(([text, className]) => cell(text, className)));
+      return tr;
+    }),
+  );
+}
+
+function summaryItem(label, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = label;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  return [dt, dd];
+}
+
+function draw() {
+  const r = state.report;
+  if (!r) {
+    return;
+  }
+  $("report").hidden = false;
+  $("report-summary").replaceChildren(
+    ...summaryItem(t("sum.night"), `${formatTime(r.start)} – ${formatTime(r.end)}`),
+    ...summaryItem(t("sum.alerts"), String(r.alerts)),
+    ...summaryItem(t("sum.unacknowledged"), String(r.unacknowledged)),
+    ...summaryItem(t("sum.escalations"), String(r.escalations.length)),
+    ...summaryItem(t("sum.floods"), String(r.floods.length)),
+    ...summaryItem(t("sum.stale", { min: r.stale_after_min }), String(r.stale.length)),
+    ...summaryItem(t("sum.asOf"), formatTime(r.as_of)),
+  );
+  const note = document.createElement("p");
+  note.className = "muted small";
+  note.textContent = t("sum.floodRule", { count: r.flood_count, min: r.flood_window_min });
+  $("report-summary").append(note);
+
+  const timing = (priority, alerts, ack, arr) => ({
+    data: { priority: priority ?? "all" },
+    cells: [
+      [priority === null ? t("prio.all") : String(priority)],
+      [String(alerts), "num"],
+      [String(ack.count), "num"],
+      [formatDuration(ack.median_s), "num"],
+      [formatDuration(ack.worst_s), "num"],
+      [String(arr.count), "num"],
+      [formatDuration(arr.median_s), "num"],
+      [formatDuration(arr.worst_s), "num"],
+    ],
+  });
+  fill("report-times", [
+    timing(null, r.alerts, r.acknowledge, r.arrival),
+    ...r.by_priority.map((p) => timing(p.priority, p.alerts, p.acknowledge, p.arrival)),
+  ]);
+  fill(
+    "report-by-kind",
+    r.by_kind.map((k) => ({
+      data: { kind: k.kind, priority: String(k.priority) },
+      cells: [[String(k.priority)], [kindLabel(k.kind)], [String(k.count), "num"]],
+    })),
+  );
+  fill(
+    "report-escalations",
+    r.escalations.map((e) => ({
+      data: { alertId: e.alert_id },
+      cells: [[formatTime(e.opened_at), "nowrap"], [String(e.priority)], [kindLabel(e.kind)], [e.device_id, "mono"]],
+    })),
+  );
+  fill(
+    "report-floods",
+    r.floods.map((f) => ({
+      data: { actor: f.actor },
+      cells: [[f.actor, "mono"], [formatTime(f.start), "nowrap"], [formatTime(f.end), "nowrap"], [String(f.count), "num"]],
+    })),
+  );
+  fill(
+    "report-stale",
+    r.stale.map((s) => ({
+      data: { alertId: s.alert_id, stillOpen: String(s.still_open) },
+      cells: [
+        [formatTime(s.opened_at), "nowrap"],
+        [String(s.priority)],
+        [kindLabel(s.kind)],
+        [s.device_id, "mono"],
+        [formatDuration(s.waited_s), "num"],
+        [s.acknowledged_at ? formatTime(s.acknowledged_at) : t(s.still_open ? "stale.open" : "stale.never")],
+      ],
+    })),
+  );
+  fill(
+    "report-chattering",
+    r.chattering.map((c) => ({
+      data: { device: c.device_id },
+      cells: [[c.device_id, "mono"], [c.kinds.map(kindLabel).join(", ")], [String(c.alerts), "num"], [String(c.repeats), "num"]],
+    })),
+  );
+}
+
+function params() {
+  return new URLSearchParams({ date: $("r-date").value, org: $("r-org").value });
+}
+
+function updateLink() {
+  const p = params();
+  p.set("format", "csv");
+  $("report-csv").href = `/api/reports/night?${p}`;
+}
+
+function showError(message) {
+  $("report-error").textContent = message;
+  $("report-error").hidden = !message;
+}
+
+async function onShow(event) {
+  event.preventDefault();
+  showError("");
+  if (!$("r-date").value || !$("r-org").value) {
+    return;
+  }
+  updateLink();
+  const submit = $("report-submit");
+  submit.disabled = true;
+  try {
+    state.report = await getJson(`/api/reports/night?${params()}`, PAGE);
+    draw();
+  } catch (exc) {
+    state.report = null;
+    $("report").hidden = true;
+    showError(describeError(exc));
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+async function start() {
+  initPage(MESSAGES, draw);
+  // The last night that has ended: the one that started yesterday evening.
+  $("r-date").value = stockholmDate(-1);
+  $("report-form").addEventListener("submit", onShow);
+  $("report-form").addEventListener("input", updateLink);
+  let me;
+  try {
+    me = await getJson("/api/auth/me", PAGE);
+  } catch (exc) {
+    showError(describeError(exc));
+    return;
+  }
+  $("user-name").textContent = me.display_name || me.username;
+  if (!READER_ROLES.has(me.role)) {
+    showError(t("report.role"));
+    $("report-submit").disabled = true;
+    return;
+  }
+  let orgs = [];
+  try {
+    orgs = await getJson("/api/reports/organisations", PAGE);
+  } catch (exc) {
+    showError(describeError(exc));
+  }
+  if (orgs.length === 0) {
+    orgs = me.orgs.filter((o) => o !== "*");
+  }
+  $("r-org").replaceChildren(
+    ...orgs.map((org) => {
+      const option = document.createElement("option");
+      option.value = org;
+      option.textContent = org;
+      return option;
+    }),
+  );
+  if (orgs.length === 0) {
+    showError(t("report.noOrgs"));
+  }
+  updateLink();
+  document.body.dataset.ready = "true";
+}
+
+start();

@@ -1,0 +1,159 @@
+"""/healthz and /metrics: what the operations team and Prometheus see, and the database down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.embedded import PostgresServer
+from gateway.events import RawMessage
+from tests.api.conftest import (
+    OPERATOR_A,
+    ORG_A,
+    ORG_B,
+    SENSOR_A1,
+    SENSOR_A2,
+    SENSOR_A3,
+    SENSOR_B1,
+    UNIT,
+    Shared,
+    db_rows,
+    device_message,
+    eventually,
+    open_stream,
+    prepare_database,
+    running_api,
+)
+
+pytestmark = pytest.mark.db
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    return {dict(labels)[label]: v for (n, labels), v in samples.items() if n == name}
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def test_healthz_says_healthy_without_a_login(shared: Shared) -> None:
+    response = await shared.client().get("/healthz")
+    assert response.status_code == 200
+    health = response.json()
+    assert (health["ok"], health["broker"], health["database"]) == (True, True, True)
+    assert health["ingest_lag_s"] < 30
+
+
+def _raw(topic: str, payload: bytes) -> RawMessage:
+    return RawMessage(topic, payload, datetime.now(UTC))
+
+
+async def test_metrics_count_what_was_fed(prepared_dsn: str) -> None:
+    async with running_api(prepared_dsn) as api:
+        messages: Iterable[RawMessage] = [
+            device_message(SENSOR_A1, "sensor.fall", level="alarm"),
+            device_message(SENSOR_B1, "sensor.fall", level="alarm"),
+            device_message(SENSOR_A2, "device.heartbeat", battery=70),
+            _raw(f"wgw/{ORG_A}/sensor/{SENSOR_A2}/event", b"{not json"),
+            _raw(f"wgw/{ORG_A}/sensor/{SENSOR_A2}/event", b"[]"),
+            _raw(f"wgw/{ORG_A}/sensor/sensor-9999/event",
+                 json.dumps({"kind": "sensor.fall", "ts": datetime.now(UTC).isoformat()}).encode()),
+        ]  # fmt: skip
+        fed = list(messages)
+        api.source.feed(fed)
+        await eventually(lambda: len(api.source.acked) == len(fed), what="every message committed")
+        await eventually(lambda: len(api.open_alerts()) == 2, what="two falls open")
+
+        response = await api.client().get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert all(unit not in response.text for unit in UNIT.values())  # no personal data
+        samples = _samples(response.text)
+        assert _by_label(samples, "wgw_events_in_total", "family") == {"sensor": 3}
+        assert _by_label(samples, "wgw_dead_letters_total", "reason") == {
+            "invalid_json": 2,
+            "unknown_device": 1,
+        }
+        assert _value(samples, "wgw_messages_total") == len(fed)
+        assert _value(samples, "wgw_events_stored_total") == 3
+        # Every message was in exactly one committed batch.
+        assert _value(samples, "wgw_batch_size_messages_sum") == len(fed)
+        assert _value(samples, "wgw_batch_size_messages_count") >= 1
+        assert _value(samples, "wgw_ingest_lag_seconds") == 0  # nothing waits for a commit
+        assert _value(samples, "wgw_alert_latency_seconds_count") == 2
+        assert 0 < _value(samples, "wgw_alert_latency_seconds_sum") < 5
+        assert _value(samples, "wgw_alert_latency_seconds_bucket", le="+Inf") == 2
+        open_alerts = {
+            (dict(labels)["org"], dict(labels)["priority"]): v
+            for (name, labels), v in samples.items()
+            if name == "wgw_open_alerts"
+        }
+        assert open_alerts == {(ORG_A, "1"): 1, (ORG_B, "1"): 1}
+
+        # Handled alerts leave the gauge.
+        operator = await api.login(OPERATOR_A)
+        [alert_a] = [a.alert_id for a in api.open_alerts() if a.org == ORG_A]
+        assert (await operator.post(f"/api/alerts/{alert_a}/acknowledge", json={})).is_success
+        body = {"outcome": "false_alarm"}
+        assert (await operator.post(f"/api/alerts/{alert_a}/resolve", json=body)).is_success
+        after = _samples((await api.client().get("/metrics")).text)
+        assert _by_label(after, "wgw_open_alerts", "org") == {ORG_B: 1}
+
+
+@pytest.mark.slow
+async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_console(
+    own_pg: PostgresServer, password_hash: str
+) -> None:
+    prepare_database(own_pg.dsn, password_hash)
+    async with running_api(own_pg.dsn) as api:
+        operator = await api.login(OPERATOR_A)
+        async with open_stream(operator) as stream:
+            assert (await stream.next()).event == "snapshot"
+            await asyncio.to_thread(own_pg.stop, "immediate")
+
+            response = await api.client().get("/healthz")
+            assert response.status_code == 503
+            health = response.json()
+            assert (health["ok"], health["broker"], health["database"]) == (False, True, False)
+
+            # DESIGN: alerts keep flowing while the database is down. Falls in three
+            # homes: none may wait for another's failed lookup of unit and area.
+            loop = asyncio.get_running_loop()
+            fed_at = loop.time()
+            for device in (SENSOR_A1, SENSOR_A2, SENSOR_A3):
+                api.feed(device, "sensor.fall", level="alarm")
+            frames = [await stream.next(within_s=10) for _ in range(3)]
+            took = loop.time() - fed_at
+            assert [(f.event, f.data["effect"], f.data["alert"]["device_id"]) for f in frames] == [
+                ("alert", "AlertOpened", device) for device in (SENSOR_A1, SENSOR_A2, SENSOR_A3)
+            ]
+            assert took < 4, f"three falls took {took:.1f} s to reach the console"
+            assert api.source.acked == []  # not yet stored, so not yet acknowledged
+            alert_id = frames[0].data["alert"]["alert_id"]
+
+            await asyncio.to_thread(own_pg.start)
+
+            async def healthy() -> bool:
+                return (await api.client().get("/healthz")).status_code == 200
+
+            await eventually(healthy, within_s=30, what="healthz to recover")
+            await eventually(lambda: len(api.source.acked) == 3, within_s=30, what="the commit")
+            assert await db_rows(
+                own_pg.dsn, "SELECT state FROM alerts WHERE alert_id = %s", alert_id
+            ) == [("open",)]

@@ -1,0 +1,174 @@
+"""The alarm-handling report over HTTP: roles and scope, exact figures, CSV, and the read logged."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.night_report import CSV_FIELDS
+from tests.api.conftest import (
+    ADMIN_A,
+    ADMIN_ALL,
+    AUDITOR_A,
+    COORDINATOR_A,
+    OPERATOR_A,
+    OPERATOR_B,
+    ORG_A,
+    ORG_B,
+    RunningApi,
+    Shared,
+    db_rows,
+    eventually,
+)
+from tests.gateway.test_report_store import NIGHT, build_night
+
+pytestmark = pytest.mark.db
+
+NIGHT_URL = "/api/reports/night"
+
+
+@pytest.fixture
+async def night_api(api: RunningApi) -> RunningApi:
+    """The running API over a database holding the hand-built DST night of the store tests."""
+    await asyncio.to_thread(build_night, api.dsn)
+    return api
+
+
+async def report_of(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+    response = await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), **params})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+REPORT_READS = [f"{NIGHT_URL}?date={NIGHT.isoformat()}", "/api/reports/organisations"]
+
+
+@pytest.mark.parametrize("path", REPORT_READS)
+@pytest.mark.parametrize("username", [OPERATOR_A, OPERATOR_B])
+async def test_the_night_patrol_may_not_read_the_report(
+    shared: Shared, path: str, username: str
+) -> None:
+    client = await shared.login(username)
+    response = await client.get(path)
+    assert response.status_code == 403, response.text
+
+
+async def test_coordinators_auditors_and_admins_read_the_report(api: RunningApi) -> None:
+    for username in (COORDINATOR_A, AUDITOR_A, ADMIN_A):
+        client = await api.login(username)
+        for path in REPORT_READS:
+            response = await client.get(path)
+            assert response.status_code == 200, (username, path, response.text)
+
+
+async def test_the_report_is_for_one_organisation_in_scope(api: RunningApi) -> None:
+    coordinator = await api.login(COORDINATOR_A)
+    outside = await coordinator.get(NIGHT_URL, params={"date": NIGHT.isoformat(), "org": ORG_B})
+    assert outside.status_code == 403
+    # An account of one organisation need not name it.
+    assert (await report_of(coordinator))["org"] == ORG_A
+    admin = await api.login(ADMIN_ALL)
+    unnamed = await admin.get(NIGHT_URL, params={"date": NIGHT.isoformat()})
+    assert unnamed.status_code == 422
+    assert "choose one with org=" in unnamed.json()["detail"]
+    assert (await report_of(admin, org=ORG_B))["org"] == ORG_B
+    assert (await admin.get("/api/reports/organisations")).json() == [ORG_B, ORG_A]
+    assert (await coordinator.get("/api/reports/organisations")).json() == [ORG_A]
+    beyond = await admin.get("/api/reports/night", params={"date": "9999-12-31", "org": ORG_A})
+    assert beyond.status_code == 422
+    # The read is logged in the organisation's chain, which needs a valid id.
+    invalid = await admin.get(NIGHT_URL, params={"date": NIGHT.isoformat(), "org": "no such org"})
+    assert invalid.status_code == 422
+
+
+async def test_the_figures_of_a_constructed_dst_night_are_exact(night_api: RunningApi) -> None:
+    report = await report_of(await night_api.login(COORDINATOR_A))
+    assert (report["start"], report["end"]) == (
+        "2025-10-25T22:00:00+02:00", "2025-10-26T07:00:00+01:00",
+    )  # fmt: skip
+    assert (report["alerts"], report["unacknowledged"]) == (4, 2)
+    assert [(k["priority"], k["kind"], k["count"]) for k in report["by_kind"]] == [
+        (1, "alarm.button", 1),
+        (1, "sensor.fall", 1),
+        (2, "dispenser.dose_missed", 1),
+        (2, "sensor.not_back_in_bed", 1),
+    ]
+    assert report["acknowledge"] == {"count": 2, "median_s": 210.0, "worst_s": 300.0}
+    assert report["arrival"] == {"count": 2, "median_s": 1080.0, "worst_s": 1200.0}
+    assert [e["alert_id"] for e in report["escalations"]] == ["a2"]
+    assert report["floods"] == [
+        {"actor": "bo", "start": "2025-10-26T04:00:00+01:00",
+         "end": "2025-10-26T04:10:00+01:00", "count": 11},
+    ]  # fmt: skip
+    a3, a4 = report["stale"]
+    assert (a3["alert_id"], a3["waited_s"], a3["still_open"]) == ("a3", 2400.0, False)
+    # Still open: it has waited from 06:45 CET that morning until now, long past the limit.
+    assert (a4["alert_id"], a4["still_open"]) == ("a4", True)
+    assert a4["waited_s"] > 4500.0
+    assert report["chattering"] == [
+        {"device_id": "dev-a4", "kinds": ["dispenser.dose_missed"], "alerts": 1, "repeats": 6}
+    ]
+    assert (report["stale_after_min"], report["flood_count"], report["flood_window_min"]) == (
+        30, 10, 10,
+    )  # fmt: skip
+
+
+async def test_the_csv_is_one_flat_table_with_a_section_column(night_api: RunningApi) -> None:
+    client = await night_api.login(AUDITOR_A)
+    response = await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), "format": "csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="night-report-{ORG_A}-2025-10-25.csv"'
+    )
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert tuple(rows[0]) == CSV_FIELDS
+    sections = [r["section"] for r in rows]
+    assert sections == [
+        "night", "by_kind", "by_kind", "by_kind", "by_kind",
+        "acknowledge", "acknowledge", "acknowledge", "arrival", "arrival", "arrival",
+        "escalation", "flood", "stale", "stale", "chattering",
+    ]  # fmt: skip
+    night = rows[0]
+    assert (night["org"], night["start"], night["count"]) == (
+        ORG_A, "2025-10-25T22:00:00+02:00", "4",
+    )  # fmt: skip
+    everyone = rows[5]
+    assert (everyone["priority"], everyone["count"], everyone["median_s"], everyone["worst_s"]) == (
+        "", "2", "210.0", "300.0",
+    )  # fmt: skip
+    flood = rows[12]
+    assert (flood["actor"], flood["count"], flood["start"]) == (
+        "bo", "11", "2025-10-26T04:00:00+01:00",
+    )  # fmt: skip
+    stale = rows[13]
+    assert (stale["alert_id"], stale["waited_s"], stale["end"], stale["count"]) == (
+        "a3", "2400.0", "", "0",
+    )  # fmt: skip
+
+
+async def test_reading_and_downloading_the_report_are_logged(night_api: RunningApi) -> None:
+    client = await night_api.login(COORDINATOR_A)
+    await report_of(client)
+    await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), "format": "csv"})
+    logged: list[tuple[Any, ...]] = []
+
+    async def both() -> bool:
+        logged[:] = await db_rows(
+            night_api.dsn,
+            "SELECT org, action, subject, detail FROM access_log WHERE actor = %s ORDER BY seq",
+            COORDINATOR_A,
+        )
+        return len(logged) == 2
+
+    await eventually(both, what="the report reads in the access log")
+    assert logged == [
+        (ORG_A, "read", "night_report", {"via": "api", "date": "2025-10-25", "format": "json"}),
+        (ORG_A, "export", "night_report", {"via": "api", "date": "2025-10-25", "format": "csv"}),
+    ]

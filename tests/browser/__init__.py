@@ -1,0 +1,1 @@
+"""Browser tests of the night-patrol console in headless Chromium."""
