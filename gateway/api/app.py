@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from gateway.api.context import ApiContext
 from gateway.api.routes import alerts, audit, auth, devices, ops, reports, rules, stream
@@ -32,20 +33,21 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-# FastAPI's /docs page loads Swagger UI from its CDN and starts it with an inline
-# script; under the policy above it stays blank. It shows no personal data.
+# The API reference pages serve Swagger UI and ReDoc from this server (no CDN:
+# a municipality's network may have no internet), but start them with inline
+# scripts and styles; they show no personal data, only the API's description.
 _DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "style-src 'self' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 
 _PAGES = {"/": "index.html", "/audit": "audit.html", "/report": "report.html"}
+_DOC_PAGES = frozenset({"/docs", "/redoc"})
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
     """Build the application around a running gateway's context."""
-    app = FastAPI(title="welfare-gateway", version="0.1.0", description=_DESCRIPTION)
+    app = FastAPIOffline(title="welfare-gateway", version="0.1.0", description=_DESCRIPTION)
     app.state.ctx = ctx
     ctx.metrics_registry.register(ops.GatewayCollector(ctx))
     for module in (auth, alerts, stream, devices, rules, audit, reports, ops):
@@ -56,7 +58,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        if request.url.path == app.docs_url:
+        if request.url.path in _DOC_PAGES:
             response.headers.setdefault("Content-Security-Policy", _DOCS_CSP)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

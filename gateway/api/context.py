@@ -14,6 +14,7 @@ from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.console import Console
 from gateway.service import Gateway
+from gateway.store.users import Session
 
 
 @dataclass
@@ -30,7 +31,11 @@ class ApiContext:
     # Device id → (unit, area), filled on demand (see gateway.api.places).
     places: dict[str, tuple[str, str]] = field(default_factory=dict)
     places_loads: int = 0  # the gateway's registry_loads the cache was filled under
-    places_retry_at: float = 0.0  # monotonic time before which places are not looked up
+    # After PostgreSQL failed to answer, lookups wait until this monotonic time
+    # (and use what is cached), so each request does not wait out a timeout.
+    db_retry_at: float = 0.0
+    # Sessions PostgreSQL vouched for, by token digest: they hold while it is down.
+    sessions: dict[bytes, Session] = field(default_factory=dict)
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
@@ -11,9 +12,10 @@ import psycopg
 from fastapi import Depends, HTTPException, Request, status
 
 from gateway.api.context import ApiContext
+from gateway.api.places import DB_RETRY_AFTER_S
 from gateway.store.alerts import AlertWork
 from gateway.store.auditlog import EntryDraft
-from gateway.store.users import Role, Session, User, find_session
+from gateway.store.users import Role, Session, User, find_session, token_digest
 from rules.auditlog import Action, DetailValue
 
 SESSION_COOKIE = "wgw_session"
@@ -51,16 +53,7 @@ Connection = Annotated[psycopg.AsyncConnection[Any], Depends(get_connection, sco
 async def current_session(request: Request, ctx: Context) -> Session:
     """The caller's session; 401 without one, 403 on a state change without its CSRF token."""
     token = request.cookies.get(SESSION_COOKIE)
-    session = None
-    if token:
-        try:
-            async with ctx.pool.connection(timeout=5.0) as conn:
-                session = await find_session(conn, token=token, now=ctx.clock.now())
-        except psycopg.OperationalError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "the database is unreachable, so the session cannot be checked; try again shortly",
-            ) from exc
+    session = await _lookup_session(ctx, token) if token else None
     if session is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -78,6 +71,39 @@ async def current_session(request: Request, ctx: Context) -> Session:
 
 
 CurrentSession = Annotated[Session, Depends(current_session)]
+
+# Sessions remembered for outages; beyond this many, expired ones are dropped.
+_SESSIONS_KEPT = 10_000
+
+
+async def _lookup_session(ctx: ApiContext, token: str) -> Session | None:
+    """The session from PostgreSQL; while it is down, the one it last vouched for."""
+    digest = token_digest(token)
+    now = ctx.clock.now()
+    if time.monotonic() >= ctx.db_retry_at:
+        try:
+            async with ctx.pool.connection(timeout=2.0) as conn:
+                session = await find_session(conn, token=token, now=now)
+        except psycopg.OperationalError:
+            ctx.db_retry_at = time.monotonic() + DB_RETRY_AFTER_S
+        else:
+            if session is None:
+                ctx.sessions.pop(digest, None)
+            else:
+                if len(ctx.sessions) >= _SESSIONS_KEPT:
+                    ctx.sessions = {d: s for d, s in ctx.sessions.items() if s.expires_at > now}
+                ctx.sessions[digest] = session
+            return session
+    # The night patrol must go on handling alarms while PostgreSQL is away: a
+    # session it confirmed earlier stays good until it expires (a logout here
+    # forgets it at once; one made elsewhere counts when the database is back).
+    cached = ctx.sessions.get(digest)
+    if cached is not None and cached.expires_at > now:
+        return cached
+    raise HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "the database is unreachable, so this session cannot be checked; try again shortly",
+    )
 
 
 def require(*roles: Role) -> Callable[[Session], Awaitable[User]]:

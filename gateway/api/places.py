@@ -20,7 +20,7 @@ async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[s
         cache.clear()  # a registry import may have moved devices to other units or areas
         ctx.places_loads = ctx.gateway.registry_loads
     missing = sorted({d for d in device_ids if d not in cache})
-    if missing and time.monotonic() >= ctx.places_retry_at:
+    if missing and time.monotonic() >= ctx.db_retry_at:
         try:
             async with ctx.pool.connection(timeout=2.0) as conn:
                 found = await device_places(conn, device_ids=missing)
@@ -28,7 +28,7 @@ async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[s
             # The queue still works while PostgreSQL is down, by device id; the
             # alerts after this one do not each wait for the pool's timeout.
             log.warning("device places unavailable: %s", exc)
-            ctx.places_retry_at = time.monotonic() + _RETRY_AFTER_S
+            ctx.db_retry_at = time.monotonic() + DB_RETRY_AFTER_S
             found = {}
         if len(cache) + len(found) > _CACHE_MAX:
             cache.clear()
@@ -39,4 +39,4 @@ async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[s
 # Devices that raised alerts lately; a night has far fewer.
 _CACHE_MAX = 20_000
 # After a failed lookup (the database is down), none is tried again for this long.
-_RETRY_AFTER_S = 10.0
+DB_RETRY_AFTER_S = 10.0

@@ -146,6 +146,17 @@ async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_con
             assert took < 4, f"three falls took {took:.1f} s to reach the console"
             assert api.source.acked == []  # not yet stored, so not yet acknowledged
             alert_id = frames[0].data["alert"]["alert_id"]
+            # The patrol can still take it: the session PostgreSQL confirmed holds.
+            taken = await operator.post(f"/api/alerts/{alert_id}/acknowledge", json={})
+            assert taken.status_code == 200, taken.text
+            moved = await stream.next(within_s=10)
+            assert (moved.data["alert"]["alert_id"], moved.data["alert"]["state"]) == (
+                alert_id, "acknowledged"
+            )  # fmt: skip
+            # A session it never confirmed is not let in meanwhile.
+            stranger = api.client()
+            stranger.cookies.set("wgw_session", "never-issued")
+            assert (await stranger.get("/api/alerts")).status_code == 503
 
             await asyncio.to_thread(own_pg.start)
 
@@ -154,6 +165,17 @@ async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_con
 
             await eventually(healthy, within_s=30, what="healthz to recover")
             await eventually(lambda: len(api.source.acked) == 3, within_s=30, what="the commit")
+
+            async def stored_acknowledged() -> bool:
+                return await db_rows(
+                    own_pg.dsn, "SELECT state, handled_by FROM alerts WHERE alert_id = %s",
+                    alert_id,
+                ) == [("acknowledged", OPERATOR_A)]  # fmt: skip
+
+            await eventually(stored_acknowledged, within_s=30, what="the acknowledgement stored")
             assert await db_rows(
-                own_pg.dsn, "SELECT state FROM alerts WHERE alert_id = %s", alert_id
-            ) == [("open",)]
+                own_pg.dsn,
+                "SELECT actor FROM access_log"
+                " WHERE action = 'acknowledge' AND detail->>'alert_id' = %s",
+                alert_id,
+            ) == [(OPERATOR_A,)]

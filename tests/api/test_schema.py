@@ -109,6 +109,10 @@ async def test_the_docs_page_may_load_what_it_needs(shared: Shared) -> None:
     assert [s for s in page.styles if not _loads(policy, "style-src", s, url)] == []
     assert [s for s in page.inline if not _runs_inline(policy, s)] == []
     assert policy["frame-ancestors"] == ["'none'"]
+    # Everything comes from this server (a closed network has no CDN), and is there.
+    for asset in [*page.scripts, *page.styles]:
+        assert asset.startswith("/"), asset
+        assert (await client.get(asset)).status_code == 200, asset
     # The console's own pages keep the strict policy.
     console = _policy((await client.get("/")).headers["content-security-policy"])
     assert console["script-src"] == ["'self'"]

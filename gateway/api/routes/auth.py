@@ -10,7 +10,14 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import SESSION_COOKIE, Connection, Context, CurrentSession
-from gateway.store.users import Role, create_session, end_session, find_login, update_password_hash
+from gateway.store.users import (
+    Role,
+    create_session,
+    end_session,
+    find_login,
+    token_digest,
+    update_password_hash,
+)
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -105,9 +112,10 @@ async def me(session: CurrentSession) -> UserPublic:
 
 @router.post("/logout", status_code=204, responses={401: {}, 403: {}})
 async def logout(
-    session: CurrentSession, request: Request, response: Response, conn: Connection
+    session: CurrentSession, request: Request, response: Response, ctx: Context, conn: Connection
 ) -> None:
     """End the session and clear its cookie."""
     token = request.cookies.get(SESSION_COOKIE, "")
+    ctx.sessions.pop(token_digest(token), None)
     await end_session(conn, token=token)
     response.delete_cookie(SESSION_COOKIE, path="/")
