@@ -62,13 +62,20 @@ class LoginLimiter:
                 del self._failures[key]
         return wait
 
-    def failed(self, *keys: str) -> None:
-        """Count a failed attempt against each key."""
+    def failed(self, *keys: str) -> float:
+        """Count a failed attempt against each key; return its time, to take it back."""
         now = time.monotonic()
         for key in keys:
             self._failures.setdefault(key, deque()).append(now)
+        return now
 
-    def succeeded(self, *keys: str) -> None:
-        """Forget the failures of keys after a good login."""
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, at: float, *, forgive: str, keep: str) -> None:
+        """Take back the attempt made at ``at``; forget all of ``forgive``'s failures.
+
+        Attempts are counted before the password is checked, so that many sent
+        at once cannot all slip in before the first failure is counted.
+        """
+        self._failures.pop(forgive, None)
+        failures = self._failures.get(keep)
+        if failures is not None and at in failures:
+            failures.remove(at)

@@ -243,6 +243,25 @@ async def test_repeated_failures_are_refused_for_a_while_even_with_the_right_pas
 
 
 @pytest.mark.db
+async def test_guesses_sent_all_at_once_get_no_more_tries_than_one_by_one(
+    api: RunningApi,
+) -> None:
+    limits = api.context.settings.api
+    client = api.client()
+    guesses = [
+        client.post("/api/auth/login", json={"username": OPERATOR_A, "password": f"guess-{n}"})
+        for n in range(4 * limits.login_attempts)
+    ]
+    codes = sorted(r.status_code for r in await asyncio.gather(*guesses))
+    assert codes.count(401) == limits.login_attempts
+    assert set(codes) == {401, 429}
+    right = await client.post(
+        "/api/auth/login", json={"username": OPERATOR_A, "password": PASSWORD}
+    )
+    assert right.status_code == 429
+
+
+@pytest.mark.db
 async def test_logout_ends_the_session(api: RunningApi) -> None:
     client = await api.login(OPERATOR_A)
     token = client.cookies[SESSION_COOKIE]
@@ -395,11 +414,14 @@ def test_the_limiter_forgets_failures_once_they_leave_the_window(fake_time: _Tim
 
 def test_a_good_login_forgives_the_account_but_not_the_address(fake_time: _Time) -> None:
     limiter = LoginLimiter(attempts=2, window_s=60)
-    limiter.failed("user:anna", "addr:10.0.0.1")
-    limiter.succeeded("user:anna")
+    limiter.failed("user:anna", "addr:10.0.0.1")  # a wrong password
+    fake_time.now += 1
+    good = limiter.failed("user:anna", "addr:10.0.0.1")  # counted until it proves good
+    limiter.succeeded(good, forgive="user:anna", keep="addr:10.0.0.1")
     limiter.failed("user:anna", "addr:10.0.0.1")
     assert limiter.retry_after("user:anna") == 0
-    assert limiter.retry_after("addr:10.0.0.1") == 60
+    # The first wrong password still counts for the address; the good login does not.
+    assert limiter.retry_after("addr:10.0.0.1") == pytest.approx(59)
 
 
 def test_the_hasher_uses_argon2id_and_rejects_what_does_not_match() -> None:

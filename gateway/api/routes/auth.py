@@ -54,15 +54,17 @@ async def login(
             f"too many failed logins; try again in {int(wait) + 1} s",
             headers={"Retry-After": str(int(wait) + 1)},
         )
+    # Counted as failed until it proves good: parallel guesses each count at once.
+    attempt = ctx.limiter.failed(*keys)
     found = await find_login(conn, username=name)
     # argon2 takes a CPU for a good while: off the event loop, which carries the alerts.
     good = await asyncio.to_thread(ctx.hasher.verify, found[1] if found else None, body.password)
     if not good or found is None:
-        ctx.limiter.failed(*keys)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     user, password_hash = found
-    # Only the account's count is forgiven: one good login must not reset an address's.
-    ctx.limiter.succeeded(keys[0])
+    # The account's failures are forgiven, the address's earlier ones are not:
+    # one good login must not reset the count of an address trying many names.
+    ctx.limiter.succeeded(attempt, forgive=keys[0], keep=keys[1])
     if ctx.hasher.needs_rehash(password_hash):
         await update_password_hash(
             conn,
