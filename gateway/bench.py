@@ -1159,15 +1159,15 @@ async def _probe(plan: ProbePlan, ready: Any, go: Any) -> ProbeReport:
         if delay > 0:
             await asyncio.sleep(delay)
         sent = time.time()
-        client.publish(_alarm_topic(device), alarm(f"{plan.prefix}a{i}", "alarm.button", sent), 1)
+        payload = alarm(f"{plan.prefix}a{i}", "alarm.button", sent)
+        client.publish(_alarm_topic(device), payload, qos=1)
         published[device] = sent
     await _until(lambda: len(watch.opened) >= len(published), watch, _CONSOLE_LOST_AFTER_S)
     received = dict(watch.opened)
     # Reset every alarm, so no alert of this run escalates while the next run is measured.
     for i, device in enumerate(plan.devices):
-        client.publish(
-            _alarm_topic(device), alarm(f"{plan.prefix}r{i}", "alarm.reset", time.time()), 1
-        )
+        payload = alarm(f"{plan.prefix}r{i}", "alarm.reset", time.time())
+        client.publish(_alarm_topic(device), payload, qos=1)
     await _until(lambda: len(watch.cleared) >= len(received), watch, _CONSOLE_LOST_AFTER_S)
     await inflight.wait_empty()
     await client.disconnect()
@@ -1314,8 +1314,11 @@ def run_console_step(
     load_rate: int,
     alert_rate: float,
     tag: str,
-) -> ConsoleRun:
-    """Alarm each device once through the running gateway, under ``load_rate`` heartbeats/s."""
+) -> tuple[ConsoleRun, str | None]:
+    """Alarm each device once through the running gateway under ``load_rate`` heartbeats/s.
+
+    Also says what went wrong with the live stream, if it ended before the probe did.
+    """
     plan = ProbePlan(
         svc.port,
         target.api_host,
@@ -1361,7 +1364,7 @@ def run_console_step(
         report.received[d] - sent for d, sent in report.published.items() if d in report.received
     )
     seen = after.minus(before)
-    return ConsoleRun(
+    run = ConsoleRun(
         load_target_rate=load_rate,
         load_achieved_rate=None if load is None else load.rate,
         load_published=0 if load is None else load.sent,
@@ -1389,6 +1392,7 @@ def run_console_step(
         postgres_cpu_percent=monitor.cpu_percent["postgres"],
         system_cpu_percent=monitor.system_cpu_percent,
     )
+    return run, report.error
 
 
 def run_console(svc: Services, opts: Options) -> dict[str, Any]:
@@ -1428,6 +1432,7 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
     )
     db = Database(dsn)
     runs: dict[int, list[ConsoleRun]] = {load: [] for load in loads}
+    stream_errors: list[str] = []
     try:
         proc = gateway.start()
         gateway.wait_ready()
@@ -1437,7 +1442,7 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
         for run in range(opts.repeat):
             # Unloaded and loaded in turn, so a drift over the phase touches both alike.
             for load in loads:
-                step = run_console_step(
+                step, error = run_console_step(
                     svc,
                     target,
                     next(batches),
@@ -1447,6 +1452,9 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
                 )
                 runs[load].append(step)
                 _print_console_run(step)
+                if error is not None:
+                    stream_errors.append(error)
+                    _print(f"  STREAM: {error} before the probe was done")
     finally:
         gateway.stop()
         db.close()
@@ -1467,6 +1475,7 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
             "runs": [dataclasses.asdict(r) for r in runs[opts.console_load]],
         },
         "lost": sum(r.lost for rs in runs.values() for r in rs),
+        "stream_errors": stream_errors,
         "ratio_p50_loaded_to_unloaded": None
         if loaded is None
         else _ratio(loaded["latency_p50_ms"], unloaded["latency_p50_ms"]),

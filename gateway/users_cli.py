@@ -7,12 +7,10 @@ import getpass
 import sys
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
-
 from gateway.api.auth import PasswordHasher
 from gateway.cli_support import migrated_dsn
 from gateway.errors import ConfigError
-from gateway.registry import OrgId
+from gateway.registry import is_org_id
 from gateway.store.users import ALL_ORGS, Role, User, list_users, save_user
 
 # NIST SP 800-63B (5.1.1.2) asks for at least 8 characters; a shared night-patrol
@@ -62,12 +60,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise ConfigError(f"user name {args.username!r}: use 2-64 of a-z, 0-9, '.', '_', '-'")
     orgs = tuple(dict.fromkeys(args.org))
     for org in orgs:
-        if org == ALL_ORGS:
-            continue
-        try:
-            TypeAdapter(OrgId).validate_python(org)
-        except ValidationError as exc:
-            raise ConfigError(f"--org {org!r} is not an organisation id") from exc
+        if org != ALL_ORGS and not is_org_id(org):
+            raise ConfigError(f"--org {org!r} is not an organisation id (A-Z a-z 0-9 . _ -)")
     user = User(username, args.name, Role(args.role), orgs)
     password_hash = PasswordHasher().hash(_password(args))
     save_user(migrated_dsn(args), user=user, password_hash=password_hash)

@@ -6,13 +6,14 @@ import hmac
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, Response, status
 
 from gateway.api.context import ApiContext
 from gateway.api.places import DB_RETRY_AFTER_S
+from gateway.registry import ORG_ID_PATTERN, is_org_id
 from gateway.store.alerts import AlertWork
 from gateway.store.auditlog import EntryDraft
 from gateway.store.users import Role, Session, User, find_session, token_digest
@@ -21,7 +22,6 @@ from rules.auditlog import Action, DetailValue
 SESSION_COOKIE = "wgw_session"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_ORG_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as gateway.registry.OrgId
 
 
 def get_context(request: Request) -> ApiContext:
@@ -71,6 +71,21 @@ async def current_session(request: Request, ctx: Context) -> Session:
 
 
 CurrentSession = Annotated[Session, Depends(current_session)]
+
+# An organisation id as the registry allows it (reads are logged in its chain).
+OrgFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORG_ID_PATTERN)]
+Format = Annotated[Literal["json", "csv"], Query(alias="format")]
+
+
+def csv_download(text: str, stem: str) -> Response:
+    """A CSV attachment whose file name is ``stem`` made safe, plus ``.csv``."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_") or "export"
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
 
 # Sessions remembered for outages; beyond this many, expired ones are dropped.
 _SESSIONS_KEPT = 10_000
@@ -138,7 +153,7 @@ def check_org(user: User, org: str | None) -> list[str] | None:
     """The organisations a query may cover: the one asked for (403 if out of scope) or all."""
     if org is None:
         return user.scope()
-    if not _ORG_ID.fullmatch(org):
+    if not is_org_id(org):
         # Reads are logged under the organisation asked for: it must be one that can exist.
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -1,4 +1,4 @@
-"""`wgw bench`: a --quick run writes complete results and stores every message exactly once."""
+"""`wgw bench`: a --quick run writes complete results, stores every message once, loses no alert."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from gateway.bench import QUICK_MESSAGES, QUICK_RATES, step_verdict
+from gateway.bench import (
+    QUICK_CONSOLE_ALERTS,
+    QUICK_CONSOLE_LOAD,
+    QUICK_MESSAGES,
+    QUICK_RATES,
+    LatencyHistogram,
+    StreamWatch,
+    step_verdict,
+)
 from gateway.cli import main
 
 
@@ -24,7 +32,13 @@ def test_quick_bench_stores_every_message_once(
 
     assert code == 0
     printed = capsys.readouterr().out
-    for heading in ("(0) baseline", "(a) backlog drain", "(b) sustained", "(c) memory"):
+    for heading in (
+        "(0) baseline",
+        "(a) backlog drain",
+        "(b) sustained",
+        "(c) memory",
+        "(d) console latency",
+    ):
         assert heading in printed
     results = json.loads(out.read_text())
     assert results["options"]["messages"] == QUICK_MESSAGES
@@ -52,6 +66,19 @@ def test_quick_bench_stores_every_message_once(
     memory = results["memory"]
     assert (memory["devices"], memory["stored"]) == (500, 500)
     assert memory["peak_rss_mb"] >= memory["rss_registry_loaded_mb"] > 0
+
+    # Every alarm opened an alert that reached the live stream, with and without load.
+    console = results["console"]
+    assert (console["lost"], console["stream_errors"]) == (0, [])
+    for key, load in (("unloaded", 0), ("loaded", QUICK_CONSOLE_LOAD)):
+        (run,) = console[key]["runs"]
+        assert run["load_target_rate"] == load
+        assert run["alarms"] == run["received"] == QUICK_CONSOLE_ALERTS
+        assert run["lost"] == 0
+        assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
+        assert run["gateway_alerts"] == QUICK_CONSOLE_ALERTS
+        assert run["load_stored"] == run["load_published"]
+    assert console["loaded"]["runs"][0]["load_published"] > 0
 
 
 def _step(**overrides: Any) -> dict[str, Any]:
@@ -97,3 +124,32 @@ def test_a_slow_publisher_is_named_as_the_limit() -> None:
 
     assert behind is None
     assert publisher_limited
+
+
+def test_the_gateway_histogram_is_read_as_prometheus_estimates_quantiles() -> None:
+    before = LatencyHistogram(((0.01, 1.0), (0.05, 1.0), (float("inf"), 1.0)), 0.005, 1.0)
+    after = LatencyHistogram(((0.01, 51.0), (0.05, 101.0), (float("inf"), 101.0)), 2.0, 101.0)
+
+    seen = after.minus(before)
+
+    assert seen.count == 100
+    assert seen.quantile(0.5) == pytest.approx(0.01)
+    assert seen.quantile(0.75) == pytest.approx(0.03)
+    assert LatencyHistogram(((0.01, 0.0), (float("inf"), 0.0)), 0.0, 0.0).quantile(0.5) is None
+
+
+def test_the_stream_watch_keeps_the_first_opening_of_each_wanted_device() -> None:
+    watch = StreamWatch(["alarm-c000001"])
+    opened = b'event: alert\ndata: {"effect":"AlertOpened","alert":{"device_id":"alarm-c000001"}}'
+    other = b'event: alert\ndata: {"effect":"AlertOpened","alert":{"device_id":"alarm-000001"}}'
+    cleared = b'event: alert\ndata: {"effect":"AlertCleared","alert":{"device_id":"alarm-c000001"}}'
+
+    watch.on_frame(b"id: x-0\nevent: snapshot\ndata: {}", 1.0)
+    watch.on_frame(opened, 2.0)
+    watch.on_frame(other, 2.5)
+    watch.on_frame(opened, 3.0)
+    watch.on_frame(cleared, 4.0)
+
+    assert watch.snapshot
+    assert watch.opened == {"alarm-c000001": 2.0}
+    assert watch.cleared == {"alarm-c000001"}

@@ -11,7 +11,15 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from gateway.alerting import alert_json
-from gateway.api.deps import AlertReader, Connection, Context, Handler, check_org, log_access
+from gateway.api.deps import (
+    AlertReader,
+    Connection,
+    Context,
+    Handler,
+    OrgFilter,
+    check_org,
+    log_access,
+)
 from gateway.api.places import places_of
 from gateway.store.alerts import AlertWork
 from gateway.store.auditlog import EntryDraft
@@ -107,7 +115,7 @@ def _public(alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
 async def list_alerts(
     user: AlertReader,
     ctx: Context,
-    org: str | None = None,
+    org: OrgFilter = None,
     area: str | None = None,
     priority: Annotated[int | None, Query(ge=1, le=4)] = None,
 ) -> list[AlertPublic]:
@@ -132,7 +140,7 @@ async def list_alerts(
 async def history(
     user: AlertReader,
     conn: Connection,
-    org: str | None = None,
+    org: OrgFilter = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import io
-import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel
 
 from gateway.api.context import ApiContext
-from gateway.api.deps import Connection, Context, LogReader, check_org, log_access
+from gateway.api.deps import (
+    Connection,
+    Context,
+    Format,
+    LogReader,
+    OrgFilter,
+    check_org,
+    csv_download,
+    log_access,
+)
 from gateway.audit_cli import refused_openings, write_entries
 from gateway.store.access import load_directory
 from gateway.store.auditlog import AccessQuery, query_entries, verify_chains
@@ -31,11 +39,8 @@ SCAN_MAX = 50_000  # openings an outside-plan search may judge
 # What a lock or cabinet log calls an opening; only these are judged against the directory.
 OPENINGS = (Action.UNLOCK, Action.DOOR_OPENED, Action.CABINET_OPENED)
 
-Format = Annotated[Literal["json", "csv"], Query(alias="format")]
 # Ids and units as the log holds them; PostgreSQL text cannot hold a NUL.
 Filter = Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
-# An organisation id as the registry allows it (the read is logged in its chain).
-OrgFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class AuditEntryPublic(BaseModel):
@@ -127,16 +132,11 @@ def _csv(
     # The CLI's writer, so `wgw audit query --outside-plan --format csv` and
     # this download have the same columns.
     write_entries(entries, "csv", out, verdicts)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return csv_download(out.getvalue(), name)
 
 
 def _filename(stem: str, now: datetime) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_") or "audit"
-    return f"{safe}-{now.strftime('%Y%m%dT%H%M%SZ')}.csv"
+    return f"{stem}-{now.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def _log_read(

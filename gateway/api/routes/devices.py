@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from gateway.api.deps import Connection, Context, Handler, check_org
+from gateway.api.deps import Connection, Context, Handler, OrgFilter, check_org
 from gateway.store.console import list_areas, list_devices
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -32,7 +32,7 @@ async def device_health(
     user: Handler,
     ctx: Context,
     conn: Connection,
-    org: str | None = None,
+    org: OrgFilter = None,
     area: str | None = None,
     problems_only: bool = False,
 ) -> list[DeviceHealthPublic]:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import Connection, Context, ReportReader, check_org, log_access
+from gateway.api.deps import (
+    Connection,
+    Context,
+    Format,
+    OrgFilter,
+    ReportReader,
+    check_org,
+    csv_download,
+    log_access,
+)
 from gateway.night_report import CSV_FIELDS, NightReport, build_report, csv_rows, night_window
 from gateway.store.reports import known_organisations, night_alerts, staff_acknowledgements
 from gateway.store.users import User
@@ -20,9 +28,6 @@ from rules.calendar import STOCKHOLM
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
-Format = Annotated[Literal["json", "csv"], Query(alias="format")]
-# An organisation id as the registry allows it (the read is logged in its chain).
-OrgFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 # Nights a report can be about: a night needs the next morning to exist.
 _FIRST_DAY, _LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 
@@ -39,10 +44,6 @@ def _one_org(user: User, org: str | None) -> str:
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         "the report is per organisation: choose one with org=… (GET /api/reports/organisations)",
     )
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 @router.get(
@@ -99,15 +100,7 @@ async def night(
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(csv_rows(report))
-        return Response(
-            out.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": (
-                    f'attachment; filename="night-report-{_safe(name)}-{day.isoformat()}.csv"'
-                )
-            },
-        )
+        return csv_download(out.getvalue(), f"night-report-{name}-{day.isoformat()}")
     return JSONResponse(report.model_dump(mode="json"))
 
 
