@@ -4,6 +4,7 @@
 // one event per change. Actions are POSTs with the session's CSRF token; the
 // stream confirms them to every console, this one included.
 
+import { HttpError, readJson } from "./http.js";
 import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
 
 const MUTE_KEY = "wgw.mute";
@@ -71,14 +72,6 @@ function writeStorage(key, value) {
 
 // ---------------------------------------------------------------- HTTP
 
-class HttpError extends Error {
-  constructor(status, detail) {
-    super(detail);
-    this.status = status;
-    this.detail = detail;
-  }
-}
-
 async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) {
@@ -93,27 +86,7 @@ async function api(method, path, body) {
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 204) {
-    return null;
-  }
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new HttpError(response.status, detailOf(data) || response.statusText);
-  }
-  return data;
-}
-
-function detailOf(data) {
-  if (!data) {
-    return "";
-  }
-  if (typeof data.detail === "string") {
-    return data.detail;
-  }
-  if (Array.isArray(data.detail)) {
-    return data.detail.map((d) => d.msg).join("; ");
-  }
-  return "";
+  return readJson(response);
 }
 
 // ---------------------------------------------------------------- login

@@ -2,6 +2,7 @@
 // (401 sends the user to the console's login and back), Stockholm times, and
 // the language switch. The pages only read, so no CSRF token is needed.
 
+import { HttpError, readJson } from "./http.js";
 import { addMessages, applyTranslations, getLang, setLang, t } from "./i18n.js";
 
 // The rule set's zone: times are shown and typed on the Stockholm wall clock,
@@ -9,27 +10,6 @@ import { addMessages, applyTranslations, getLang, setLang, t } from "./i18n.js";
 export const ZONE = "Europe/Stockholm";
 
 export const $ = (id) => document.getElementById(id);
-
-export class HttpError extends Error {
-  constructor(status, detail) {
-    super(detail);
-    this.status = status;
-    this.detail = detail;
-  }
-}
-
-function detailOf(data) {
-  if (!data) {
-    return "";
-  }
-  if (typeof data.detail === "string") {
-    return data.detail;
-  }
-  if (Array.isArray(data.detail)) {
-    return data.detail.map((d) => d.msg).join("; ");
-  }
-  return "";
-}
 
 /** GET a JSON resource; on 401 go to the login with ?next= set to this page. */
 export async function getJson(path, page) {
@@ -43,11 +23,7 @@ export async function getJson(path, page) {
     window.location.assign(`/?next=${page}`);
     throw new HttpError(401, t("page.loginNeeded"));
   }
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new HttpError(response.status, detailOf(data) || response.statusText);
-  }
-  return data;
+  return readJson(response);
 }
 
 /** A message for a failed request, in the user's language with the server's detail. */
