@@ -53,8 +53,11 @@ class IngestSettings(_Section):
     """Batching and plausibility limits of the ingest pipeline."""
 
     batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
-    # Longest a message waits for its batch to fill before it is written anyway.
-    batch_linger_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Longest a message waits for its batch to fill before it is decoded, judged
+    # by the rules and queued for writing. Short, because alarms wait for it;
+    # the writer then commits whatever queued up meanwhile in one transaction.
+    # 5 ms: console p99 36-60 ms at 10,000 msg/s, against 97 ms at 20 ms (wgw bench).
+    batch_linger_ms: Annotated[int, Field(ge=1, le=10_000)] = 5
     # Device time this far ahead of the gateway clock is a broken clock.
     max_future_skew_s: Annotated[int, Field(ge=0)] = 300
     # Device time older than this is refused (locks sync hours late, not months).

@@ -32,6 +32,12 @@ from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)
 
+# Decoded batches waiting for the writer (which commits them together). More
+# did not lower alert latency at 10,000 msg/s but cost 140 MB with 100,000
+# devices reporting at once (wgw bench); while the writer is stuck, decoding
+# stops here and the broker keeps the rest.
+_QUEUED_BATCHES = 2
+
 # Partitions are topped up this often (they are created months ahead).
 _PARTITION_CHECK_S = 3600.0
 
@@ -156,7 +162,7 @@ class Gateway:
                 for key, engine in engines.items():
                     if (state := saved.get(state_name(key))) is not None:
                         engine.import_state(state)
-                queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=2)
+                queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=_QUEUED_BATCHES)
                 tasks = [
                     asyncio.create_task(self._decode_loop(source, queue), name="decode"),
                     asyncio.create_task(self._tick_loop(queue), name="tick"),
@@ -228,8 +234,8 @@ class Gateway:
             work = self.alerting.on_rows(rows)
             if batch:
                 self._pending.append(min(d.raw.received_at for d in batch))
-            # Bounded: while the writer is stuck, decoding stops, acks stop,
-            # and the broker stops sending once Receive Maximum is reached.
+            # Bounded: while the writer is stuck, acks stop, the broker stops
+            # sending once Receive Maximum is reached, and decoding waits here.
             await queue.put((batch, rows, dead, work))
 
     async def _tick_loop(self, queue: asyncio.Queue[_Work]) -> None:
@@ -248,8 +254,18 @@ class Gateway:
         self, source: MessageSource, writer: BatchWriter, queue: asyncio.Queue[_Work]
     ) -> None:
         initial = self.settings.ingest.retry_initial_s
+        batch_max = self.settings.ingest.batch_max
         while True:
             batch, rows, dead, work = await queue.get()
+            decoded = 1 if batch else 0
+            # Group commit: what queued up while the last write ran goes in one
+            # transaction. Batches can then be handed out early (a short linger,
+            # so alerts are not held back) without costing throughput under load.
+            while not queue.empty() and len(batch) < batch_max:
+                more, more_rows, more_dead, later = queue.get_nowait()
+                batch, rows, dead = batch + more, rows + more_rows, dead + more_dead
+                work.absorb(later)
+                decoded += 1 if more else 0
             delay = initial
             while True:
                 try:
@@ -261,7 +277,7 @@ class Gateway:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
             source.ack(batch)
-            if batch:
+            for _ in range(decoded):
                 self._pending.popleft()
             m = self.metrics
             m.batches += 1
