@@ -46,7 +46,10 @@ const state = {
   lastSound: 0,
   audio: null,
   resolving: null, // the alert id the resolve dialog is for
-  busy: new Set(), // alert ids with an action on its way to the server
+  // "<alert id> <action>" on its way to the server. Per action, not per alert:
+  // the next step's button appears (from the live stream) before the last
+  // step's answer is back, and a quick tap on it must not be lost.
+  busy: new Set(),
   hadSnapshot: false, // whether this login's stream has sent its first snapshot
   pendingSound: false, // a page could not sound: audio is blocked until a gesture
   lastHealth: null, // the last device-health answer, redrawn on a language switch
@@ -764,17 +767,18 @@ async function runAction(alertId, action, button) {
     openResolve(alertId);
     return;
   }
-  // One request per alert at a time: a double tap must not send two. The button is
-  // marked busy rather than disabled, because disabling it would throw away focus.
-  if (state.busy.has(alertId)) {
+  // A double tap must not send the same step twice. The button is marked busy
+  // rather than disabled, because disabling it would throw away focus.
+  const key = `${alertId} ${action}`;
+  if (state.busy.has(key)) {
     return;
   }
-  state.busy.add(alertId);
+  state.busy.add(key);
   button?.setAttribute("aria-busy", "true");
   try {
     await act(alertId, action, { note: "" });
   } finally {
-    state.busy.delete(alertId);
+    state.busy.delete(key);
     button?.removeAttribute("aria-busy");
   }
 }
@@ -824,15 +828,16 @@ async function onResolveSubmit(event) {
   const outcome = form.querySelector("input[name=outcome]:checked").value;
   const note = $("resolve-note").value.trim();
   const alertId = state.resolving;
-  if (state.busy.has(alertId)) {
+  const key = `${alertId} resolve`;
+  if (state.busy.has(key)) {
     return;
   }
-  state.busy.add(alertId);
+  state.busy.add(key);
   let done = false;
   try {
     done = await act(alertId, "resolve", { outcome, note });
   } finally {
-    state.busy.delete(alertId);
+    state.busy.delete(key);
   }
   if (done || !state.alerts.has(alertId)) {
     closeResolve();

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
+from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from tests.browser.conftest import (
@@ -172,6 +172,34 @@ async def test_a_fall_appears_in_the_queue_within_two_seconds(
     )
     await expect(queued(page, FOREIGN)).to_have_count(0)
     await assert_not_reloaded(page)
+
+
+async def test_the_next_step_can_be_taken_before_the_last_one_is_answered(
+    browser: Browser, console_gateway: ConsoleGateway
+) -> None:
+    # The live stream shows "på väg" (and its "på plats" button) before the
+    # answer to the "på väg" request is back; a tap on "på plats" then must count.
+    device = SENSORS[8]
+    _, page = await open_console(browser, console_gateway.url, NORA)
+    await asyncio.to_thread(console_gateway.fall, device)
+    item = queued(page, device)
+    await expect(item).to_be_visible(timeout=2000)
+    await item.locator('[data-action="acknowledge"]').click()
+    await expect(item).to_have_attribute("data-state", "acknowledged")
+    answer_held = asyncio.Event()
+
+    async def hold_answer(route: Route) -> None:
+        response = await route.fetch()  # the server has made the move by now
+        await answer_held.wait()
+        await route.fulfill(response=response)
+
+    await page.route("**/en-route", hold_answer)
+    await item.locator('[data-action="en-route"]').click()
+    await expect(item).to_have_attribute("data-state", "en_route")  # from the stream
+    await item.locator('[data-action="on-site"]').click()
+    await expect(item).to_have_attribute("data-state", "on_site")
+    answer_held.set()
+    await expect(item.locator("[data-action]")).to_have_count(1)  # only "åtgärdat" left
 
 
 async def test_acknowledge_and_resolve_from_the_console(
