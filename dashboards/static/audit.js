@@ -9,10 +9,12 @@ import {
   $,
   cell,
   describeError,
+  errorLine,
   formatTime,
   getJson,
   initPage,
   isoToStockholmLocal,
+  signedInReader,
   stockholmToIso,
 } from "./pages.js";
 
@@ -280,11 +282,7 @@ async function checkChain() {
   drawChain();
 }
 
-function showError(message) {
-  const error = $("audit-error");
-  error.textContent = message;
-  error.hidden = !message;
-}
+const showError = errorLine("audit-error");
 
 async function onSearch(event) {
   event.preventDefault();
@@ -326,17 +324,14 @@ async function start() {
   updateLinks();
   $("audit-form").addEventListener("submit", onSearch);
   $("audit-form").addEventListener("input", updateLinks);
-  let me;
-  try {
-    me = await getJson("/api/auth/me", PAGE);
-  } catch (exc) {
-    showError(describeError(exc));
-    return;
-  }
-  $("user-name").textContent = me.display_name || me.username;
-  if (!READER_ROLES.has(me.role)) {
-    showError(t("audit.role"));
-    $("audit-submit").disabled = true;
+  const me = await signedInReader({
+    page: PAGE,
+    roles: READER_ROLES,
+    roleMessage: "audit.role",
+    showError,
+    submit: "audit-submit",
+  });
+  if (me === null) {
     return;
   }
   document.body.dataset.ready = "true";

@@ -140,6 +140,33 @@ const SHARED_MESSAGES = {
   },
 };
 
+/** A function that shows a message in the page's error line (an empty one hides it). */
+export function errorLine(id) {
+  return (message) => {
+    const line = $(id);
+    line.textContent = message;
+    line.hidden = !message;
+  };
+}
+
+/** The logged-in account if its role may read this page; else null, with the reason shown. */
+export async function signedInReader({ page, roles, roleMessage, showError, submit }) {
+  let me;
+  try {
+    me = await getJson("/api/auth/me", page);
+  } catch (exc) {
+    showError(describeError(exc));
+    return null;
+  }
+  $("user-name").textContent = me.display_name || me.username;
+  if (!roles.has(me.role)) {
+    showError(t(roleMessage));
+    $(submit).disabled = true;
+    return null;
+  }
+  return me;
+}
+
 /** Add the page's texts, label the page, and wire the language switch (redraw on change). */
 export function initPage(messages, redraw) {
   addMessages(SHARED_MESSAGES);

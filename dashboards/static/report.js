@@ -2,7 +2,18 @@
 // reporting (avvikelserapportering), as tables and as a CSV download.
 
 import { has, t } from "./i18n.js";
-import { $, cell, describeError, formatDuration, formatTime, getJson, initPage, stockholmDate } from "./pages.js";
+import {
+  $,
+  cell,
+  describeError,
+  errorLine,
+  formatDuration,
+  formatTime,
+  getJson,
+  initPage,
+  signedInReader,
+  stockholmDate,
+} from "./pages.js";
 
 const PAGE = "/report";
 const READER_ROLES = new Set(["coordinator", "auditor", "admin"]);
@@ -233,10 +244,7 @@ function updateLink() {
   $("report-csv").href = `/api/reports/night?${p}`;
 }
 
-function showError(message) {
-  $("report-error").textContent = message;
-  $("report-error").hidden = !message;
-}
+const showError = errorLine("report-error");
 
 async function onShow(event) {
   event.preventDefault();
@@ -265,17 +273,14 @@ async function start() {
   $("r-date").value = stockholmDate(-1);
   $("report-form").addEventListener("submit", onShow);
   $("report-form").addEventListener("input", updateLink);
-  let me;
-  try {
-    me = await getJson("/api/auth/me", PAGE);
-  } catch (exc) {
-    showError(describeError(exc));
-    return;
-  }
-  $("user-name").textContent = me.display_name || me.username;
-  if (!READER_ROLES.has(me.role)) {
-    showError(t("report.role"));
-    $("report-submit").disabled = true;
+  const me = await signedInReader({
+    page: PAGE,
+    roles: READER_ROLES,
+    roleMessage: "report.role",
+    showError,
+    submit: "report-submit",
+  });
+  if (me === null) {
     return;
   }
   let orgs = [];
