@@ -53,13 +53,6 @@ async def writer(db_dsn: str) -> AsyncIterator[BatchWriter]:
     await pool.close()
 
 
-@pytest.fixture
-def config(tmp_path: Path, db_dsn: str) -> Path:
-    path = tmp_path / "wgw.toml"
-    path.write_text(f'[db]\ndsn = "{db_dsn}"\n')
-    return path
-
-
 def tamper(dsn: str, statement: str) -> None:
     # What someone with database rights would do: switch off the guard, then edit.
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -12,13 +12,6 @@ from tests.utils.services import rows
 pytestmark = pytest.mark.db
 
 
-@pytest.fixture
-def config(tmp_path: Path, db_dsn: str) -> Path:
-    path = tmp_path / "wgw.toml"
-    path.write_text(f'[db]\ndsn = "{db_dsn}"\n')
-    return path
-
-
 def test_migrate_then_import_devices(
     config: Path, db_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

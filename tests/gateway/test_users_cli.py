@@ -14,13 +14,6 @@ from tests.utils.services import rows
 pytestmark = pytest.mark.db
 
 
-@pytest.fixture
-def config(tmp_path: Path, db_dsn: str) -> Path:
-    path = tmp_path / "wgw.toml"
-    path.write_text(f'[db]\ndsn = "{db_dsn}"\n')
-    return path
-
-
 def _add(config: Path, monkeypatch: pytest.MonkeyPatch, password: str, *args: str) -> int:
     monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
     return main(["users", "add", *args, "--password-stdin", "--config", str(config)])
