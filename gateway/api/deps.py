@@ -181,6 +181,16 @@ def log_access(
                                   {"via": "api", **(detail or {})})])  # fmt: skip
 
 
+def log_queue_read(ctx: ApiContext, user: User, shown: Sequence[tuple[str, str]]) -> None:
+    """Log a read of the alert queue: one entry per organisation, naming its alerts shown."""
+    by_org: dict[str, list[str]] = {}
+    for org, alert_id in shown:
+        by_org.setdefault(org, []).append(alert_id)
+    for org, ids in sorted(by_org.items()):
+        log_access(ctx, user, org=org, action=Action.READ, subject="alert_queue",
+                   detail={"alerts": ids})  # fmt: skip
+
+
 def log_accesses(ctx: ApiContext, drafts: Sequence[EntryDraft]) -> None:
     """Stage access-log entries; they are chained and stored with the next write."""
     if drafts:

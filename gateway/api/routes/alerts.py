@@ -19,6 +19,7 @@ from gateway.api.deps import (
     OrgFilter,
     check_org,
     log_access,
+    log_queue_read,
 )
 from gateway.api.places import places_of
 from gateway.store.alerts import AlertWork
@@ -130,9 +131,7 @@ async def list_alerts(
     result = [_public(a, places) for a in alerts]
     if area is not None:
         result = [a for a in result if a.area == area]
-    for org_id in sorted({a.org for a in result}):
-        log_access(ctx, user, org=org_id, action=Action.READ, subject="alert_queue",
-                   detail={"alerts": [a.alert_id for a in result if a.org == org_id]})  # fmt: skip
+    log_queue_read(ctx, user, [(a.org, a.alert_id) for a in result])
     return result
 
 

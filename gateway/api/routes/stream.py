@@ -11,11 +11,10 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.alerting import alert_json, incident_json
-from gateway.api.deps import AlertReader, Context, log_access
+from gateway.api.deps import AlertReader, Context, log_queue_read
 from gateway.api.places import places_of
 from gateway.console import FeedItem
 from gateway.store.users import User
-from rules.auditlog import Action
 
 router = APIRouter(prefix="/api", tags=["stream"])
 
@@ -103,8 +102,5 @@ async def _snapshot(ctx: Context, user: User) -> dict[str, Any]:
     alerts = [alert_json(a) for a in alerting.open_alerts() if user.sees(a.org)]
     await _place(ctx, alerts)
     incidents = [incident_json(i) for i in alerting.incidents() if user.sees(i.org)]
-    for org in sorted({a["org"] for a in alerts}):
-        ids = [a["alert_id"] for a in alerts if a["org"] == org]
-        log_access(ctx, user, org=org, action=Action.READ, subject="alert_queue",
-                   detail={"alerts": ids})  # fmt: skip
+    log_queue_read(ctx, user, [(a["org"], a["alert_id"]) for a in alerts])
     return {"alerts": alerts, "incidents": incidents}
