@@ -35,7 +35,9 @@ _DEMO_PORT = 8080
 
 # Invented accounts for a throwaway demo database; printed at start-up.
 DEMO_USERS = (
-    (User("natt", "Nattpatrullen (demo)", Role.OPERATOR, (DEFAULT_ORGS[0],)), "natt-demo-1"),
+    # The night patrol covers the district: home care and the care homes, so the
+    # first simulated fall is in its queue whichever organisation it falls in.
+    (User("natt", "Nattpatrullen (demo)", Role.OPERATOR, DEFAULT_ORGS), "natt-demo-1"),
     (User("samordnare", "Samordnare (demo)", Role.COORDINATOR, DEFAULT_ORGS), "samordnare-demo"),
     (User("revisor", "Revisor (demo)", Role.AUDITOR, (ALL_ORGS,)), "revisor-demo-1"),
     (User("admin", "Administratör (demo)", Role.ADMIN, (ALL_ORGS,)), "admin-demo-123"),

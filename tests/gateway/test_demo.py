@@ -76,8 +76,10 @@ def test_demo_serves_the_console_and_an_alert_appears_within_seconds() -> None:
         }  # fmt: skip
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.get("/").status_code == 200  # the console page itself
+            # As the night patrol: the first login printed, what a newcomer tries.
+            (patrol,) = [name for name, (_, role) in logins.items() if role == "operator"]
             login = client.post(
-                "/api/auth/login", json={"username": "admin", "password": logins["admin"][0]}
+                "/api/auth/login", json={"username": patrol, "password": logins[patrol][0]}
             )
             assert login.status_code == 200, login.text
             deadline = time.monotonic() + 12
