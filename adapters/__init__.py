@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from adapters import alarm, dispenser, lock, sensor
 from adapters.common import DeviceSpec
-from gateway.errors import RegistryError
+from core.errors import RegistryError
 
 __all__ = ["SPECS", "DeviceSpec", "build_routes", "spec_for_topic", "topic_shape"]
 

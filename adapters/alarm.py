@@ -17,8 +17,8 @@ from adapters.common import (
 )
 from adapters.scaip import KEPT_TAGS, parse_mrq
 from adapters.status import decode_status
-from gateway.errors import DecodeError
-from gateway.events import AttributeValue, Event, Family, RawMessage
+from core.errors import DecodeError
+from core.events import AttributeValue, Event, Family, RawMessage
 
 FORM = JsonForm(family=Family.ALARM)
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from gateway.errors import DecodeError
-from gateway.events import (
+from core.errors import DecodeError
+from core.events import (
     DEVICE_KINDS,
     FAMILY_KINDS,
     AttributeValue,
@@ -154,7 +154,7 @@ EVENT_CHANNEL = "event"
 STATUS_CHANNEL = "status"
 _CHANNELS = frozenset({EVENT_CHANNEL, STATUS_CHANNEL})
 
-# The device id rule from docs/payloads.md, the same as gateway.events.DeviceId.
+# The device id rule from docs/payloads.md, the same as core.events.DeviceId.
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 

@@ -7,7 +7,7 @@ from adapters.common import (
     JsonForm,
 )
 from adapters.status import json_family_decoder
-from gateway.events import Family
+from core.events import Family
 
 # A cabinet opening is logged like a door unlock, so who opened it must be known.
 # Closing needs no key, so it carries an actor only when the cabinet knows one.

@@ -14,8 +14,8 @@ from adapters.common import (
     load_json_object,
 )
 from adapters.status import decode_status
-from gateway.errors import DecodeError
-from gateway.events import Event, Family, RawMessage
+from core.errors import DecodeError
+from core.events import Event, Family, RawMessage
 
 # Door opened/closed are logged without a key and locking can be automatic; an
 # unlock without the key that did it would leave a hole in the audit trail.

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 import defusedxml  # type: ignore[import-untyped]
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 
-from gateway.errors import DecodeError
+from core.errors import DecodeError
 
 # SCAIP requests are a few hundred bytes; 8 KiB leaves room for long texts and
 # keeps a hostile document from costing the parser anything.

@@ -10,7 +10,7 @@ from adapters.common import (
     Level,
 )
 from adapters.status import json_family_decoder
-from gateway.events import FAMILY_KINDS, Family
+from core.events import FAMILY_KINDS, Family
 
 # Roommate-style event names, accepted in the "event" field instead of "kind".
 ALIASES: Mapping[str, str] = {

@@ -23,8 +23,8 @@ from adapters.common import (
     parse_timestamp,
     validate_payload,
 )
-from gateway.errors import DecodeError
-from gateway.events import AttributeValue, Event, Family, RawMessage, stable_event_id
+from core.errors import DecodeError
+from core.events import AttributeValue, Event, Family, RawMessage, stable_event_id
 
 # A status is a word or a small object; anything larger is not a status.
 MAX_STATUS_BYTES = 4096

@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.events import Family
+from core.events import Family
+from core.rows import Shelf, StoredRow
 from gateway.health import DeviceHealth
-from gateway.store.alerts import AlertWork, state_name
-from gateway.store.shelves import Shelf
-from gateway.store.writer import StoredRow
 from rules import (
     Alert,
     AlertCleared,
@@ -31,6 +29,7 @@ from rules import (
 )
 from rules.access import REASON_LABELS, AccessDirectory, check_opening
 from rules.model import AlertState, DeviceInfo
+from rules.work import AlertWork, state_name
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from core.errors import ConfigError
 from gateway.cli_support import aware_time, migrated_dsn
 from gateway.config import load_settings
-from gateway.errors import ConfigError
 from gateway.store.access import load_stored_directory
 from gateway.store.auditlog import AccessQuery, query, verify
 from rules.access import AccessDirectory, check_opening

@@ -60,10 +60,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.errors import ServiceError
+from core.events import Family
 from gateway.config import MqttSettings, load_settings
 from gateway.embedded import MosquittoServer, PostgresServer, temp_dir
-from gateway.errors import ServiceError
-from gateway.events import Family
 from gateway.ingest import DEVICE_TOPIC_FILTERS
 from gateway.registry import DeviceRecord
 from gateway.store import migrate

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.errors import ConfigError, GatewayError
 from gateway.cli_support import aware_time, migrated_dsn, stop_on_signals
 from gateway.config import Settings, load_settings
-from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
 
@@ -55,7 +55,8 @@ def cmd_devices_import(args: argparse.Namespace) -> int:
 
 def cmd_devices_shelve(args: argparse.Namespace) -> int:
     """Take a device out of service for a while, with a reason (e.g. 'på sjukhus')."""
-    from gateway.store.shelves import Shelf, shelve
+    from core.rows import Shelf
+    from gateway.store.shelves import shelve
 
     if not args.reason.strip() or not args.by.strip():
         raise ConfigError("--reason and --by must say why and who (they are logged)")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.clock import Clock
 from gateway.alerting import Alerting, alert_json, incident_json
-from gateway.clock import Clock
 from gateway.metrics import IngestMetrics
 from rules import (
     AlertCleared,

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.errors import ServiceError
+from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

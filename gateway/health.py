@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.events import Event
+from core.events import Event
 
 
 class DeviceHealth:

@@ -20,10 +20,10 @@ from typing import Any, Protocol, Self
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
-from gateway.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
+from core.errors import GatewayError
+from core.events import RawMessage
 from gateway.config import MqttSettings
-from gateway.errors import GatewayError
-from gateway.events import RawMessage
 
 log = logging.getLogger(__name__)
 

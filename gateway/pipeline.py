@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from adapters import spec_for_topic
+from core.errors import DecodeError
+from core.events import Event, RawMessage
+from core.rows import DeadLetter, StoredRow
 from gateway.config import IngestSettings
-from gateway.errors import DecodeError
-from gateway.events import Event, RawMessage
 from gateway.metrics import IngestMetrics
-from gateway.store.writer import DeadLetter, StoredRow
 from rules.model import DeviceInfo
 
 log = logging.getLogger(__name__)

@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import RegistryError
-from gateway.events import DeviceId, Family
-
-ORG_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
-OrgId = Annotated[str, Field(min_length=1, max_length=64, pattern=ORG_ID_PATTERN)]
-_ORG_ID = TypeAdapter(OrgId)
-
-
-def is_org_id(text: str) -> bool:
-    """Whether a text could be an organisation id (as topics, registry and log use them)."""
-    try:
-        _ORG_ID.validate_python(text)
-    except ValidationError:
-        return False
-    return True
+from core.errors import RegistryError
+from core.events import DeviceId, Family
+from core.ids import OrgId
 
 
 class DeviceRecord(BaseModel):

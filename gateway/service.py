@@ -14,21 +14,23 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from core.clock import Clock, SystemClock
+from core.errors import StorageUnavailable
+from core.rows import DeadLetter, Shelf, StoredRow
 from gateway.alerting import Alerting
-from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
-from gateway.errors import StorageUnavailable
 from gateway.ingest import Delivery, MessageSource, MqttSource
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
-from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
+from gateway.store import BatchWriter, migrate
 from gateway.store.access import directory_version, load_directory
-from gateway.store.alerts import AlertWork, load_states, state_name
+from gateway.store.alerts import load_states
 from gateway.store.devices import load_homes, load_known_devices, registry_version
-from gateway.store.shelves import Shelf, load_shelves
+from gateway.store.shelves import load_shelves
 from rules import RuleEngine, default_rules_text, load_ruleset
 from rules.auditlog import append
 from rules.model import DeviceInfo
+from rules.work import AlertWork, state_name
 
 log = logging.getLogger(__name__)
 

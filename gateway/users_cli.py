@@ -7,10 +7,10 @@ import getpass
 import sys
 from pathlib import Path
 
+from core.errors import ConfigError
+from core.ids import is_org_id
 from gateway.api.auth import PasswordHasher
 from gateway.cli_support import migrated_dsn
-from gateway.errors import ConfigError
-from gateway.registry import is_org_id
 from gateway.store.users import ALL_ORGS, Role, User, list_users, save_user
 
 # NIST SP 800-63B (5.1.1.2) asks for at least 8 characters; a shared night-patrol

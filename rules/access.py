@@ -25,9 +25,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.errors import ConfigError
-from gateway.events import DeviceId
-from gateway.registry import OrgId
+from core.errors import ConfigError
+from core.events import DeviceId
+from core.ids import OrgId
 from rules.calendar import STOCKHOLM, DailyWindow
 
 logger = logging.getLogger(__name__)

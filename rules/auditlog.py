@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway.errors import ConfigError
-from gateway.registry import OrgId
+from core.errors import ConfigError
+from core.ids import OrgId
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,18 @@ class AccessEntry(BaseModel):
     )
     prev_hash: Hash
     hash: Hash
+
+
+class EntryDraft(NamedTuple):
+    """An access-log entry before it is numbered and chained."""
+
+    org: str
+    at: datetime
+    actor: str
+    action: Action
+    subject: str
+    person: str | None
+    detail: dict[str, DetailValue]
 
 
 def _utc_text(at: datetime) -> str:

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from gateway.clock import Clock
-from gateway.errors import GatewayError
-from gateway.events import Event
+from core.clock import Clock
+from core.errors import GatewayError
+from core.events import Event
 from rules import lifecycle
 from rules.lifecycle import TransitionError
 from rules.model import (

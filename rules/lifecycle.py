@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from gateway.errors import GatewayError
+from core.errors import GatewayError
 from rules.model import ALLOWED_TRANSITIONS, Alert, AlertState, Transition
 
 

@@ -9,7 +9,7 @@ from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-from gateway.events import Family
+from core.events import Family
 
 
 class Priority(IntEnum):

@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from gateway.errors import ConfigError
-from gateway.events import ALL_KINDS, DeviceId, Family
+from core.errors import ConfigError
+from core.events import ALL_KINDS, DeviceId, Family
 from rules.calendar import DailyWindow
 from rules.model import Priority
 

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from gateway.registry import DeviceRecord, dump_registry_yaml, load_registry_file
 from simulators.fleet import demo_registry, family_counts
 from simulators.live import run_live

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 
 DEFAULT_ORGS = ("vallby-hemtjanst", "vallby-sabo")

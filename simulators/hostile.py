@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from simulators.render import (
     DTY_PERSONAL_TRIGGER,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from simulators.fleet import Transport, heartbeat_phases
 from simulators.hostile import HOSTILE, Targets, targets_for

@@ -29,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.errors import GatewayError
+from core.errors import GatewayError
 from simulators.model import Plan, SimMessage
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from simulators.fleet import DeviceStyle, Transport, device_styles
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from gateway.events import Family
+from core.events import Family
 from simulators.fleet import Transport
 from simulators.hostile import HOSTILE, targets_for
 from simulators.render import STC_TEST_TRANSMISSION

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from simulators.fleet import Transport
 from simulators.hostile import BadMessage

@@ -9,8 +9,8 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
+from core.clock import Clock
 from gateway.api.auth import LoginLimiter, PasswordHasher
-from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.console import Console
 from gateway.service import Gateway

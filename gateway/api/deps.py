@@ -11,13 +11,12 @@ from typing import Annotated, Any, Literal
 import psycopg
 from fastapi import Depends, HTTPException, Query, Request, Response, status
 
+from core.ids import ORG_ID_PATTERN, is_org_id
 from gateway.api.context import ApiContext
 from gateway.api.places import DB_RETRY_AFTER_S
-from gateway.registry import ORG_ID_PATTERN, is_org_id
-from gateway.store.alerts import AlertWork
-from gateway.store.auditlog import EntryDraft
 from gateway.store.users import Role, Session, User, find_session, token_digest
-from rules.auditlog import Action, DetailValue
+from rules.auditlog import Action, DetailValue, EntryDraft
+from rules.work import AlertWork
 
 SESSION_COOKIE = "wgw_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -10,10 +10,10 @@ from collections.abc import Generator
 
 import uvicorn
 
+from core.errors import ConfigError
 from gateway.api.app import create_app
 from gateway.api.context import ApiContext
 from gateway.console import Console
-from gateway.errors import ConfigError
 from gateway.service import Gateway
 from gateway.store import BatchWriter
 

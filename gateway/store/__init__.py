@@ -1,6 +1,6 @@
 """Storage: the only package that talks to PostgreSQL (psycopg 3)."""
 
 from gateway.store.migrate import MigrationReport, migrate
-from gateway.store.writer import BatchWriter, DeadLetter, StoredRow
+from gateway.store.writer import BatchWriter
 
-__all__ = ["BatchWriter", "DeadLetter", "MigrationReport", "StoredRow", "migrate"]
+__all__ = ["BatchWriter", "MigrationReport", "migrate"]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from gateway.store.auditlog import EntryDraft, append_drafts
-from rules import Alert, Incident, Transition
-from rules.model import FINAL_STATES
+from gateway.store.auditlog import append_drafts
+from rules.work import AlertWork
 
 # An opening is inserted once (a replay after a crash finds it there); a
 # second gateway raising the same (device, rule) meets the one-open-alert
@@ -56,65 +53,6 @@ UPDATE alerts SET arrived_at = %s
 WHERE device_id = ANY(%s) AND arrived_at IS NULL AND opened_at <= %s
   AND state NOT IN ('resolved', 'cleared')
 """
-
-
-def state_name(org: str | None) -> str:
-    """The rule_state row of the engine for an organisation (None: the shared engine)."""
-    return "engine" if org is None else f"engine:{org}"
-
-
-@dataclass
-class AlertWork:
-    """What the rules engine changed while a batch was decoded, to commit with that batch."""
-
-    alerts: dict[str, Alert] = field(default_factory=dict)  # latest version of each
-    opened: set[str] = field(default_factory=set)
-    closed_at: dict[str, datetime] = field(default_factory=dict)
-    transitions: list[Transition] = field(default_factory=list)
-    incidents: dict[str, Incident] = field(default_factory=dict)
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # (at, org, device_id, event_id, kind, actor, reason) of events held back.
-    suppressions: list[tuple[datetime, str, str, str, str, str, str]] = field(default_factory=list)
-    # (arrived_at, device ids of the home): staff entered while alerts were open.
-    arrivals: list[tuple[datetime, list[str]]] = field(default_factory=list)
-    chattering: set[str] = field(default_factory=set)  # alerts whose device chatters
-    # Staff actions and comments from the console, logged with the change they made.
-    access: list[EntryDraft] = field(default_factory=list)
-    # (alert id, at, who, note)
-    comments: list[tuple[str, datetime, str, str]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.alerts
-            or self.incidents
-            or self.states
-            or self.suppressions
-            or self.arrivals
-            or self.chattering
-            or self.access
-            or self.comments
-        )
-
-    def absorb(self, later: AlertWork) -> None:
-        """Take in the changes of work that happened after this one's."""
-        self.alerts.update(later.alerts)
-        self.opened |= later.opened
-        for alert_id, at in later.closed_at.items():
-            self.closed_at.setdefault(alert_id, at)
-        self.transitions.extend(later.transitions)
-        self.incidents.update(later.incidents)
-        self.states.update(later.states)
-        self.suppressions.extend(later.suppressions)
-        self.arrivals.extend(later.arrivals)
-        self.chattering |= later.chattering
-        self.access.extend(later.access)
-        self.comments.extend(later.comments)
-
-    def add_transition(self, transition: Transition) -> None:
-        """Record a transition (and when a final one closed its alert)."""
-        self.transitions.append(transition)
-        if transition.to_state in FINAL_STATES:
-            self.closed_at.setdefault(transition.alert_id, transition.at)
 
 
 async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:

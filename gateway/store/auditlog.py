@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -18,12 +18,13 @@ from rules.auditlog import (
     BrokenEntry,
     ChainVerifier,
     DetailValue,
+    EntryDraft,
     VerifyResult,
     append,
 )
 
 if TYPE_CHECKING:
-    from gateway.store.writer import StoredRow
+    from core.rows import StoredRow
 
 # Lock and cabinet events that are access: with an actor they are logged.
 EVENT_ACTIONS: dict[str, Action] = {
@@ -65,18 +66,6 @@ def _params(e: AccessEntry) -> tuple[object, ...]:
         e.org, e.seq, e.at, e.actor, e.action.value, e.subject, e.person,
         json.dumps(e.detail), e.prev_hash, e.hash,
     )  # fmt: skip
-
-
-class EntryDraft(NamedTuple):
-    """An access-log entry before it is numbered and chained."""
-
-    org: str
-    at: datetime
-    actor: str
-    action: Action
-    subject: str
-    person: str | None
-    detail: dict[str, DetailValue]
 
 
 async def append_drafts(cur: psycopg.AsyncCursor[Any], drafts: Sequence[EntryDraft]) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from rules.model import DeviceInfo
 

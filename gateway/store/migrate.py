@@ -9,7 +9,7 @@ from importlib import resources
 
 import psycopg
 
-from gateway.errors import StorageUnavailable
+from core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from gateway.errors import RegistryError
-
-
-@dataclass(frozen=True, slots=True)
-class Shelf:
-    """One device out of service: who decided, why, and until when."""
-
-    device_id: str
-    reason: str
-    shelved_by: str
-    starts_at: datetime
-    ends_at: datetime
+from core.errors import RegistryError
+from core.rows import Shelf
 
 
 def shelve(dsn: str, shelf: Shelf) -> None:

@@ -7,19 +7,18 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.errors import StorageUnavailable
-from gateway.events import Event
-from gateway.store.alerts import AlertWork
+from core.errors import StorageUnavailable
+from core.rows import DeadLetter, StoredRow
 from gateway.store.alerts import store as store_alert_work
 from gateway.store.auditlog import append_events as append_access_events
 from gateway.store.auditlog import is_access_event
+from rules.work import AlertWork
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +37,6 @@ _EVENT_COLUMNS = (
 
 # COPY's text format gives these four characters a meaning; escape them.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """An event ready to store, with the organisation it belongs to."""
-
-    event: Event
-    org: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message that could not become events, and why."""
-
-    received_at: datetime
-    topic: str
-    payload: bytes
-    reason: str
-    detail: str
-    org: str | None = None
-    device_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

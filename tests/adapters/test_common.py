@@ -19,8 +19,8 @@ from adapters.common import (
 )
 from adapters.sensor import decode as sensor_decode
 from adapters.status import MAX_STATUS_BYTES
-from gateway.errors import DecodeError
-from gateway.events import Family, RawMessage
+from core.errors import DecodeError
+from core.events import Family, RawMessage
 
 RECEIVED_AT = datetime(2026, 11, 23, 1, 14, 7, tzinfo=UTC)
 SENSOR_TOPIC = "wgw/org-1/sensor/sensor-0012/event"

@@ -11,8 +11,8 @@ import pytest
 from adapters import alarm, dispenser, lock, sensor
 from adapters.lock import MAX_ENTRIES
 from adapters.sensor import ALIASES, DEFAULT_LEVEL
-from gateway.errors import DecodeError
-from gateway.events import DEVICE_KINDS, FAMILY_KINDS, Event, Family, RawMessage, stable_event_id
+from core.errors import DecodeError
+from core.events import DEVICE_KINDS, FAMILY_KINDS, Event, Family, RawMessage, stable_event_id
 
 RECEIVED_AT = datetime(2026, 11, 23, 1, 14, 7, tzinfo=UTC)
 LOCK_TOPIC = "wgw/org-1/lock/lock-0007/event"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from adapters import SPECS, spec_for_topic
-from gateway.errors import DecodeError
-from gateway.events import ALL_KINDS, Event, RawMessage
+from core.errors import DecodeError
+from core.events import ALL_KINDS, Event, RawMessage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOAD_SUFFIXES = (".json", ".xml", ".txt")

@@ -11,8 +11,8 @@ import adapters
 from adapters import SPECS, build_routes, spec_for_topic, topic_shape
 from adapters.common import DeviceSpec, topic_matches
 from adapters.lock import decode as lock_decode
-from gateway.errors import RegistryError
-from gateway.events import Family
+from core.errors import RegistryError
+from core.events import Family
 
 
 def test_every_adapter_module_with_a_spec_is_registered() -> None:

@@ -16,8 +16,8 @@ from adapters.scaip import (
     reply_status_for,
     scaip_reply,
 )
-from gateway.errors import DecodeError
-from gateway.events import RawMessage
+from core.errors import DecodeError
+from core.events import RawMessage
 
 RECEIVED_AT = datetime(2026, 11, 23, 1, 14, 7, tzinfo=UTC)
 CID = "46700000001"

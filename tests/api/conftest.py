@@ -45,15 +45,15 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from core.clock import Clock
+from core.events import Family, RawMessage
 from gateway.api.app import create_app
 from gateway.api.auth import PasswordHasher
 from gateway.api.context import ApiContext
 from gateway.api.deps import CSRF_HEADER, SESSION_COOKIE
 from gateway.api.server import ApiServer, run_gateway
-from gateway.clock import Clock
 from gateway.config import load_settings
 from gateway.embedded import PostgresServer
-from gateway.events import Family, RawMessage
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway

@@ -14,8 +14,8 @@ import httpx
 import psycopg
 import pytest
 
+from core.events import Family, RawMessage
 from gateway.cli import main
-from gateway.events import Family, RawMessage
 from gateway.registry import DeviceRecord
 from gateway.store.access import import_directory
 from gateway.store.devices import import_devices

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import FrozenClock
+from core.clock import FrozenClock
 from tests.api.conftest import (
     ADMIN_ALL,
     AUDITOR_A,

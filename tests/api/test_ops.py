@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.events import RawMessage
 from gateway.embedded import PostgresServer
-from gateway.events import RawMessage
 from tests.api.conftest import (
     OPERATOR_A,
     ORG_A,

@@ -26,9 +26,9 @@ from playwright.async_api import (
     expect,
 )
 
+from core.events import Family
 from gateway.api.auth import PasswordHasher
 from gateway.embedded import MosquittoServer, PostgresServer, find_mosquitto, temp_dir
-from gateway.events import Family
 from gateway.registry import DeviceRecord
 from gateway.store import migrate
 from gateway.store.devices import import_devices

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import DeviceRecord
 from gateway.store.access import import_directory
 from gateway.store.devices import import_devices

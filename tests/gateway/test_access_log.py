@@ -12,10 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.events import Event, Family
+from core.rows import StoredRow
 from gateway.cli import main
-from gateway.events import Event, Family
 from gateway.registry import DeviceRecord
-from gateway.store import BatchWriter, StoredRow, migrate
+from gateway.store import BatchWriter, migrate
 from gateway.store.auditlog import verify
 from gateway.store.devices import import_devices
 from tests.utils.services import count, rows

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from core.clock import FrozenClock
+from core.events import Family, RawMessage
 from gateway.cli import main
-from gateway.clock import FrozenClock
 from gateway.config import Settings, load_settings
 from gateway.embedded import PostgresServer
-from gateway.events import Family, RawMessage
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway

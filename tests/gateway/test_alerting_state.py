@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from core.clock import FrozenClock
+from core.events import Event, Family
+from core.rows import StoredRow
 from gateway.alerting import Alerting
-from gateway.clock import FrozenClock
-from gateway.events import Event, Family
-from gateway.store.writer import StoredRow
 from rules import RuleEngine, default_rules_text, load_ruleset
 from rules.model import DeviceInfo
 

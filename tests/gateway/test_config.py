@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from gateway.config import load_settings
-from gateway.errors import ConfigError
 
 
 def test_file_values_and_environment_overrides(

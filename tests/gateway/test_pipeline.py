@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.events import Event, Family, RawMessage
 from gateway.config import IngestSettings
-from gateway.events import Event, Family, RawMessage
 from gateway.pipeline import Pipeline
 from rules.model import DeviceInfo
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import RegistryError
-from gateway.events import Family
+from core.errors import RegistryError
+from core.events import Family
 from gateway.registry import DeviceRecord, dump_registry_yaml, load_registry_file, parse_registry
 
 YAML = """

@@ -11,7 +11,7 @@ from itertools import groupby
 
 import pytest
 
-from gateway.clock import FrozenClock
+from core.clock import FrozenClock
 from gateway.config import load_settings
 from gateway.embedded import MosquittoServer
 from gateway.service import Gateway

@@ -9,18 +9,17 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.errors import StorageUnavailable
+from core.events import Family, RawMessage
 from gateway.config import load_settings
 from gateway.embedded import PostgresServer
-from gateway.errors import StorageUnavailable
-from gateway.events import Family, RawMessage
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
-from gateway.store.alerts import AlertWork
-from gateway.store.auditlog import EntryDraft
 from gateway.store.devices import import_devices
-from rules.auditlog import Action
+from rules.auditlog import Action, EntryDraft
+from rules.work import AlertWork
 from tests.utils.services import scalar
 
 pytestmark = pytest.mark.db

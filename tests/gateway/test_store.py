@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.events import Event, Family
+from core.rows import DeadLetter, StoredRow
 from gateway.embedded import PostgresServer, find_postgres_bin, temp_dir
-from gateway.events import Event, Family
-from gateway.store import BatchWriter, DeadLetter, StoredRow, migrate
+from gateway.store import BatchWriter, migrate
 from gateway.store.migrate import available_migrations
 from tests.utils.services import rows, scalar
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.clock import FrozenClock
-from gateway.events import AttributeValue, Event, Family
+from core.clock import FrozenClock
+from core.events import AttributeValue, Event, Family
 from rules.engine import RuleEngine
 from rules.model import DeviceInfo, Effect
 from rules.ruleset import default_rules_text, parse_ruleset

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from rules.access import (
     REASON_LABELS,
     AccessDirectory,

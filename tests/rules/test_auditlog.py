@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from rules.auditlog import (
     ACCESS_LOG_RETENTION_YEARS,
     GENESIS_HASH,

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pytest
 
-from gateway.events import Family
+from core.events import Family
 from rules.engine import EngineStateError, RuleEngine
 from rules.lifecycle import TransitionError
 from rules.model import (

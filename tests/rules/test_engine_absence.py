@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from gateway.events import Family
+from core.events import Family
 from rules.engine import RuleEngine
 from rules.model import AlertCleared, AlertOpened, AlertRepeated, DeviceInfo, Effect
 from tests.rules import ORG, event, make_engine, run, se

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import TypeVar
 
-from gateway.events import Family
+from core.events import Family
 from rules.engine import RuleEngine
 from rules.model import (
     AlertCleared,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from rules.model import Priority
 from rules.ruleset import (
     AbsenceRule,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from gateway.registry import load_registry_file
 from simulators import Plan, PublishReport, add_arguments, demo_registry, run
 from simulators import cli as cli_module

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.events import Event, RawMessage
 from gateway.config import IngestSettings
-from gateway.events import Event, RawMessage
 from gateway.pipeline import Pipeline
 from rules.model import DeviceInfo
 from simulators import SCENARIOS, Plan, build_plan, demo_registry

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.events import Family
+from core.events import Family
 from gateway.registry import dump_registry_yaml, parse_registry
 from simulators import demo_registry
 from simulators.fleet import Transport, device_styles

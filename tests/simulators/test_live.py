@@ -6,8 +6,8 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from core.events import RawMessage
 from gateway.config import IngestSettings
-from gateway.events import RawMessage
 from gateway.pipeline import Pipeline
 from rules.model import DeviceInfo
 from simulators import LiveTraffic, SimMessage, demo_registry

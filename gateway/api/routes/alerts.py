@@ -22,13 +22,12 @@ from gateway.api.deps import (
     log_queue_read,
 )
 from gateway.api.places import places_of
-from gateway.store.alerts import AlertWork
-from gateway.store.auditlog import EntryDraft
 from gateway.store.console import alert_detail, alert_history
 from gateway.store.users import User
 from rules import Alert, TransitionError
-from rules.auditlog import Action
+from rules.auditlog import Action, EntryDraft
 from rules.model import AlertState
+from rules.work import AlertWork
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The shared vocabulary of welfare-gateway: events, ids, rows, errors and the clock (no I/O)."""
