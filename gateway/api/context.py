@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import psycopg
 from prometheus_client import CollectorRegistry
-from psycopg_pool import AsyncConnectionPool
 
 from core.clock import Clock
 from gateway.api.auth import LoginLimiter, PasswordHasher
 from gateway.config import Settings
 from gateway.console import Console
 from gateway.service import Gateway
+from gateway.store import Pool
 from gateway.store.users import Session
 
 
@@ -22,7 +20,7 @@ class ApiContext:
     """Shared state of one API server, handed to routes through dependencies."""
 
     settings: Settings
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+    pool: Pool
     gateway: Gateway
     console: Console
     clock: Clock

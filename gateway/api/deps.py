@@ -6,12 +6,13 @@ import hmac
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import psycopg
 from fastapi import Depends, HTTPException, Query, Request, Response, status
 
+from core.errors import StorageUnavailable
 from core.ids import ORG_ID_PATTERN, is_org_id
+from gateway import store
 from gateway.api.context import ApiContext
 from gateway.api.places import DB_RETRY_AFTER_S
 from gateway.store.users import Role, Session, User, find_session, token_digest
@@ -32,12 +33,12 @@ def get_context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(get_context)]
 
 
-async def get_connection(ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def get_connection(ctx: Context) -> AsyncIterator[store.Connection]:
     """A pooled connection for one request, committed when the route returns."""
     try:
-        async with ctx.pool.connection(timeout=5.0) as conn:
+        async with store.connection(ctx.pool, wait_s=5.0) as conn:
             yield conn
-    except psycopg.OperationalError as exc:
+    except StorageUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the database is unreachable; live alerts still work, try this again shortly",
@@ -46,7 +47,7 @@ async def get_connection(ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[
 
 # Committed before the response leaves ("function" scope): a client that logs in
 # and at once sends its next request must find its session stored.
-Connection = Annotated[psycopg.AsyncConnection[Any], Depends(get_connection, scope="function")]
+Connection = Annotated[store.Connection, Depends(get_connection, scope="function")]
 
 
 async def current_session(request: Request, ctx: Context) -> Session:
@@ -96,9 +97,9 @@ async def _lookup_session(ctx: ApiContext, token: str) -> Session | None:
     now = ctx.clock.now()
     if time.monotonic() >= ctx.db_retry_at:
         try:
-            async with ctx.pool.connection(timeout=2.0) as conn:
+            async with store.connection(ctx.pool, wait_s=2.0) as conn:
                 session = await find_session(conn, token=token, now=now)
-        except psycopg.OperationalError:
+        except StorageUnavailable:
             ctx.db_retry_at = time.monotonic() + DB_RETRY_AFTER_S
         else:
             if session is None:

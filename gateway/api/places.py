@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-import psycopg
-
+from core.errors import StorageUnavailable
 from gateway.api.context import ApiContext
+from gateway.store import connection
 from gateway.store.console import device_places
 
 log = logging.getLogger(__name__)
@@ -22,9 +22,9 @@ async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[s
     missing = sorted({d for d in device_ids if d not in cache})
     if missing and time.monotonic() >= ctx.db_retry_at:
         try:
-            async with ctx.pool.connection(timeout=2.0) as conn:
+            async with connection(ctx.pool, wait_s=2.0) as conn:
                 found = await device_places(conn, device_ids=missing)
-        except psycopg.OperationalError as exc:
+        except StorageUnavailable as exc:
             # The queue still works while PostgreSQL is down, by device id; the
             # alerts after this one do not each wait for the pool's timeout.
             log.warning("device places unavailable: %s", exc)

@@ -18,6 +18,7 @@ from core.rows import DeadLetter, StoredRow
 from gateway.store.alerts import store as store_alert_work
 from gateway.store.auditlog import append_events as append_access_events
 from gateway.store.auditlog import is_access_event
+from gateway.store.pool import Pool
 from rules.work import AlertWork
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        pool: Pool,
         *,
         acquire_timeout: float = 5.0,
     ) -> None:
@@ -134,9 +135,7 @@ class BatchWriter:
         self._acquire_timeout = acquire_timeout
 
     @staticmethod
-    def make_pool(
-        dsn: str, *, min_size: int = 1, max_size: int = 4
-    ) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
         """Create (unopened) a connection pool whose connections have the staging table."""
         return AsyncConnectionPool(
             dsn,

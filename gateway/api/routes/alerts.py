@@ -6,10 +6,10 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 
+from core.errors import StorageUnavailable
 from gateway.alerting import alert_json
 from gateway.api.deps import (
     AlertReader,
@@ -22,6 +22,7 @@ from gateway.api.deps import (
     log_queue_read,
 )
 from gateway.api.places import places_of
+from gateway.store import connection
 from gateway.store.console import alert_detail, alert_history
 from gateway.store.users import User
 from rules import Alert, TransitionError
@@ -157,9 +158,9 @@ async def get_alert(alert_id: str, user: AlertReader, ctx: Context) -> AlertDeta
     transitions: list[dict[str, Any]] = []
     comments: list[dict[str, Any]] = []
     try:
-        async with ctx.pool.connection(timeout=5.0) as conn:
+        async with connection(ctx.pool, wait_s=5.0) as conn:
             stored, transitions, comments = await alert_detail(conn, alert_id=alert_id)
-    except psycopg.OperationalError:
+    except StorageUnavailable:
         if live is None:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,

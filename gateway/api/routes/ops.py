@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
-import psycopg
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
@@ -15,6 +13,7 @@ from pydantic import BaseModel
 
 from gateway.api.context import ApiContext
 from gateway.api.deps import Context
+from gateway.store import probe
 
 router = APIRouter(tags=["operations"])
 
@@ -37,7 +36,7 @@ async def healthz(ctx: Context) -> JSONResponse:
     """Broker connection, database reachability and ingest lag; 503 when any is wrong."""
     gateway = ctx.gateway
     broker = gateway.source is not None and gateway.source.connected
-    database = await _database_ok(ctx)
+    database = await probe(ctx.pool)
     lag = gateway.ingest_lag_s()
     health = Health(
         ok=broker and database and lag < LAG_LIMIT_S,
@@ -47,15 +46,6 @@ async def healthz(ctx: Context) -> JSONResponse:
         open_alerts=len(ctx.console.alerting.open_alerts()),
     )
     return JSONResponse(health.model_dump(), status_code=200 if health.ok else 503)
-
-
-async def _database_ok(ctx: ApiContext) -> bool:
-    try:
-        async with asyncio.timeout(2.0), ctx.pool.connection(timeout=2.0) as conn:
-            await conn.execute("SELECT 1")
-    except (psycopg.OperationalError, TimeoutError):
-        return False
-    return True
 
 
 class GatewayCollector(Collector):
