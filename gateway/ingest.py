@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,68 @@ DEVICE_TOPIC_FILTERS = ("wgw/#", "scaip/#")
 
 # First wait before reconnecting; doubled per failure up to mqtt.reconnect_max_s.
 _RECONNECT_INITIAL_S = 0.5
+
+# Alert publications held while the broker connection is down or its in-flight
+# window is full; the oldest go first when more pile up (they are stored anyway).
+_PENDING_PUBLISH_MAX = 1_000
+# Packet ids kept free of alert publications, so the SUBSCRIBE after a
+# reconnect always gets one: the id pool is only the broker's Receive Maximum
+# (Mosquitto's max_inflight_messages, 20 by default).
+_IDS_KEPT_FREE = 2
+# How soon to retry publishing held alerts while connected but the window is full.
+_PUBLISH_RETRY_S = 0.05
+
+# The loggers of the pinned gmqtt (a module logger each; Client passes its own
+# to the connection and the package handler).
+_GMQTT_LOGGERS = (
+    "gmqtt",
+    "gmqtt.client",
+    "gmqtt.mqtt.connection",
+    "gmqtt.mqtt.handler",
+    "gmqtt.mqtt.package",
+    "gmqtt.mqtt.protocol",
+    "gmqtt.mqtt.utils",
+    "gmqtt.storage",
+)
+
+
+class _GmqttChatter(logging.Filter):
+    """Demotes gmqtt's own records below ERROR to DEBUG, and drops them unless debugging.
+
+    gmqtt narrates every step of a lost connection at INFO and WARNING: one
+    "[TRYING WRITE TO CLOSED SOCKET]" for each packet written while the socket
+    closes, "[EXC: CONN LOST]" with a BrokenPipeError traceback, a line per
+    reconnect attempt. A 4 s broker restart under traffic made about 1,000
+    lines. MqttSource says the same in two (connection lost, reconnected), so
+    these lines are for debugging only: they appear, as DEBUG, when the gmqtt
+    loggers are enabled for DEBUG. gmqtt's ERRORs (an exception in one of our
+    callbacks, a refused CONNACK) pass unchanged.
+
+    A filter rather than a level on the gmqtt loggers: a logger's filters see
+    only its own records, not its children's, so it sits on each of them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_GMQTT_FILTER = _GmqttChatter()
+
+
+def quiet_gmqtt_logs() -> None:
+    """Install the gmqtt chatter filter on gmqtt's loggers (idempotent)."""
+    names = set(_GMQTT_LOGGERS) | {
+        name for name in logging.root.manager.loggerDict if name.startswith("gmqtt.")
+    }
+    for name in sorted(names):
+        logger = logging.getLogger(name)
+        if _GMQTT_FILTER not in logger.filters:
+            logger.addFilter(_GMQTT_FILTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +247,16 @@ class MqttSource:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._closing = False
+        self._pending: deque[tuple[str, bytes]] = deque(maxlen=_PENDING_PUBLISH_MAX)
+        self._publish_retry: asyncio.TimerHandle | None = None
+        self._dropped_publishes = 0
+        self._ever_connected = False
+        self._lost_at: float | None = None
         self._stamp_tick = -1
         self._stamp = self._clock.now()
 
     async def __aenter__(self) -> Self:
+        quiet_gmqtt_logs()
         client = gmqtt.Client(
             self._settings.client_id,
             clean_session=False,
@@ -236,6 +305,8 @@ class MqttSource:
     async def __aexit__(self, *exc_info: object) -> None:
         self._closing = True
         self._generation += 1
+        if self._publish_retry is not None:
+            self._publish_retry.cancel()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.disconnect()
@@ -249,6 +320,11 @@ class MqttSource:
         self._generation += 1
         self._connected.set()
         client.set_config({"reconnect_delay": _RECONNECT_INITIAL_S})
+        if not flags:
+            # A fresh session: gmqtt has dropped its unacknowledged publications
+            # but not freed their packet ids, which would leak out of the small
+            # pool with every session lost. Nothing is in flight on this session.
+            client._package_handler.id_generator._used_ids.clear()
         if self._settings.protocol == 5:
             # Retain handling 1: retained statuses come only with a new subscription,
             # not again on every reconnect of our persistent session (no duplicates).
@@ -257,7 +333,21 @@ class MqttSource:
         else:
             options = {}  # MQTT 3.1.1 has no subscription options
         client.subscribe([gmqtt.Subscription(f, qos=1, **options) for f in self._filters])
-        log.info("connected to MQTT broker (session present: %s)", bool(flags))
+        if not self._ever_connected:
+            self._ever_connected = True
+            log.info("connected to MQTT broker (session present: %s)", bool(flags))
+        else:
+            # The one line of a reconnect; it still contains "connected to MQTT broker".
+            down = time.monotonic() - self._lost_at if self._lost_at is not None else 0.0
+            dropped, self._dropped_publishes = self._dropped_publishes, 0
+            log.info(
+                "reconnected to MQTT broker after %.1f s (session present: %s%s)",
+                down,
+                bool(flags),
+                f"; {dropped} alert publications dropped meanwhile" if dropped else "",
+            )
+        self._lost_at = None
+        self._flush_publishes()
 
     def _on_disconnect(self, client: Any, packet: Any, exc: BaseException | None = None) -> None:
         self._generation += 1
@@ -267,7 +357,9 @@ class MqttSource:
         # Back off: each disconnect doubles the delay of gmqtt's reconnect loop.
         delay = min(client.reconnect_delay * 2, self._settings.reconnect_max_s)
         client.set_config({"reconnect_delay": delay})
-        log.warning("MQTT broker connection lost; reconnecting in %.1f s", delay)
+        if self._lost_at is None:  # one warning per outage, however it goes on
+            self._lost_at = time.monotonic()
+            log.warning("MQTT broker connection lost; reconnecting in %.1f s", delay)
 
     def _on_qos1(
         self, mid: int, payload: bytes, topic: str | bytes, properties: dict[str, Any]
@@ -310,7 +402,10 @@ class MqttSource:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Send PUBACKs, in arrival order, for deliveries of the current connection."""
-        if not self._connected.is_set():
+        # gmqtt's own flag turns false as soon as the socket starts closing,
+        # before on_disconnect runs: a PUBACK then would only be a
+        # "write to closed socket". The broker redelivers those messages.
+        if not self._connected.is_set() or not self._client.is_connected:
             return
         handler = self._client._package_handler
         generation = self._generation
@@ -320,12 +415,41 @@ class MqttSource:
                 handler._send_puback(token[1])
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Publish with QoS 1; gmqtt keeps it and resends it after a reconnect."""
-        try:
-            self._client.publish(topic, payload, qos=1)
-        except Exception:
-            # The alert is still stored with its batch and shown in the console.
-            log.exception("could not publish on %s", topic)
+        """Publish with QoS 1: now if the connection has room, else once it has.
+
+        Held publications wait in a bounded queue (the oldest are dropped when
+        it is full, and counted in the "reconnected" line): the alert is stored
+        with its batch and shown in the console either way. Once handed to
+        gmqtt, a publication is resent by it after a reconnect.
+        """
+        if len(self._pending) == self._pending.maxlen:
+            self._dropped_publishes += 1
+        self._pending.append((topic, payload))
+        self._flush_publishes()
+
+    def _flush_publishes(self) -> None:
+        client = self._client
+        if self._closing or client is None:
+            return
+        if not self._connected.is_set() or not client.is_connected:
+            return  # _on_connect flushes
+        ids = client._package_handler.id_generator
+        while self._pending and ids._max - 1 - len(ids._used_ids) > _IDS_KEPT_FREE:
+            topic, payload = self._pending.popleft()
+            try:
+                client.publish(topic, payload, qos=1)
+            except Exception as exc:  # gmqtt's own errors: translate, keep the rest going
+                self._dropped_publishes += 1
+                log.warning("could not publish on %s: %r", topic, exc)
+        if self._pending and self._publish_retry is None:
+            # The broker's in-flight window is full: try again once PUBACKs arrive.
+            self._publish_retry = asyncio.get_running_loop().call_later(
+                _PUBLISH_RETRY_S, self._retry_publishes
+            )
+
+    def _retry_publishes(self) -> None:
+        self._publish_retry = None
+        self._flush_publishes()
 
 
 def _topic_text(topic: str | bytes) -> str:
