@@ -254,10 +254,14 @@ class Alerting:
         effect = engine.act(alert_id, to, actor=actor, note=note, outcome=outcome)
         return effect.alert, self._handle([(effect, None)])
 
-    def tick(self, now: datetime) -> AlertWork:
-        """Fire due timers, supervision and escalation."""
+    def tick(self, now: datetime, *, heard_until: datetime | None = None) -> AlertWork:
+        """Fire due timers, supervision (up to ``heard_until``) and escalation."""
         return self._handle(
-            [(e, None) for engine in self.engines.values() for e in engine.tick(now)]
+            [
+                (e, None)
+                for engine in self.engines.values()
+                for e in engine.tick(now, heard_until=heard_until)
+            ]
         )
 
     def _handle(self, effects: Iterable[tuple[Effect, datetime | None]]) -> AlertWork:

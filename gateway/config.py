@@ -64,8 +64,24 @@ class IngestSettings(_Section):
     max_age_days: Annotated[int, Field(ge=1)] = 30
     # How often the in-memory registry is refreshed from PostgreSQL.
     registry_refresh_s: Annotated[float, Field(gt=0)] = 5.0
-    # How long a failed write waits before it is retried (doubling up to 30 s).
-    retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    # How often storage tries PostgreSQL again while it is away. No back-off:
+    # the spool holds everything meanwhile, and storing resumes within this
+    # long of PostgreSQL answering again.
+    storage_retry_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+
+class SpoolSettings(_Section):
+    """The local durable spool between the broker and PostgreSQL."""
+
+    # Where messages are kept from acknowledgement until PostgreSQL has them.
+    # On the gateway's own disk; one directory per gateway process.
+    dir: Path = Path("/var/lib/wgw/spool")
+    # At this size acknowledgements stop (the broker keeps the rest) and the
+    # operators are told. 2 GiB holds about 10 million heartbeats: well over
+    # a night of a large municipality with PostgreSQL away.
+    max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 2 * 1024**3
+    # Segment files; drained data is released a whole segment at a time.
+    segment_bytes: Annotated[int, Field(ge=64 * 1024, le=1024**3)] = 16 * 1024 * 1024
 
 
 class RulesSettings(_Section):
@@ -110,6 +126,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     db: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
+    spool: SpoolSettings = SpoolSettings()
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
     # A throwaway installation: plain-HTTP cookies on this machine are allowed.
@@ -117,6 +134,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
+        if self.spool.segment_bytes * 4 > self.spool.max_bytes:
+            raise ValueError("spool.segment_bytes must be at most a quarter of spool.max_bytes")
         if self.db.pool_min > self.db.pool_max:
             raise ValueError("db.pool_min must not exceed db.pool_max")
         if self.api.enabled and not self.api.secure_cookies and not _is_loopback(self.api.host):

@@ -83,6 +83,8 @@ def run_demo(
         settings = load_settings(
             None,
             db={"dsn": pg.dsn},
+            # The demo's spool lives and dies with its temporary directory.
+            spool={"dir": str(base / "spool"), "max_bytes": 256 * 1024 * 1024},
             mqtt={"port": server.port, "protocol": protocol, "client_id": "wgw-demo"},
             # Plain HTTP on this machine only; the port is the usual one when free.
             api={"port": api_port, "secure_cookies": False},

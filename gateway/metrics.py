@@ -11,7 +11,7 @@ from prometheus_client import Histogram
 def _batch_sizes() -> Histogram:
     return Histogram(
         "wgw_batch_size_messages",
-        "Messages per committed ingest batch.",
+        "Messages per batch spooled and acknowledged.",
         buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
         registry=None,
     )

@@ -1,32 +1,57 @@
-"""The gateway process: wait for PostgreSQL, migrate, then ingest until told to stop."""
+"""The gateway process: spool what arrives, judge it by the rules, store it when PostgreSQL can.
+
+Four loops share one event loop, each waiting only for its own resource:
+
+    receive  broker → lanes of the spool (fsync'd) → PUBACK
+    rules    lanes (alarm lane first) → pipeline → rules → alerts out at once,
+             and an entry in the spool's journal
+    storage  journal → PostgreSQL, with the journal position in the same transaction
+    tick     timers, supervision and escalation, on the clock
+
+So a fall reaches the console and the MQTT alert topic whatever PostgreSQL
+does, and nothing acknowledged is lost if the process dies: on start the
+rules' state comes back from the newest snapshot (PostgreSQL's or a newer
+one in the journal), lane records no journal entry covers are judged again,
+and storage resumes at the position PostgreSQL recorded.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import psycopg
-from psycopg_pool import AsyncConnectionPool
+from pathlib import Path
 
 from core.clock import Clock, SystemClock
-from core.errors import StorageUnavailable
+from core.errors import ConfigError, StorageUnavailable
+from core.events import RawMessage
 from core.rows import DeadLetter, Shelf, StoredRow
 from gateway.alerting import Alerting
 from gateway.config import Settings
-from gateway.ingest import Delivery, MessageSource, MqttSource
+from gateway.ingest import MessageSource, MqttSource
+from gateway.journal import (
+    JournalEntry,
+    Lane,
+    Progress,
+    decode_entry,
+    decode_raw,
+    encode_entry,
+    encode_raw,
+    lane_of,
+    make_entry,
+)
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
-from gateway.store import BatchWriter, migrate
-from gateway.store.access import directory_version, load_directory
-from gateway.store.alerts import load_states
-from gateway.store.devices import load_homes, load_known_devices, registry_version
-from gateway.store.shelves import load_shelves
+from gateway.spool import Spool, SpoolError
+from gateway.store import migrate
+from gateway.store.runtime import Refresher, Startup, load_startup, make_pool, wait_for_database
+from gateway.store.writer import PostgresSink
 from rules import RuleEngine, default_rules_text, load_ruleset
 from rules.auditlog import append
 from rules.model import DeviceInfo
@@ -34,42 +59,92 @@ from rules.work import AlertWork, state_name
 
 log = logging.getLogger(__name__)
 
-# Decoded batches waiting for the writer (which commits them together). More
-# did not lower alert latency at 10,000 msg/s but cost 140 MB with 100,000
-# devices reporting at once (wgw bench); while the writer is stuck, decoding
-# stops here and the broker keeps the rest.
-_QUEUED_BATCHES = 2
+# Messages one rules slice decodes before yielding the loop: small enough
+# that an alarm arriving meanwhile waits milliseconds, not a whole batch.
+_RULES_SLICE = 500
+# Received messages kept in memory per lane for the rules (beyond it they are
+# read back from the spool): a bound on memory during a backlog.
+_LANE_TAIL = 20_000
+# Journal entries kept in memory for storage; beyond, storage reads the spool.
+_JOURNAL_TAIL = 256
+# Rows storage puts in one transaction when it has a backlog to catch up on.
+_STORE_ROWS = 10_000
+# How long a stop waits for storage to catch up with the journal.
+_DRAIN_S = 5.0
+# Acknowledgements resume once the spool is below this share of its limit.
+_SPOOL_RESUME = 0.9
 
-# Partitions are topped up this often (they are created months ahead).
-_PARTITION_CHECK_S = 3600.0
 
-_Work = tuple[list[Delivery], list[StoredRow], list[DeadLetter], AlertWork]
+@dataclass(frozen=True, slots=True)
+class SpoolStatus:
+    """How much the spool holds that is not yet where it is going."""
+
+    bytes: int
+    limit_bytes: int
+    full: bool
+    waiting_rules: int  # received, not yet judged by the rules
+    waiting_storage: int  # journal entries not yet in PostgreSQL
+    oldest_unstored_s: float  # age of the oldest of those
+    storage_up: bool
+    write_error: str | None  # why the spool cannot be written, if it cannot
 
 
-async def wait_for_database(dsn: str, patience_s: float) -> None:
-    """Block until PostgreSQL accepts a connection, logging clearly while it does not."""
-    deadline = time.monotonic() + patience_s
-    delay = 0.25
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[0]
-            if time.monotonic() >= deadline:
-                raise StorageUnavailable(
-                    f"PostgreSQL did not answer within {patience_s:.0f} s ({reason}); check db.dsn "
-                    "and that the server is running"
-                ) from exc
-            log.warning("waiting for PostgreSQL: %s", reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            continue
-        await conn.close()
-        return
+class _LaneState:
+    """A lane's spool, the rules' position in it and an in-memory tail of what arrived."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.cursor = 0  # the last record the rules have judged
+        self._tail: deque[tuple[int, RawMessage]] = deque()
+        # (last seq, oldest receipt) of each received batch not yet judged.
+        self._waiting: deque[tuple[int, datetime]] = deque()
+
+    def received(self, first_seq: int, raws: list[RawMessage]) -> None:
+        """Note durable records: kept in memory while the tail is contiguous and small."""
+        if not raws:
+            return
+        self._waiting.append((first_seq + len(raws) - 1, min(r.received_at for r in raws)))
+        tail = self._tail
+        if len(tail) >= _LANE_TAIL or (tail and tail[-1][0] != first_seq - 1):
+            return
+        tail.extend(zip(range(first_seq, first_seq + len(raws)), raws, strict=True))
+
+    def received_backlog(self, oldest: datetime) -> None:
+        """Note records found in the spool at start that the rules have yet to judge."""
+        self._waiting.append((self.spool.durable_seq, oldest))
+
+    def take(self, limit: int) -> list[RawMessage]:
+        """The next durable records for the rules, from memory or else from disk."""
+        tail = self._tail
+        while tail and tail[0][0] <= self.cursor:
+            tail.popleft()
+        taken: list[RawMessage]
+        if tail and tail[0][0] == self.cursor + 1:
+            taken = [tail.popleft()[1] for _ in range(min(limit, len(tail)))]
+            self.cursor += len(taken)
+        else:
+            upto = tail[0][0] - 1 if tail else self.spool.durable_seq
+            records = self.spool.read(self.cursor, min(limit, upto - self.cursor))
+            taken = [decode_raw(payload) for _, payload in records]
+            if records:
+                self.cursor = records[-1][0]
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self.cursor:
+            waiting.popleft()
+        return taken
+
+    def oldest_waiting(self) -> datetime | None:
+        """Receipt time of the oldest record received but not yet judged."""
+        return self._waiting[0][1] if self._waiting else None
+
+    @property
+    def backlog(self) -> int:
+        """Records received but not yet judged."""
+        return self.spool.durable_seq - self.cursor
 
 
 class Gateway:
-    """Runs ingest: source → pipeline → batch writer → acknowledgement."""
+    """Runs ingest: source → spool → acknowledgement; spool → rules → journal → PostgreSQL."""
 
     def __init__(
         self,
@@ -88,30 +163,79 @@ class Gateway:
         self.alerting: Alerting | None = None
         self.source: MessageSource | None = None
         self._devices: dict[str, DeviceInfo] = {}
-        self._staged: list[AlertWork] = []
         # Moves whenever the device registry is reloaded (the console's caches follow it).
         self.registry_loads = 0
-        # Receipt time of the oldest event of each batch not yet committed, oldest first.
-        self._pending: deque[datetime] = deque()
+        self._lanes: tuple[_LaneState, _LaneState] | None = None
+        self._journal: Spool | None = None
+        self._spool_id = ""
+        self._stored_seq = 0
+        self._journal_tail: deque[tuple[int, JournalEntry]] = deque()
+        self._unstored: deque[tuple[int, float]] = deque()  # (journal seq, monotonic time)
+        self._rules_wake = asyncio.Event()
+        self._journal_dirty = asyncio.Event()
+        self._spool_room = asyncio.Event()
+        self._stored_moved = asyncio.Event()
+        self._spool_full = False
+        self._write_error: str | None = None
+        self.storage_up = True
+
+    # -- what the API and the demo read -------------------------------------
 
     def ingest_lag_s(self) -> float:
-        """Seconds the oldest received but uncommitted event has waited (0 when none waits)."""
-        if not self._pending:
+        """Seconds the oldest received message has waited for the rules (0 when none waits)."""
+        if self._lanes is None:
             return 0.0
-        return max(0.0, (self.clock.now() - self._pending[0]).total_seconds())
+        oldest = [t for lane in self._lanes if (t := lane.oldest_waiting()) is not None]
+        if not oldest:
+            return 0.0
+        return max(0.0, (self.clock.now() - min(oldest)).total_seconds())
+
+    def spool_status(self) -> SpoolStatus:
+        """The spool's depth and whether it takes messages."""
+        lanes, journal = self._lanes, self._journal
+        if lanes is None or journal is None:
+            return SpoolStatus(0, self.settings.spool.max_bytes, False, 0, 0, 0.0, True, None)
+        oldest = time.monotonic() - self._unstored[0][1] if self._unstored else 0.0
+        return SpoolStatus(
+            bytes=self._spool_bytes(),
+            limit_bytes=self.settings.spool.max_bytes,
+            full=self._spool_full,
+            waiting_rules=sum(lane.backlog for lane in lanes),
+            waiting_storage=journal.durable_seq - self._stored_seq,
+            oldest_unstored_s=oldest,
+            storage_up=self.storage_up,
+            write_error=self._write_error,
+        )
 
     def stage(self, work: AlertWork) -> None:
-        """Hold console changes (staff actions, logged reads) for the next clock tick's write.
+        """Journal console changes (staff actions, logged reads) behind everything before them.
 
         They never wait for PostgreSQL: the change is live already, and the
-        write queue keeps them in order behind the batches before them.
+        journal is stored in order once PostgreSQL can take it.
         """
         for d in work.access:
             # Checked here, where the caller can be refused: an entry that cannot
-            # be chained would otherwise fail inside the write loop and stop ingest.
+            # be chained would otherwise fail inside storage and stop it.
             append(None, org=d.org, at=d.at, actor=d.actor, action=d.action,
                    subject=d.subject, person=d.person, detail=d.detail)  # fmt: skip
-        self._staged.append(work)
+        self._journal_append(JournalEntry(lanes=self._positions(), work=work))
+
+    def tick_now(self) -> AlertWork:
+        """Fire due timers, supervision and escalation now; journal what they changed.
+
+        Called by the tick loop every ``rules.tick_s``, and by tests directly.
+        """
+        assert self.alerting is not None
+        heard_until: datetime | None = None
+        if self._lanes is not None:
+            waiting = [t for lane in self._lanes if (t := lane.oldest_waiting()) is not None]
+            heard_until = min(waiting) if waiting else None
+        work = self.alerting.tick(self.clock.now(), heard_until=heard_until)
+        if work:
+            self._journal_append(JournalEntry(lanes=self._positions(), work=work))
+        return work
+
+    # -- running -------------------------------------------------------------
 
     def _mqtt_source(self) -> MessageSource:
         return MqttSource(
@@ -122,7 +246,24 @@ class Gateway:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Prepare storage, then ingest until ``stop`` is set."""
+        """Prepare storage and the spool, then ingest until ``stop`` is set.
+
+        ``stop`` is obeyed at every stage, start-up waits included.
+        """
+        main = asyncio.create_task(self._run(stop), name="gateway")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not main.done():
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await main
+        if main.done() and not main.cancelled() and (error := main.exception()) is not None:
+            raise error
+
+    async def _run(self, stop: asyncio.Event) -> None:
         db = self.settings.db
         # A broken rule-set file is refused before anything else starts.
         rules = self.settings.rules
@@ -134,76 +275,354 @@ class Gateway:
         log.info(
             "storage ready (%s); applied migrations %s", report.variant, report.applied or "none"
         )
-        pool = BatchWriter.make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
+        self._spool_id = _spool_id(self.settings.spool.dir)
+        pool = make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
         await pool.open(wait=True, timeout=db.connect_timeout_s)
+        sink = PostgresSink(db.dsn)
         try:
-            async with pool.connection() as conn:
-                devices = await load_known_devices(conn)
-                version = await registry_version(conn)
-                saved = await load_states(conn)
-                directory = await load_directory(conn)
-                homes = await load_homes(conn)
-                shelves = await load_shelves(conn, self.clock.now())
-                directory_at = await directory_version(conn)
-                await conn.commit()
-            self.pipeline.set_registry(devices)
+            startup = await load_startup(pool, spool_id=self._spool_id, now=self.clock.now())
+            self._open_spool(startup.progress)
+            self.pipeline.set_registry(startup.devices)
             engines = {key: RuleEngine(rs, self.clock, {}) for key, rs in rulesets.items()}
-            writer = BatchWriter(pool)
             async with self._source_factory() as source:
                 self.source = source
-                self.alerting = Alerting(
-                    engines,
-                    publish=source.publish,
-                    dedup_window=2 * self.settings.mqtt.receive_maximum,
-                )
-                self.alerting.directory = directory
-                self.alerting.set_homes(homes)
-                self._devices = devices
-                self._apply_shelves(shelves, devices_changed=True)
-                # Saved state comes back once each engine knows its devices.
-                for key, engine in engines.items():
-                    if (state := saved.get(state_name(key))) is not None:
-                        engine.import_state(state)
-                queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=_QUEUED_BATCHES)
-                tasks = [
-                    asyncio.create_task(self._decode_loop(source, queue), name="decode"),
-                    asyncio.create_task(self._tick_loop(queue), name="tick"),
-                    asyncio.create_task(self._write_loop(source, writer, queue), name="write"),
-                    asyncio.create_task(
-                        self._maintain(pool, version, directory_at), name="maintain"
-                    ),
+                self._start_rules(source, engines, startup)
+                intake = [
+                    asyncio.create_task(self._receive_loop(source), name="receive"),
+                    asyncio.create_task(self._rules_loop(), name="rules"),
+                    asyncio.create_task(self._journal_loop(), name="journal"),
+                    asyncio.create_task(self._tick_loop(), name="tick"),
+                    asyncio.create_task(self._maintain(Refresher(pool, startup)), name="maintain"),
                 ]
+                storage = asyncio.create_task(self._storage_loop(sink), name="storage")
                 self.ready.set()
-                stopper = asyncio.create_task(stop.wait())
-                done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-                for task in [*tasks, stopper]:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await self._flush_staged(writer)
-                for task in done:
-                    if task is not stopper and (error := task.exception()) is not None:
-                        raise error
+                try:
+                    await _first_failure([*intake, storage], stop)
+                finally:
+                    await _cancel(intake)
+                    await self._final_sync()
+                    await self._drain(storage)
+                    await _cancel([storage])
         finally:
+            await sink.close()
             await pool.close()
+            self._close_spool()
 
-    async def _flush_staged(self, writer: BatchWriter) -> None:
-        """Store staff actions and logged reads still held at stop: nothing redelivers them."""
-        if not self._staged:
+    def _open_spool(self, progress: Progress) -> None:
+        """Open the lanes and the journal; find where the rules and storage stand."""
+        spool = self.settings.spool
+        sizes = {"segment_bytes": spool.segment_bytes}
+        lanes = (
+            _LaneState(Spool(spool.dir / "alarm", **sizes)),
+            _LaneState(Spool(spool.dir / "bulk", **sizes)),
+        )
+        journal = Spool(spool.dir / "journal", **sizes)
+        for lane, at in zip(lanes, (progress.alarm_seq, progress.bulk_seq), strict=True):
+            lane.spool.open(min_next_seq=at + 1)
+            lane.cursor = at
+        recovery = journal.open(min_next_seq=progress.journal_seq + 1)
+        self._lanes, self._journal = lanes, journal
+        self._stored_seq = progress.journal_seq
+        unstored = journal.durable_seq - progress.journal_seq
+        if unstored or recovery.dropped_bytes:
+            log.info(
+                "spool %s: %d journal entries not yet in PostgreSQL; storing them first",
+                spool.dir,
+                unstored,
+            )
+
+    def _close_spool(self) -> None:
+        if self._lanes is not None:
+            for lane in self._lanes:
+                lane.spool.close()
+        if self._journal is not None:
+            self._journal.close()
+
+    def _start_rules(
+        self, source: MessageSource, engines: dict[str | None, RuleEngine], startup: Startup
+    ) -> None:
+        """Bring the rules back to where they stood before the last stop, from the spool."""
+        assert self._lanes is not None and self._journal is not None
+        alerting = Alerting(
+            engines, publish=source.publish, dedup_window=2 * self.settings.mqtt.receive_maximum
+        )
+        alerting.directory = startup.directory
+        alerting.set_homes(startup.homes)
+        self.alerting = alerting
+        self._devices = startup.devices
+        self._apply_shelves(startup.shelves, devices_changed=True)
+        # Newer snapshots than PostgreSQL's, and the positions the journal
+        # covers, are in the journal entries it does not have yet.
+        states = dict(startup.states)
+        journal = self._journal
+        seq = self._stored_seq
+        while entries := journal.read(seq, 1000):
+            for seq, payload in entries:
+                entry = decode_entry(payload)
+                for lane, at in zip(self._lanes, entry.lanes, strict=True):
+                    lane.cursor = max(lane.cursor, at)
+                if entry.work is not None:
+                    states.update(entry.work.states)
+                self._unstored.append((seq, time.monotonic()))
+        for key, engine in engines.items():
+            if (state := states.get(state_name(key))) is not None:
+                engine.import_state(state)
+        for lane in self._lanes:
+            if lane.backlog:
+                first = decode_raw(lane.spool.read(lane.cursor, 1)[0][1])
+                lane.received_backlog(first.received_at)
+        again = sum(lane.backlog for lane in self._lanes)
+        if again:
+            log.info("judging %d spooled messages the rules had not finished", again)
+        self._rules_wake.set()
+
+    async def _final_sync(self) -> None:
+        """Make the journal durable at stop; PostgreSQL gets it on the next start if not now."""
+        if self._journal is None:
             return
-        work = AlertWork()
-        for earlier in self._staged:
-            work.absorb(earlier)
         try:
-            await asyncio.wait_for(writer.write([], [], work), 10.0)
-        except (StorageUnavailable, TimeoutError) as exc:
-            log.error(
-                "stopped with %d console changes unstored (%d access-log entries): %s",
-                len(self._staged), len(work.access), exc,
-            )  # fmt: skip
+            await asyncio.wait_for(self._journal.sync(), 5.0)
+        except (SpoolError, TimeoutError) as exc:
+            log.error("could not sync the spool's journal at stop: %s", exc)
+
+    async def _drain(self, storage: asyncio.Task[None]) -> None:
+        """At stop, let storage catch up for a moment; what it misses waits in the spool."""
+        if self._journal is None or storage.done() or not self.storage_up:
             return
-        self._staged.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DRAIN_S):
+                while self._stored_seq < self._journal.durable_seq:
+                    self._stored_moved.clear()
+                    await self._stored_moved.wait()
+        if self._stored_seq < self._journal.durable_seq:
+            log.warning(
+                "stopping with %d journal entries not yet in PostgreSQL; they are stored on "
+                "the next start",
+                self._journal.durable_seq - self._stored_seq,
+            )
+
+    def _positions(self) -> tuple[int, int]:
+        assert self._lanes is not None
+        return (self._lanes[0].cursor, self._lanes[1].cursor)
+
+    def _spool_bytes(self) -> int:
+        assert self._lanes is not None and self._journal is not None
+        return self._journal.size_bytes + sum(lane.spool.size_bytes for lane in self._lanes)
+
+    # -- receive: broker → spool → acknowledgement ------------------------------
+
+    async def _receive_loop(self, source: MessageSource) -> None:
+        assert self._lanes is not None
+        alarm, bulk = self._lanes
+        async for batch in source.batches():
+            await self._room_in_spool()
+            split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
+            for delivery in batch:
+                split[lane_of(delivery.raw)].append(delivery.raw)
+            firsts = await self._spool_durably(split)
+            source.ack(batch)
+            self.metrics.batch_sizes.observe(len(batch))
+            alarm.received(firsts[Lane.ALARM], split[Lane.ALARM])
+            bulk.received(firsts[Lane.BULK], split[Lane.BULK])
+            self._rules_wake.set()
+
+    async def _spool_durably(self, split: tuple[list[RawMessage], list[RawMessage]]) -> list[int]:
+        """Append each lane's messages once and fsync; retry (acknowledging nothing) on failure."""
+        assert self._lanes is not None
+        firsts = [0, 0]
+        todo = [lane for lane in Lane if split[lane]]
+        while True:
+            try:
+                while todo:
+                    lane = todo[0]
+                    spool = self._lanes[lane].spool
+                    firsts[lane] = spool.last_seq + 1
+                    spool.append([encode_raw(raw) for raw in split[lane]])
+                    todo.pop(0)
+                await asyncio.gather(*(lane.spool.sync() for lane in self._lanes))
+            except SpoolError as exc:
+                if self._write_error is None:
+                    log.error("%s; acknowledging nothing until it can be written", exc)
+                self._write_error = str(exc)
+                await asyncio.sleep(1.0)
+                continue
+            if self._write_error is not None:
+                log.warning("the spool can be written again")
+                self._write_error = None
+            return firsts
+
+    async def _room_in_spool(self) -> None:
+        """Hold acknowledgements while the spool is at its limit (the broker keeps the rest)."""
+        limit = self.settings.spool.max_bytes
+        if self._spool_bytes() < limit:
+            return
+        self._spool_full = True
+        log.warning(
+            "spool %s is full (%d bytes, limit %d); acknowledgements stop until PostgreSQL "
+            "has caught up",
+            self.settings.spool.dir,
+            self._spool_bytes(),
+            limit,
+        )
+        while self._spool_bytes() >= limit * _SPOOL_RESUME:
+            self._spool_room.clear()
+            await self._spool_room.wait()
+        self._spool_full = False
+        log.warning("spool below its limit again; acknowledgements resume")
+
+    # -- rules: lanes → pipeline → rules → journal -----------------------------
+
+    async def _rules_loop(self) -> None:
+        while True:
+            if self._rule_slice():
+                await asyncio.sleep(0)  # let receiving and the API run between slices
+                continue
+            self._rules_wake.clear()
+            await self._rules_wake.wait()
+
+    def _rule_slice(self) -> bool:
+        """Judge the next slice, alarm lane first; tell whether there was one."""
+        assert self._lanes is not None and self.alerting is not None
+        for lane in self._lanes:
+            raws = lane.take(_RULES_SLICE)
+            if raws:
+                break
+        else:
+            return False
+        process = self.pipeline.process
+        rows: list[StoredRow] = []
+        dead: list[DeadLetter] = []
+        for raw in raws:
+            outcome = process(raw)
+            if outcome.rows:
+                rows.extend(outcome.rows)
+            elif outcome.dead_letter is not None:
+                dead.append(outcome.dead_letter)
+        # Alerts are published from here, before anything is stored.
+        work = self.alerting.on_rows(rows)
+        received = min(r.received_at for r in raws)
+        self._journal_append(
+            make_entry(rows, dead, work, lanes=self._positions(), received_at=received)
+        )
+        return True
+
+    def _journal_append(self, entry: JournalEntry) -> None:
+        assert self._journal is not None
+        seq = self._journal.append([encode_entry(entry)])
+        tail = self._journal_tail
+        if len(tail) < _JOURNAL_TAIL and (not tail or tail[-1][0] == seq - 1):
+            tail.append((seq, entry))
+        self._unstored.append((seq, time.monotonic()))
+        self._journal_dirty.set()
+
+    async def _journal_loop(self) -> None:
+        """Sync the journal as entries come (group commit), then release judged lane records."""
+        assert self._lanes is not None and self._journal is not None
+        while True:
+            await self._journal_dirty.wait()
+            self._journal_dirty.clear()
+            covered = self._positions()
+            try:
+                await self._journal.sync()
+            except SpoolError as exc:
+                log.error("%s; retrying", exc)
+                self._journal_dirty.set()
+                await asyncio.sleep(1.0)
+                continue
+            for lane, at in zip(self._lanes, covered, strict=True):
+                lane.spool.release(at)
+            self._spool_room.set()
+
+    # -- storage: journal → PostgreSQL ---------------------------------------
+
+    async def _storage_loop(self, sink: PostgresSink) -> None:
+        assert self._journal is not None
+        journal = self._journal
+        retry_s = self.settings.ingest.storage_retry_s
+        while True:
+            await journal.wait_durable(self._stored_seq)
+            entries = self._next_entries()
+            if not entries:
+                await asyncio.sleep(retry_s)
+                continue
+            last = entries[-1][0]
+            progress = Progress(self._spool_id, last, *entries[-1][1].lanes)
+            while True:
+                try:
+                    result = await sink.write([e for _, e in entries], progress)
+                    break
+                except StorageUnavailable as exc:
+                    self.metrics.write_failures += 1
+                    if self.storage_up:
+                        self.storage_up = False
+                        log.warning(
+                            "%s; alerts go on, the spool keeps everything and storing resumes "
+                            "when PostgreSQL answers",
+                            exc,
+                        )
+                    await self._until_answers(sink, retry_s)
+            if not self.storage_up:
+                self.storage_up = True
+                log.warning(
+                    "PostgreSQL answers again; storing the %d journal entries it missed",
+                    journal.durable_seq - self._stored_seq,
+                )
+            self._stored_seq = last
+            while self._unstored and self._unstored[0][0] <= last:
+                self._unstored.popleft()
+            journal.release(last)
+            self._spool_room.set()
+            self._stored_moved.set()
+            m = self.metrics
+            m.batches += 1
+            m.events_stored += result.inserted
+            m.duplicates += result.duplicates
+            rows = sum(e.row_count for _, e in entries)
+            m.batch_rows_max = max(m.batch_rows_max, rows)
+
+    async def _until_answers(self, sink: PostgresSink, retry_s: float) -> None:
+        """Probe PostgreSQL every ``retry_s`` (no back-off) until it answers."""
+        await asyncio.sleep(retry_s)
+        answered = await sink.probe()
+        while not answered:
+            await asyncio.sleep(retry_s)
+            answered = await sink.probe()
+
+    def _next_entries(self) -> list[tuple[int, JournalEntry]]:
+        """The durable journal entries after the stored position, from memory or the spool."""
+        assert self._journal is not None
+        start = self._stored_seq
+        durable = self._journal.durable_seq
+        tail = self._journal_tail
+        while tail and tail[0][0] <= start:
+            tail.popleft()
+        found: list[tuple[int, JournalEntry]] = []
+        rows = 0
+        seq = start
+        while seq < durable and rows < _STORE_ROWS:
+            if tail and tail[0][0] == seq + 1:
+                entry = tail.popleft()[1]
+            else:
+                upto = tail[0][0] - 1 if tail else durable
+                records = self._journal.read(seq, min(upto - seq, 64))
+                if not records:
+                    break
+                batch = [(s, decode_entry(p)) for s, p in records]
+                found.extend(batch)
+                rows += sum(e.row_count for _, e in batch)
+                seq = batch[-1][0]
+                continue
+            seq += 1
+            found.append((seq, entry))
+            rows += entry.row_count
+        return found
+
+    # -- the clock and the registry ------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rules.tick_s)
+            self.tick_now()
 
     def _apply_shelves(self, shelves: list[Shelf], *, devices_changed: bool = False) -> None:
         """Take devices out of service (no rules, no supervision) while their period runs."""
@@ -220,114 +639,63 @@ class Gateway:
                 {d: info for d, info in self._devices.items() if d not in active}
             )
 
-    async def _decode_loop(self, source: MessageSource, queue: asyncio.Queue[_Work]) -> None:
-        assert self.alerting is not None
-        process = self.pipeline.process
-        async for batch in source.batches():
-            rows: list[StoredRow] = []
-            dead: list[DeadLetter] = []
-            for delivery in batch:
-                outcome = process(delivery.raw)
-                if outcome.rows:
-                    rows.extend(outcome.rows)
-                elif outcome.dead_letter is not None:
-                    dead.append(outcome.dead_letter)
-            # Rules run now, before storage: an alert is published at once.
-            work = self.alerting.on_rows(rows)
-            if batch:
-                self._pending.append(min(d.raw.received_at for d in batch))
-            # Bounded: while the writer is stuck, acks stop, the broker stops
-            # sending once Receive Maximum is reached, and decoding waits here.
-            await queue.put((batch, rows, dead, work))
-
-    async def _tick_loop(self, queue: asyncio.Queue[_Work]) -> None:
-        assert self.alerting is not None
-        while True:
-            await asyncio.sleep(self.settings.rules.tick_s)
-            work = AlertWork()
-            staged, self._staged = self._staged, []
-            for earlier in staged:
-                work.absorb(earlier)
-            work.absorb(self.alerting.tick(self.clock.now()))
-            if work:
-                await queue.put(([], [], [], work))
-
-    async def _write_loop(
-        self, source: MessageSource, writer: BatchWriter, queue: asyncio.Queue[_Work]
-    ) -> None:
-        initial = self.settings.ingest.retry_initial_s
-        batch_max = self.settings.ingest.batch_max
-        while True:
-            batch, rows, dead, work = await queue.get()
-            decoded = 1 if batch else 0
-            # Group commit: what queued up while the last write ran goes in one
-            # transaction. Batches can then be handed out early (a short linger,
-            # so alerts are not held back) without costing throughput under load.
-            while not queue.empty() and len(batch) < batch_max:
-                more, more_rows, more_dead, later = queue.get_nowait()
-                batch, rows, dead = batch + more, rows + more_rows, dead + more_dead
-                work.absorb(later)
-                decoded += 1 if more else 0
-            delay = initial
-            while True:
-                try:
-                    result = await writer.write(rows, dead, work)
-                    break
-                except StorageUnavailable as exc:
-                    self.metrics.write_failures += 1
-                    log.warning("%s; retrying batch of %d in %.1f s", exc, len(batch), delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-            source.ack(batch)
-            for _ in range(decoded):
-                self._pending.popleft()
-            m = self.metrics
-            m.batches += 1
-            m.events_stored += result.inserted
-            m.duplicates += result.duplicates
-            m.batch_rows_max = max(m.batch_rows_max, len(rows))
-            if batch:
-                m.batch_sizes.observe(len(batch))
-
-    async def _maintain(
-        self,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
-        version: tuple[datetime | None, int],
-        directory_at: datetime | None,
-    ) -> None:
+    async def _maintain(self, refresher: Refresher) -> None:
         interval = self.settings.ingest.registry_refresh_s
-        last_partition_check = 0.0
         while True:
             await asyncio.sleep(interval)
             try:
-                async with pool.connection() as conn:
-                    current = await registry_version(conn)
-                    current_changed = current != version
-                    if current_changed:
-                        devices = await load_known_devices(conn)
-                        self.pipeline.set_registry(devices)
-                        self._devices = devices
-                        if self.alerting is not None:
-                            self.alerting.set_homes(await load_homes(conn))
-                        log.info("device registry reloaded (%d devices)", current[1])
-                        version = current
-                        self.registry_loads += 1
-                    # Re-read every round: a period may have begun or ended by itself.
-                    self._apply_shelves(
-                        await load_shelves(conn, self.clock.now()),
-                        devices_changed=current_changed,
-                    )
-                    imported_at = await directory_version(conn)
-                    if imported_at != directory_at and self.alerting is not None:
-                        self.alerting.directory = await load_directory(conn)
-                        directory_at = imported_at
-                        log.info("access directory reloaded")
-                    if time.monotonic() - last_partition_check > _PARTITION_CHECK_S:
-                        await conn.execute(
-                            "SELECT wgw_ensure_event_partitions("
-                            "now() - interval '2 months', now() + interval '3 months')"
-                        )
-                        last_partition_check = time.monotonic()
-                    await conn.commit()
-            except psycopg.OperationalError as exc:
-                log.warning("registry refresh skipped: %s", exc)
+                fresh = await refresher.refresh(self.clock.now())
+            except StorageUnavailable as exc:
+                log.debug("registry refresh skipped: %s", exc)
+                continue
+            if fresh.devices is not None:
+                self.pipeline.set_registry(fresh.devices)
+                self._devices = fresh.devices
+                if self.alerting is not None and fresh.homes is not None:
+                    self.alerting.set_homes(fresh.homes)
+                log.info("device registry reloaded (%d devices)", fresh.version[1])
+                self.registry_loads += 1
+            # Applied every round: a period may have begun or ended by itself.
+            self._apply_shelves(fresh.shelves, devices_changed=fresh.devices is not None)
+            if fresh.directory is not None and self.alerting is not None:
+                self.alerting.directory = fresh.directory
+                log.info("access directory reloaded")
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Wait for ``stop`` or for a task to end; re-raise what ended it."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    for task in done:
+        if task is not stopper and (error := task.exception()) is not None:
+            raise error
+
+
+def _spool_id(directory: Path) -> str:
+    """The spool directory's own id, made on first use (PostgreSQL keys its position by it)."""
+    path = directory / "spool.id"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists():
+            return path.read_text(encoding="ascii").strip()
+        spool_id = secrets.token_hex(8)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(spool_id + "\n", encoding="ascii")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"spool.dir: cannot use {directory} ({exc.strerror}); set [spool] dir to a "
+            "directory on this machine's disk that the gateway may write"
+        ) from exc
+    return spool_id

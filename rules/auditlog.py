@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError
 from core.ids import OrgId
+from core.rows import StoredRow
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,27 @@ class Action(StrEnum):
     CHANGE = "change"  # another console change to a person's alert: på väg, på plats, a comment
     REMOTE_VIEW = "remote_view"  # allowed or refused; the detail says which
     EXPORT = "export"  # an extract or CSV export left the system
+
+
+# Lock and cabinet events that are access: with an actor they are logged.
+_EVENT_ACTIONS: dict[str, Action] = {
+    "lock.unlocked": Action.UNLOCK,
+    "lock.locked": Action.LOCK,
+    "lock.door_opened": Action.DOOR_OPENED,
+    "lock.door_closed": Action.DOOR_CLOSED,
+    "dispenser.cabinet_opened": Action.CABINET_OPENED,
+    "dispenser.cabinet_closed": Action.CABINET_CLOSED,
+}
+
+
+def is_access_event(row: StoredRow) -> bool:
+    """Tell whether a stored event is a door or cabinet access that the log must hold."""
+    return row.event.actor is not None and row.event.kind in _EVENT_ACTIONS
+
+
+def event_action(kind: str) -> Action:
+    """The access-log action of an access event's kind."""
+    return _EVENT_ACTIONS[kind]
 
 
 class AccessEntry(BaseModel):

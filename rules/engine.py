@@ -622,12 +622,19 @@ class RuleEngine:
 
     # -- time --------------------------------------------------------------
 
-    def tick(self, now: datetime) -> list[Effect]:
-        """Fire what is due at ``now``: absence deadlines, supervision, escalation."""
+    def tick(self, now: datetime, *, heard_until: datetime | None = None) -> list[Effect]:
+        """Fire what is due at ``now``: absence deadlines, supervision, escalation.
+
+        ``heard_until`` is the receipt time up to which every message has been
+        seen by the engine (older than ``now`` while a backlog waits): silence
+        is judged only up to it, so a heartbeat received but not yet processed
+        still counts as contact.
+        """
         effects: list[Effect] = []
         self._fire_deadlines(now, effects)
         if self._supervision is not None:
-            self._supervise(now, *self._supervision, effects)
+            silence_now = now if heard_until is None else min(now, heard_until)
+            self._supervise(silence_now, *self._supervision, effects)
         self._escalate(now, effects)
         return effects
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from gateway.embedded import MosquittoServer, PostgresServer, find_mosquitto, temp_dir
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every gateway a test starts spools under the test's own directory (WGW_SPOOL__DIR)."""
+    path = tmp_path / "spool"
+    monkeypatch.setenv("WGW_SPOOL__DIR", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from gateway.api.app import create_app
 from gateway.api.context import ApiContext
 from gateway.console import Console
 from gateway.service import Gateway
-from gateway.store import BatchWriter
+from gateway.store.runtime import make_pool
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ApiServer:
         assert gateway.alerting is not None
         db = settings.db
         # Its own small pool: console reads must not wait behind ingest's writes.
-        pool = BatchWriter.make_pool(db.dsn, min_size=1, max_size=max(2, db.pool_max))
+        pool = make_pool(db.dsn, min_size=1, max_size=max(2, db.pool_max))
         await pool.open(wait=True, timeout=db.connect_timeout_s)
         console = Console(gateway.alerting, clock=gateway.clock, metrics=gateway.metrics)
         self.context = ApiContext(

@@ -2,13 +2,13 @@
 
 from gateway.store.migrate import MigrationReport, migrate
 from gateway.store.pool import Connection, Pool, connection, probe
-from gateway.store.writer import BatchWriter
+from gateway.store.writer import PostgresSink
 
 __all__ = [
-    "BatchWriter",
     "Connection",
     "MigrationReport",
     "Pool",
+    "PostgresSink",
     "connection",
     "migrate",
     "probe",

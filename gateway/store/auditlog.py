@@ -21,28 +21,14 @@ from rules.auditlog import (
     EntryDraft,
     VerifyResult,
     append,
+    event_action,
 )
 
 if TYPE_CHECKING:
     from core.rows import StoredRow
 
-# Lock and cabinet events that are access: with an actor they are logged.
-EVENT_ACTIONS: dict[str, Action] = {
-    "lock.unlocked": Action.UNLOCK,
-    "lock.locked": Action.LOCK,
-    "lock.door_opened": Action.DOOR_OPENED,
-    "lock.door_closed": Action.DOOR_CLOSED,
-    "dispenser.cabinet_opened": Action.CABINET_OPENED,
-    "dispenser.cabinet_closed": Action.CABINET_CLOSED,
-}
-
 _COLUMNS = "org, seq, at, actor, action, subject, person, detail, prev_hash, hash"
 _INSERT = f"INSERT INTO access_log ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-
-
-def is_access_event(row: StoredRow) -> bool:
-    """Tell whether a stored event is a door or cabinet access that the log must hold."""
-    return row.event.actor is not None and row.event.kind in EVENT_ACTIONS
 
 
 def _entry(row: tuple[Any, ...]) -> AccessEntry:
@@ -108,7 +94,7 @@ async def append_events(cur: psycopg.AsyncCursor[Any], rows: Sequence[StoredRow]
         assert e.actor is not None
         drafts.append(
             EntryDraft(
-                row.org, e.occurred_at, e.actor, EVENT_ACTIONS[e.kind], e.device_id,
+                row.org, e.occurred_at, e.actor, event_action(e.kind), e.device_id,
                 units.get(e.device_id), {"event_id": e.event_id, "kind": e.kind},
             )
         )  # fmt: skip

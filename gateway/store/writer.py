@@ -1,24 +1,27 @@
-"""Batched idempotent writes: COPY into staging, then INSERT … ON CONFLICT DO NOTHING."""
+"""The PostgreSQL sink: journal entries in one transaction each write, exactly once.
+
+Events go through COPY into a staging table and ``INSERT … ON CONFLICT DO
+NOTHING``; alert work, access-log entries, dead letters and the spool
+position follow in the same transaction. The sink keeps one connection of
+its own, so that after an outage it is back as soon as PostgreSQL answers.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from core.errors import StorageUnavailable
-from core.rows import DeadLetter, StoredRow
+from core.rows import EVENT_COLUMNS, DeadLetter, StoredRow, WriteResult
+from gateway.journal import JournalEntry, Progress
 from gateway.store.alerts import store as store_alert_work
 from gateway.store.auditlog import append_events as append_access_events
-from gateway.store.auditlog import is_access_event
-from gateway.store.pool import Pool
 from rules.work import AlertWork
 
 log = logging.getLogger(__name__)
@@ -31,49 +34,7 @@ MAX_DEAD_LETTER_BYTES = 1024 * 1024
 # covers the broker's session expiry: nothing is redelivered after that.
 _GATEWAY_TIME_DEDUP_WINDOW = "7 days"
 
-_EVENT_COLUMNS = (
-    "occurred_at", "device_id", "event_id", "received_at", "org", "family", "kind",
-    "actor", "device_time", "attributes",
-)  # fmt: skip
-
-# COPY's text format gives these four characters a meaning; escape them.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one committed batch changed."""
-
-    inserted: int
-    duplicates: int
-    dead_letters: int
-
-
-# One encoder for all rows: json.dumps with options builds a new one per call.
-_ATTRIBUTES_JSON = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def copy_buffer(rows: Sequence[StoredRow]) -> bytes:
-    """Render rows as one COPY text-format buffer in the column order of _EVENT_COLUMNS."""
-    lines: list[str] = []
-    append = lines.append
-    esc = _COPY_ESCAPES
-    for row in rows:
-        e = row.event
-        actor = "\\N" if e.actor is None else e.actor.translate(esc)
-        attributes = _ATTRIBUTES_JSON(e.attributes).translate(esc) if e.attributes else "{}"
-        # device_id and kind are validated to need no escaping; the rest may.
-        append(
-            f"{e.occurred_at.isoformat()}\t{e.device_id}\t{e.event_id.translate(esc)}\t"
-            f"{e.received_at.isoformat()}\t{row.org.translate(esc)}\t{e.family.value}\t"
-            f"{e.kind}\t{actor}\t{'t' if e.device_time else 'f'}\t{attributes}\n"
-        )
-    # surrogatepass: a lone surrogate reaches PostgreSQL, which refuses that row
-    # with a reason (see BatchWriter.write) instead of failing the whole batch here.
-    return "".join(lines).encode("utf-8", "surrogatepass")
-
-
-_COLUMNS_SQL = ", ".join(_EVENT_COLUMNS)
+_COLUMNS_SQL = ", ".join(EVENT_COLUMNS)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS events_staging"
     " (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -81,7 +42,7 @@ _STAGING_DDL = (
 _INSERT_SQL = f"""
 INSERT INTO events ({_COLUMNS_SQL})
 SELECT DISTINCT ON (s.device_id, s.event_id, CASE WHEN s.device_time THEN s.occurred_at END)
-       {", ".join("s." + c for c in _EVENT_COLUMNS)}
+       {", ".join("s." + c for c in EVENT_COLUMNS)}
 FROM events_staging s
 WHERE s.device_time OR NOT EXISTS (
     SELECT 1 FROM events e
@@ -115,119 +76,171 @@ def _dead_letter_params(d: DeadLetter) -> tuple[object, ...]:
     )
 
 
-async def _prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute(_STAGING_DDL)
-    await conn.commit()
+_SAVE_PROGRESS = """
+INSERT INTO spool_progress (spool_id, journal_seq, alarm_seq, bulk_seq, stored_at)
+VALUES (%s, %s, %s, %s, now())
+ON CONFLICT (spool_id) DO UPDATE SET journal_seq = EXCLUDED.journal_seq,
+    alarm_seq = EXCLUDED.alarm_seq, bulk_seq = EXCLUDED.bulk_seq, stored_at = now()
+"""
 
 
-class BatchWriter:
-    """Writes one batch per transaction; the caller acknowledges only after it returns."""
+class PostgresSink:
+    """Stores journal entries; raises StorageUnavailable while PostgreSQL cannot be reached."""
 
-    def __init__(
-        self,
-        pool: Pool,
-        *,
-        acquire_timeout: float = 5.0,
-    ) -> None:
-        self._pool = pool
-        # Short: while PostgreSQL is down the caller retries with backoff and
-        # logs each failure; a long pool wait would hide the outage.
-        self._acquire_timeout = acquire_timeout
+    def __init__(self, dsn: str, *, connect_timeout_s: int = 2) -> None:
+        self._dsn = dsn
+        # Short: the caller probes again within a second; a long wait would
+        # only delay noticing that PostgreSQL is back.
+        self._connect_timeout_s = connect_timeout_s
+        self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    @staticmethod
-    def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
-        """Create (unopened) a connection pool whose connections have the staging table."""
-        return AsyncConnectionPool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            configure=_prepare_connection,
-            kwargs={"autocommit": False},
-        )
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._dsn, connect_timeout=self._connect_timeout_s
+                )
+                await conn.execute(_STAGING_DDL)
+                await conn.commit()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise StorageUnavailable(_first_line(exc)) from exc
+            self._conn = conn
+        return self._conn
+
+    async def probe(self) -> bool:
+        """Whether PostgreSQL answers now."""
+        try:
+            conn = await self._connection()
+            await conn.execute("SELECT 1")
+            await conn.rollback()
+        except StorageUnavailable:
+            return False
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            await self.close()
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Drop the connection (the next write opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except psycopg.Error:
+                log.debug("closing a broken storage connection failed", exc_info=True)
 
     async def write(
-        self,
-        rows: Sequence[StoredRow],
-        dead: Sequence[DeadLetter],
-        alerts: AlertWork | None = None,
+        self, entries: Sequence[JournalEntry], progress: Progress | None = None
     ) -> WriteResult:
-        """Store a batch exactly once; raises StorageUnavailable if PostgreSQL is unreachable.
+        """Store entries exactly once, and the spool position with them.
 
         A row the database refuses (a value it cannot hold) does not block the
-        stream: the batch is retried row by row and refused rows become dead
+        stream: the rows are retried one by one and refused rows become dead
         letters with the database's reason.
         """
+        rows = b"".join(e.rows for e in entries)
+        count = sum(e.row_count for e in entries)
+        access = [r for e in entries for r in e.access]
+        dead = [d for e in entries for d in e.dead]
+        work = AlertWork()
+        for entry in entries:
+            if entry.work is not None:
+                work.absorb(entry.work)
         try:
-            return await self._write(rows, dead, alerts)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            if len(rows) <= 1:
-                raise
-            log.warning("batch of %d refused (%s); retrying row by row", len(rows), exc)
-        total = WriteResult(0, 0, 0)
-        refused: list[DeadLetter] = []
-        for row in rows:
-            try:
-                part = await self._write([row], ())
-            except (psycopg.DataError, psycopg.IntegrityError) as exc:
-                refused.append(_refused(row, exc))
-                continue
-            total = WriteResult(
-                total.inserted + part.inserted, total.duplicates + part.duplicates, 0
+            return await self._commit(
+                rows, count, access=access, dead=dead, work=work, progress=progress
             )
-        tail = await self._write((), [*dead, *refused], alerts)
-        return WriteResult(total.inserted, total.duplicates, tail.dead_letters)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            await self._rollback()
+            if count == 0:
+                raise
+            log.warning("batch of %d rows refused (%s); retrying row by row", count, exc)
+        inserted = duplicates = 0
+        refused: list[DeadLetter] = []
+        for line in rows.splitlines(keepends=True):
+            try:
+                part = await self._commit(line, 1, access=access, dead=(), work=None, progress=None)
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                await self._rollback()
+                refused.append(_refused(line, exc))
+                continue
+            inserted += part.inserted
+            duplicates += part.duplicates
+        tail = await self._commit(
+            b"", 0, access=(), dead=[*dead, *refused], work=work, progress=progress
+        )
+        return WriteResult(inserted, duplicates, tail.dead_letters)
 
-    async def _write(
+    async def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.rollback()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                await self.close()
+                raise StorageUnavailable(_first_line(exc)) from exc
+
+    async def _commit(
         self,
-        rows: Sequence[StoredRow],
+        rows: bytes,
+        count: int,
+        *,
+        access: Sequence[StoredRow],
         dead: Sequence[DeadLetter],
-        alerts: AlertWork | None = None,
+        work: AlertWork | None,
+        progress: Progress | None,
     ) -> WriteResult:
+        conn = await self._connection()
         inserted = dead_count = 0
         try:
-            async with (
-                self._pool.connection(timeout=self._acquire_timeout) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                if rows:
+            async with conn.transaction(), conn.cursor() as cur:
+                if count:
                     async with cur.copy(
                         sql.SQL("COPY events_staging ({}) FROM STDIN").format(sql.SQL(_COLUMNS_SQL))
                     ) as copy:
-                        await copy.write(copy_buffer(rows))
+                        await copy.write(rows)
                     await cur.execute(_INSERT_SQL)
                     new = set(await cur.fetchall())
                     inserted = len(new)
                     # Logged in the same transaction as the event: exactly once.
-                    access = [
+                    fresh = [
                         r
-                        for r in rows
-                        if is_access_event(r)
-                        and (r.event.device_id, r.event.event_id, r.event.occurred_at) in new
+                        for r in access
+                        if (r.event.device_id, r.event.event_id, r.event.occurred_at) in new
                     ]
-                    if access:
-                        await append_access_events(cur, access)
-                if alerts:
-                    await store_alert_work(cur, alerts)
+                    if fresh:
+                        await append_access_events(cur, fresh)
+                if work:
+                    await store_alert_work(cur, work)
                 if dead:
                     await cur.executemany(_DEAD_LETTER_SQL, [_dead_letter_params(d) for d in dead])
                     dead_count = max(cur.rowcount, 0)
+                if progress is not None:
+                    await cur.execute(
+                        _SAVE_PROGRESS,
+                        (progress.spool_id, progress.journal_seq, progress.alarm_seq,
+                         progress.bulk_seq),
+                    )  # fmt: skip
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
-        return WriteResult(inserted, len(rows) - inserted, dead_count)
+            await self.close()
+            raise StorageUnavailable(f"PostgreSQL write failed: {_first_line(exc)}") from exc
+        return WriteResult(inserted, count - inserted, dead_count)
 
 
-def _refused(row: StoredRow, exc: Exception) -> DeadLetter:
-    e = row.event
-    # json.dumps escapes what UTF-8 cannot carry (the likely reason for refusal).
-    payload = json.dumps(e.model_dump(mode="json")).encode()
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _refused(line: bytes, exc: Exception) -> DeadLetter:
+    """A dead letter for one rendered row PostgreSQL would not take."""
+    fields = line.decode("utf-8", "surrogateescape").split("\t")
+    device_id, org, family = fields[1], fields[4], fields[5]
+    received_at = datetime.fromisoformat(fields[3])
     return DeadLetter(
-        received_at=e.received_at,
-        topic=f"wgw/{row.org}/{e.family.value}/{e.device_id}/event",
-        payload=payload,
+        received_at=received_at,
+        topic=f"wgw/{org}/{family}/{device_id}/event",
+        payload=line,
         reason="storage_rejected",
-        detail=f"PostgreSQL refused the event: {exc}".splitlines()[0],
-        org=row.org,
-        device_id=e.device_id,
+        detail=f"PostgreSQL refused the event: {_first_line(exc)}",
+        org=org,
+        device_id=device_id,
     )

@@ -114,7 +114,7 @@ BASE_SETTINGS: dict[str, dict[str, Any]] = {
     "api": {"port": 0, "secure_cookies": False},
     # Staged console writes (actions, logged reads) land within a tick.
     "rules": {"tick_s": 0.05},
-    "ingest": {"registry_refresh_s": 60, "retry_initial_s": 0.1},
+    "ingest": {"registry_refresh_s": 60, "storage_retry_s": 0.1},
     "db": {"connect_timeout_s": 20},
 }
 

@@ -77,7 +77,10 @@ async def test_metrics_count_what_was_fed(prepared_dsn: str) -> None:
         ]  # fmt: skip
         fed = list(messages)
         api.source.feed(fed)
-        await eventually(lambda: len(api.source.acked) == len(fed), what="every message committed")
+        await eventually(lambda: len(api.source.acked) == len(fed), what="every message spooled")
+        await eventually(
+            lambda: api.gateway.spool_status().waiting_storage == 0, what="every entry stored"
+        )
         await eventually(lambda: len(api.open_alerts()) == 2, what="two falls open")
 
         response = await api.client().get("/metrics")
@@ -92,7 +95,7 @@ async def test_metrics_count_what_was_fed(prepared_dsn: str) -> None:
         }
         assert _value(samples, "wgw_messages_total") == len(fed)
         assert _value(samples, "wgw_events_stored_total") == 3
-        # Every message was in exactly one committed batch.
+        # Every message was in exactly one spooled batch.
         assert _value(samples, "wgw_batch_size_messages_sum") == len(fed)
         assert _value(samples, "wgw_batch_size_messages_count") >= 1
         assert _value(samples, "wgw_ingest_lag_seconds") == 0  # nothing waits for a commit
@@ -117,7 +120,7 @@ async def test_metrics_count_what_was_fed(prepared_dsn: str) -> None:
 
 
 @pytest.mark.slow
-async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_console(
+async def test_with_postgresql_down_healthz_says_so_and_alerts_still_reach_the_console(
     own_pg: PostgresServer, password_hash: str
 ) -> None:
     prepare_database(own_pg.dsn, password_hash)
@@ -127,10 +130,12 @@ async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_con
             assert (await stream.next()).event == "snapshot"
             await asyncio.to_thread(own_pg.stop, "immediate")
 
+            # Reported, but no 503: the gateway still takes messages and pages.
             response = await api.client().get("/healthz")
-            assert response.status_code == 503
+            assert response.status_code == 200
             health = response.json()
-            assert (health["ok"], health["broker"], health["database"]) == (False, True, False)
+            assert (health["ok"], health["broker"], health["database"]) == (True, True, False)
+            assert any("PostgreSQL is unreachable" in p for p in health["problems"])
 
             # DESIGN: alerts keep flowing while the database is down. Falls in three
             # homes: none may wait for another's failed lookup of unit and area.
@@ -144,7 +149,8 @@ async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_con
                 ("alert", "AlertOpened", device) for device in (SENSOR_A1, SENSOR_A2, SENSOR_A3)
             ]
             assert took < 4, f"three falls took {took:.1f} s to reach the console"
-            assert api.source.acked == []  # not yet stored, so not yet acknowledged
+            # Durable in the spool, so acknowledged, though not yet stored.
+            await eventually(lambda: len(api.source.acked) == 3, what="spooled")
             alert_id = frames[0].data["alert"]["alert_id"]
             # The patrol can still take it: the session PostgreSQL confirmed holds.
             taken = await operator.post(f"/api/alerts/{alert_id}/acknowledge", json={})
@@ -161,10 +167,9 @@ async def test_with_postgresql_down_healthz_fails_and_alerts_still_reach_the_con
             await asyncio.to_thread(own_pg.start)
 
             async def healthy() -> bool:
-                return (await api.client().get("/healthz")).status_code == 200
+                return bool((await api.client().get("/healthz")).json()["database"])
 
-            await eventually(healthy, within_s=30, what="healthz to recover")
-            await eventually(lambda: len(api.source.acked) == 3, within_s=30, what="the commit")
+            await eventually(healthy, within_s=30, what="healthz to see PostgreSQL again")
 
             async def stored_acknowledged() -> bool:
                 return await db_rows(

@@ -284,13 +284,15 @@ def console_gateway(
     broker.start()
     # A fixed port, not 0: a console reconnects to the address it was loaded from.
     port = _free_port()
+    home = tmp_path_factory.mktemp("console")
     env = gateway_env(
         dsn=dsn,
         broker_port=broker.port,
         client_id=f"wgw-{uuid.uuid4().hex[:8]}",
+        spool_dir=home / "spool",
         WGW_API__PORT=str(port),
     )
-    process = GatewayProcess(env, tmp_path_factory.mktemp("console") / "gateway.log")
+    process = GatewayProcess(env, home / "gateway.log")
     gateway = ConsoleGateway(f"http://127.0.0.1:{port}/", dsn, broker, process)
     try:
         process.start()

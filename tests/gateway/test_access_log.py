@@ -16,10 +16,10 @@ from core.events import Event, Family
 from core.rows import StoredRow
 from gateway.cli import main
 from gateway.registry import DeviceRecord
-from gateway.store import BatchWriter, migrate
+from gateway.store import migrate
 from gateway.store.auditlog import verify
 from gateway.store.devices import import_devices
-from tests.utils.services import count, rows
+from tests.utils.services import EntryWriter, count, rows
 
 pytestmark = pytest.mark.db
 
@@ -39,7 +39,7 @@ def lock_event(n: int, *, kind: str = "lock.unlocked", actor: str | None = "key-
 
 
 @pytest.fixture
-async def writer(db_dsn: str) -> AsyncIterator[BatchWriter]:
+async def writer(db_dsn: str) -> AsyncIterator[EntryWriter]:
     migrate(db_dsn)
     import_devices(
         db_dsn,
@@ -48,10 +48,9 @@ async def writer(db_dsn: str) -> AsyncIterator[BatchWriter]:
             DeviceRecord(device_id="lock-0002", family=Family.LOCK, org="vallby", unit="Lgh 2"),
         ],
     )
-    pool = BatchWriter.make_pool(db_dsn)
-    await pool.open(wait=True)
-    yield BatchWriter(pool)
-    await pool.close()
+    writer = EntryWriter(db_dsn)
+    yield writer
+    await writer.sink.close()
 
 
 def tamper(dsn: str, statement: str) -> None:
@@ -62,7 +61,7 @@ def tamper(dsn: str, statement: str) -> None:
 
 
 async def test_each_access_event_is_logged_once_and_chained(
-    writer: BatchWriter, db_dsn: str
+    writer: EntryWriter, db_dsn: str
 ) -> None:
     batch = [StoredRow(lock_event(n), "vallby") for n in range(1, 7)]
     no_actor = StoredRow(lock_event(7, kind="lock.locked", actor=None), "vallby")
@@ -77,7 +76,7 @@ async def test_each_access_event_is_logged_once_and_chained(
     assert report.ok and report.result.checked == 6
 
 
-async def test_the_table_refuses_updates_and_deletes(writer: BatchWriter, db_dsn: str) -> None:
+async def test_the_table_refuses_updates_and_deletes(writer: EntryWriter, db_dsn: str) -> None:
     await writer.write([StoredRow(lock_event(1), "vallby")], ())
     with psycopg.connect(db_dsn) as conn, pytest.raises(psycopg.errors.RaiseException):
         conn.execute("UPDATE access_log SET actor = 'key-9999'")
@@ -93,7 +92,7 @@ async def test_the_table_refuses_updates_and_deletes(writer: BatchWriter, db_dsn
     ],
 )
 async def test_verify_names_the_entry_that_was_changed_or_deleted(
-    writer: BatchWriter,
+    writer: EntryWriter,
     db_dsn: str,
     config: Path,
     capsys: pytest.CaptureFixture[str],
@@ -112,7 +111,7 @@ async def test_verify_names_the_entry_that_was_changed_or_deleted(
 
 
 async def test_audit_query_answers_who_opened_a_door(
-    writer: BatchWriter, config: Path, capsys: pytest.CaptureFixture[str]
+    writer: EntryWriter, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await writer.write([StoredRow(lock_event(n), "vallby") for n in range(1, 7)], ())
     since = (T0 + timedelta(minutes=2)).isoformat()

@@ -47,7 +47,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[GatewayProcess] = []
 
     def make(dsn: str, broker: MosquittoServer) -> GatewayProcess:
-        env = gateway_env(dsn=dsn, broker_port=broker.port, client_id=f"wgw-{uuid.uuid4().hex[:8]}")
+        name = f"wgw-{uuid.uuid4().hex[:8]}"
+        env = gateway_env(
+            dsn=dsn, broker_port=broker.port, client_id=name, spool_dir=tmp_path / name
+        )
         process = GatewayProcess(env, tmp_path / "gateway.log")
         started.append(process)
         return process
@@ -172,7 +175,9 @@ def test_database_down_mid_stream_loses_and_duplicates_nothing(
     def crash_database(gateway: GatewayProcess) -> None:
         own_pg.stop("immediate")  # a crash: no clean shutdown
         wait_until(
-            lambda: "retrying batch" in gateway.log_text(), timeout=30, what="a failed write"
+            lambda: "the spool keeps everything" in gateway.log_text(),
+            timeout=30,
+            what="a failed write",
         )
         own_pg.start()
 

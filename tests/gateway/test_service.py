@@ -45,7 +45,7 @@ async def until(predicate: Callable[[], bool], within_s: float = 20) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_nothing_is_acknowledged_until_committed_and_a_db_outage_loses_nothing(
+async def test_acknowledged_once_spooled_and_a_db_outage_loses_nothing(
     own_pg: PostgresServer,
 ) -> None:
     dsn = own_pg.dsn
@@ -54,7 +54,7 @@ async def test_nothing_is_acknowledged_until_committed_and_a_db_outage_loses_not
     settings = load_settings(
         None,
         db={"dsn": dsn, "connect_timeout_s": 30},
-        ingest={"retry_initial_s": 0.1, "registry_refresh_s": 60},
+        ingest={"storage_retry_s": 0.1, "registry_refresh_s": 60},
     )
     source = MemorySource(batch_max=50)
     gateway = Gateway(settings, source_factory=lambda: source)
@@ -67,16 +67,24 @@ async def test_nothing_is_acknowledged_until_committed_and_a_db_outage_loses_not
 
     source.feed(heartbeats(0, 100))
     await until(lambda: len(source.acked) == 100)
+    await until(lambda: gateway.spool_status().waiting_storage == 0)
     assert stored() == 100
 
     await asyncio.to_thread(own_pg.stop, "immediate")
     source.feed(heartbeats(100, 100))
-    await until(lambda: gateway.metrics.write_failures >= 2)
-    assert len(source.acked) == 100  # nothing acknowledged while nothing can be committed
+    # Acknowledged while PostgreSQL is away: the spool holds them.
+    await until(lambda: len(source.acked) == 200)
+    await until(lambda: gateway.metrics.write_failures >= 1)
+    status = gateway.spool_status()
+    assert not status.storage_up and status.waiting_storage > 0
 
     await asyncio.to_thread(own_pg.start)
-    await until(lambda: len(source.acked) == 200)
+    back = asyncio.get_running_loop().time()
+    await until(lambda: gateway.spool_status().waiting_storage == 0)
+    # Probed every storage_retry_s, not after a doubling back-off.
+    assert asyncio.get_running_loop().time() - back < 5
     assert stored() == 200
+    assert scalar(dsn, "SELECT count(DISTINCT event_id) FROM events") == 200
     assert source.acked == [(0, n) for n in range(1, 201)]  # in arrival order, each once
 
     stop.set()
@@ -106,9 +114,9 @@ async def test_start_up_gives_up_with_a_clear_message(own_pg: PostgresServer) ->
         await Gateway(settings, source_factory=MemorySource).run(asyncio.Event())
 
 
-async def test_console_changes_held_for_the_next_tick_are_stored_on_stop(db_dsn: str) -> None:
-    # A logged read or a staff action waits for the clock tick's write; a stop
-    # before that tick must still store it (nothing redelivers it).
+async def test_console_changes_journaled_just_before_a_stop_are_stored(db_dsn: str) -> None:
+    # A logged read or a staff action goes to the journal; a stop right after
+    # must still store it (nothing redelivers it).
     migrate(db_dsn)
     settings = load_settings(None, db={"dsn": db_dsn}, rules={"tick_s": 60})
     gateway = Gateway(settings, source_factory=MemorySource)

@@ -10,9 +10,9 @@ import pytest
 from core.events import Event, Family
 from core.rows import DeadLetter, StoredRow
 from gateway.embedded import PostgresServer, find_postgres_bin, temp_dir
-from gateway.store import BatchWriter, migrate
+from gateway.store import migrate
 from gateway.store.migrate import available_migrations
-from tests.utils.services import rows, scalar
+from tests.utils.services import EntryWriter, rows, scalar
 
 pytestmark = pytest.mark.db
 
@@ -34,12 +34,11 @@ def event(event_id: str, *, device_time: bool = True, at: datetime = NOW, **attr
 
 
 @pytest.fixture
-async def writer(db_dsn: str) -> AsyncIterator[BatchWriter]:
+async def writer(db_dsn: str) -> AsyncIterator[EntryWriter]:
     migrate(db_dsn)
-    pool = BatchWriter.make_pool(db_dsn)
-    await pool.open(wait=True)
-    yield BatchWriter(pool)
-    await pool.close()
+    writer = EntryWriter(db_dsn)
+    yield writer
+    await writer.sink.close()
 
 
 def test_migrate_is_idempotent_and_records_the_variant(db_dsn: str) -> None:
@@ -62,7 +61,7 @@ def test_every_migration_has_both_storage_variants_or_none() -> None:
         assert variants in ({None}, {"native", "timescaledb"}), version
 
 
-async def test_redelivered_batch_is_stored_once(writer: BatchWriter, db_dsn: str) -> None:
+async def test_redelivered_batch_is_stored_once(writer: EntryWriter, db_dsn: str) -> None:
     batch = [StoredRow(event(f"e{i}", battery=i), "vallby") for i in range(100)]
     first = await writer.write(batch, ())
     again = await writer.write([*batch[50:], StoredRow(event("e100"), "vallby")], ())
@@ -74,7 +73,7 @@ async def test_redelivered_batch_is_stored_once(writer: BatchWriter, db_dsn: str
 
 
 async def test_event_without_device_time_is_deduplicated_by_id(
-    writer: BatchWriter, db_dsn: str
+    writer: EntryWriter, db_dsn: str
 ) -> None:
     # A SCAIP message redelivered later gets a later gateway receive time.
     first = event("REF123", device_time=False, at=NOW)
@@ -86,14 +85,14 @@ async def test_event_without_device_time_is_deduplicated_by_id(
     assert scalar(db_dsn, "SELECT count(*) FROM events") == 1
 
 
-async def test_text_with_copy_specials_round_trips(writer: BatchWriter, db_dsn: str) -> None:
+async def test_text_with_copy_specials_round_trips(writer: EntryWriter, db_dsn: str) -> None:
     tricky = "tab\there\nnew\\line\r"
     await writer.write([StoredRow(event(tricky, note=tricky), "o")], ())
     assert rows(db_dsn, "SELECT event_id, attributes->>'note' FROM events") == [(tricky, tricky)]
 
 
 async def test_a_row_postgres_refuses_becomes_a_dead_letter_not_a_stall(
-    writer: BatchWriter, db_dsn: str
+    writer: EntryWriter, db_dsn: str
 ) -> None:
     good = [StoredRow(event(f"g{i}"), "o") for i in range(3)]
     bad = StoredRow(event("bad", note="\ud800"), "o")  # lone surrogate: jsonb refuses it
@@ -105,7 +104,7 @@ async def test_a_row_postgres_refuses_becomes_a_dead_letter_not_a_stall(
 
 
 async def test_dead_letters_keep_raw_bytes_once_per_message(
-    writer: BatchWriter, db_dsn: str
+    writer: EntryWriter, db_dsn: str
 ) -> None:
     raw = b"\xff\xfe not utf-8"
     dead = DeadLetter(
@@ -124,7 +123,7 @@ async def test_dead_letters_keep_raw_bytes_once_per_message(
 
 
 async def test_oversized_dead_letter_keeps_its_size_and_first_mebibyte(
-    writer: BatchWriter, db_dsn: str
+    writer: EntryWriter, db_dsn: str
 ) -> None:
     huge = b"x" * (3 * 1024 * 1024)
     await writer.write((), [DeadLetter(NOW, "wgw/o/alarm/a/event", huge, "oversized", "too big")])
@@ -139,12 +138,11 @@ async def test_the_schema_works_on_the_embedded_postgresql_too() -> None:
     server.start()
     try:
         assert migrate(server.dsn).variant == "native"
-        pool = BatchWriter.make_pool(server.dsn)
-        await pool.open(wait=True)
+        writer = EntryWriter(server.dsn)
         try:
-            result = await BatchWriter(pool).write([StoredRow(event("e1"), "o")] * 2, ())
+            result = await writer.write([StoredRow(event("e1"), "o")] * 2)
         finally:
-            await pool.close()
+            await writer.sink.close()
         assert result.inserted == 1
         version = scalar(server.dsn, "SHOW server_version_num")
         assert isinstance(version, str) and int(version) >= 180000

@@ -9,10 +9,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
+
+from core.rows import DeadLetter, StoredRow, WriteResult
+from gateway.journal import make_entry
+from gateway.store import PostgresSink
+from rules.work import AlertWork
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,17 +25,20 @@ REPO = Path(__file__).resolve().parents[2]
 _CONSOLE_LINE = re.compile(r"console and API at (http://\S+/)")
 
 
-def gateway_env(*, dsn: str, broker_port: int, client_id: str, **extra: str) -> dict[str, str]:
-    """Environment for a `wgw serve` subprocess pointed at the test's services."""
+def gateway_env(
+    *, dsn: str, broker_port: int, client_id: str, spool_dir: Path, **extra: str
+) -> dict[str, str]:
+    """Environment for a `wgw serve` subprocess pointed at the test's services and spool."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WGW_")}
     env.update(
         {
             "WGW_DB__DSN": dsn,
+            "WGW_SPOOL__DIR": str(spool_dir),
             "WGW_MQTT__PORT": str(broker_port),
             "WGW_MQTT__CLIENT_ID": client_id,
             "WGW_MQTT__RECONNECT_MAX_S": "1",
             "WGW_INGEST__REGISTRY_REFRESH_S": "0.5",
-            "WGW_INGEST__RETRY_INITIAL_S": "0.2",
+            "WGW_INGEST__STORAGE_RETRY_S": "0.2",
             # Any free port: several gateways run side by side in the suite.
             "WGW_API__PORT": "0",
             "WGW_API__SECURE_COOKIES": "false",
@@ -137,3 +145,18 @@ def rows(dsn: str, query: str, *params: object) -> list[tuple[object, ...]]:
     """Run a query and return all rows."""
     with psycopg.connect(dsn) as conn:
         return conn.execute(query.encode(), params or None).fetchall()
+
+
+class EntryWriter:
+    """Writes rows as one journal entry through the PostgreSQL sink, as storage does."""
+
+    def __init__(self, dsn: str) -> None:
+        self.sink = PostgresSink(dsn)
+
+    async def write(
+        self,
+        rows: Sequence[StoredRow],
+        dead: Sequence[DeadLetter] = (),
+        work: AlertWork | None = None,
+    ) -> WriteResult:
+        return await self.sink.write([make_entry(list(rows), list(dead), work)])

@@ -21,29 +21,84 @@ router = APIRouter(tags=["operations"])
 LAG_LIMIT_S = 30.0
 
 
+class SpoolHealth(BaseModel):
+    """The local spool between the broker and PostgreSQL."""
+
+    bytes: int
+    limit_bytes: int
+    full: bool  # acknowledgements have stopped: the broker keeps the rest
+    waiting_rules: int  # messages received, not yet judged by the rules
+    waiting_storage: int  # journal entries not yet in PostgreSQL
+    storage_lag_s: float  # age of the oldest of those
+
+
 class Health(BaseModel):
-    """Whether the gateway can do its job now, part by part."""
+    """Whether the gateway can do its job now, part by part, and what is wrong if not."""
 
     ok: bool
     broker: bool
     database: bool
     ingest_lag_s: float
     open_alerts: int
+    spool: SpoolHealth
+    problems: list[str]
+
+
+def health_problems(ctx: ApiContext, *, broker: bool, database: bool) -> list[str]:
+    """What stands in the gateway's way now, in words (empty when nothing does)."""
+    status = ctx.gateway.spool_status()
+    problems: list[str] = []
+    if not broker:
+        problems.append("the MQTT broker is not connected")
+    if status.write_error is not None:
+        problems.append(
+            f"the spool cannot be written ({status.write_error}): nothing is acknowledged"
+        )
+    if status.full:
+        problems.append(
+            f"the spool is full ({status.bytes} of {status.limit_bytes} bytes): acknowledgements "
+            "have stopped until PostgreSQL catches up"
+        )
+    if not database:
+        problems.append(
+            "PostgreSQL is unreachable: alerts go on, events wait in the spool "
+            f"({status.waiting_storage} entries, oldest {status.oldest_unstored_s:.0f} s)"
+        )
+    if ctx.gateway.ingest_lag_s() >= LAG_LIMIT_S:
+        problems.append(f"the rules are {ctx.gateway.ingest_lag_s():.0f} s behind what arrived")
+    return problems
 
 
 @router.get("/healthz", responses={503: {"model": Health}})
 async def healthz(ctx: Context) -> JSONResponse:
-    """Broker connection, database reachability and ingest lag; 503 when any is wrong."""
+    """Broker, spool, database and lag; 503 when the gateway cannot take or judge messages.
+
+    PostgreSQL being away alone is reported but is not a 503: alarms still
+    reach the console and everything waits in the spool.
+    """
     gateway = ctx.gateway
     broker = gateway.source is not None and gateway.source.connected
-    database = await probe(ctx.pool)
-    lag = gateway.ingest_lag_s()
+    database = gateway.storage_up and await probe(ctx.pool)
+    status = gateway.spool_status()
+    problems = health_problems(ctx, broker=broker, database=database)
     health = Health(
-        ok=broker and database and lag < LAG_LIMIT_S,
+        ok=broker
+        and status.write_error is None
+        and not status.full
+        and gateway.ingest_lag_s() < LAG_LIMIT_S,
         broker=broker,
         database=database,
-        ingest_lag_s=round(lag, 3),
+        ingest_lag_s=round(gateway.ingest_lag_s(), 3),
         open_alerts=len(ctx.console.alerting.open_alerts()),
+        spool=SpoolHealth(
+            bytes=status.bytes,
+            limit_bytes=status.limit_bytes,
+            full=status.full,
+            waiting_rules=status.waiting_rules,
+            waiting_storage=status.waiting_storage,
+            storage_lag_s=round(status.oldest_unstored_s, 3),
+        ),
+        problems=problems,
     )
     return JSONResponse(health.model_dump(), status_code=200 if health.ok else 503)
 
@@ -84,9 +139,34 @@ class GatewayCollector(Collector):
         )  # fmt: skip
         yield GaugeMetricFamily(
             "wgw_ingest_lag_seconds",
-            "How long the oldest received but uncommitted event has waited.",
+            "How long the oldest received message has waited for the rules.",
             value=self._ctx.gateway.ingest_lag_s(),
         )
+        spool = self._ctx.gateway.spool_status()
+        yield GaugeMetricFamily("wgw_spool_bytes", "Bytes in the local spool.", value=spool.bytes)
+        yield GaugeMetricFamily(
+            "wgw_spool_limit_bytes", "The spool's size limit.", value=spool.limit_bytes
+        )
+        yield GaugeMetricFamily(
+            "wgw_spool_full", "1 while acknowledgements are held because the spool is full.",
+            value=int(spool.full),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "wgw_spool_waiting_rules", "Messages spooled, not yet judged by the rules.",
+            value=spool.waiting_rules,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "wgw_spool_waiting_storage", "Journal entries in the spool not yet in PostgreSQL.",
+            value=spool.waiting_storage,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "wgw_storage_lag_seconds", "Age of the oldest journal entry not yet in PostgreSQL.",
+            value=spool.oldest_unstored_s,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "wgw_storage_up", "1 while PostgreSQL takes the spool's writes.",
+            value=int(spool.storage_up),
+        )  # fmt: skip
         open_alerts = GaugeMetricFamily(
             "wgw_open_alerts", "Open alerts, per organisation and priority.",
             labels=["org", "priority"],
