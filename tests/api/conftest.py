@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
@@ -481,8 +482,10 @@ class SharedApi:
     Whatever a test raises here stays for the rest of the session.
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, spool_dir: Path) -> None:
         self.dsn = dsn
+        # Its own: it starts before the per-test WGW_SPOOL__DIR is set.
+        self.spool_dir = spool_dir
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -504,7 +507,7 @@ class SharedApi:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with running_api(self.dsn) as running:
+        async with running_api(self.dsn, spool={"dir": str(self.spool_dir)}) as running:
             self._running = running
             self._started.set()
             await self._stop.wait()
@@ -540,10 +543,12 @@ class SharedApi:
 
 
 @pytest.fixture(scope="session")
-def shared_api(pg_server: PostgresServer, prepared_template: str) -> Iterator[SharedApi]:
+def shared_api(
+    pg_server: PostgresServer, prepared_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedApi]:
     """One gateway and API for the whole session, on a database of its own (see SharedApi)."""
     with _database(pg_server, prepared_template) as dsn:
-        shared = SharedApi(dsn)
+        shared = SharedApi(dsn, tmp_path_factory.mktemp("shared-api") / "spool")
         shared.start()
         try:
             yield shared

@@ -58,6 +58,7 @@ async def test_healthz_says_healthy_without_a_login(shared: Shared) -> None:
     health = response.json()
     assert (health["ok"], health["broker"], health["database"]) == (True, True, True)
     assert health["ingest_lag_s"] < 30
+    assert health["problems"] == []
 
 
 def _raw(topic: str, payload: bytes) -> RawMessage:
@@ -135,7 +136,9 @@ async def test_with_postgresql_down_healthz_says_so_and_alerts_still_reach_the_c
             assert response.status_code == 200
             health = response.json()
             assert (health["ok"], health["broker"], health["database"]) == (True, True, False)
-            assert any("PostgreSQL is unreachable" in p for p in health["problems"])
+            [problem] = health["problems"]
+            assert problem["code"] == "database_down"
+            assert problem["detail"].startswith("PostgreSQL is unreachable")
 
             # DESIGN: alerts keep flowing while the database is down. Falls in three
             # homes: none may wait for another's failed lookup of unit and area.
@@ -184,3 +187,83 @@ async def test_with_postgresql_down_healthz_says_so_and_alerts_still_reach_the_c
                 " WHERE action = 'acknowledge' AND detail->>'alert_id' = %s",
                 alert_id,
             ) == [(OPERATOR_A,)]
+
+
+@pytest.mark.slow
+async def test_a_full_spool_stops_acknowledging_says_why_and_drains_losing_nothing(
+    own_pg: PostgresServer, password_hash: str
+) -> None:
+    # A spool of 1 MiB fills within a few thousand heartbeats while PostgreSQL is away.
+    prepare_database(own_pg.dsn, password_hash)
+    spool = {"max_bytes": 1024 * 1024, "segment_bytes": 64 * 1024}
+    async with running_api(own_pg.dsn, spool=spool) as api:
+        client = api.client()
+        fed: list[RawMessage] = []
+
+        def feed(messages: list[RawMessage]) -> None:
+            fed.extend(messages)
+            api.source.feed(messages)
+
+        def heartbeats(n: int) -> list[RawMessage]:
+            return [device_message(SENSOR_A2, "device.heartbeat", battery=80) for _ in range(n)]
+
+        await asyncio.to_thread(own_pg.stop, "immediate")
+        # A fall during the outage is published on the alert topic, PostgreSQL or not.
+        feed([device_message(SENSOR_A1, "sensor.fall", level="alarm")])
+        await eventually(
+            lambda: any(f"wgw/{ORG_A}/alerts/" in topic for topic, _ in api.source.published),
+            what="the fall on the MQTT alert topic",
+        )
+        # Heartbeats until the gateway stops acknowledging.
+        while not api.gateway.spool_status().full:
+            assert len(fed) < 50_000, f"the spool never filled: {api.gateway.spool_status()}"
+            feed(heartbeats(200))
+            await eventually(
+                lambda: len(api.source.acked) == len(fed) or api.gateway.spool_status().full,
+                what="the heartbeats spooled, or the spool full",
+            )
+        status = api.gateway.spool_status()
+        assert status.bytes >= status.limit_bytes and not status.storage_up
+        acked = len(api.source.acked)
+        assert acked < len(fed)
+
+        # /healthz says why, and so does /metrics.
+        response = await client.get("/healthz")
+        assert response.status_code == 503
+        health = response.json()
+        assert [p["code"] for p in health["problems"]] == ["spool_full", "database_down"]
+        assert "acknowledgements have stopped" in health["problems"][0]["detail"]
+        assert (health["ok"], health["database"], health["spool"]["full"]) == (False, False, True)
+        samples = _samples((await client.get("/metrics")).text)
+        assert _value(samples, "wgw_spool_full") == 1
+
+        # Back-pressure: what arrives meanwhile is not acknowledged (the broker keeps it).
+        feed(heartbeats(300))
+        await asyncio.sleep(1.0)
+        assert len(api.source.acked) == acked
+        assert api.gateway.spool_status().full
+
+        await asyncio.to_thread(own_pg.start)
+        await eventually(
+            lambda: len(api.source.acked) == len(fed), within_s=60, what="everything acknowledged"
+        )
+        await eventually(
+            lambda: api.gateway.spool_status().waiting_storage == 0,
+            within_s=60,
+            what="the spool drained into PostgreSQL",
+        )
+        # Every message acknowledged once, in the order it arrived.
+        assert api.source.acked == [(0, n) for n in range(1, len(fed) + 1)]
+        assert await db_rows(
+            own_pg.dsn, "SELECT count(*), count(DISTINCT event_id) FROM events"
+        ) == [(len(fed), len(fed))]
+        assert await db_rows(
+            own_pg.dsn, "SELECT kind, state FROM alerts WHERE device_id = %s", SENSOR_A1
+        ) == [("sensor.fall", "open")]
+        assert not api.gateway.spool_status().full
+
+        async def healthy() -> bool:
+            answer = await client.get("/healthz")
+            return answer.status_code == 200 and answer.json()["problems"] == []
+
+        await eventually(healthy, within_s=30, what="/healthz healthy again")

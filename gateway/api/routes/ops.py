@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import StrEnum
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -32,6 +33,23 @@ class SpoolHealth(BaseModel):
     storage_lag_s: float  # age of the oldest of those
 
 
+class ProblemCode(StrEnum):
+    """What stands in the gateway's way; stable, so the console can word it in its language."""
+
+    BROKER_DOWN = "broker_down"  # no MQTT connection: nothing arrives (503)
+    SPOOL_WRITE_FAILED = "spool_write_failed"  # the spool's disk refuses writes (503)
+    SPOOL_FULL = "spool_full"  # at its limit: acknowledgements have stopped (503)
+    DATABASE_DOWN = "database_down"  # PostgreSQL away: alerts go on, events wait (200)
+    RULES_BEHIND = "rules_behind"  # the rules lag what arrived by LAG_LIMIT_S or more (503)
+
+
+class Problem(BaseModel):
+    """One thing wrong now: a stable code and an operator's sentence with the figures."""
+
+    code: ProblemCode
+    detail: str
+
+
 class Health(BaseModel):
     """Whether the gateway can do its job now, part by part, and what is wrong if not."""
 
@@ -41,32 +59,39 @@ class Health(BaseModel):
     ingest_lag_s: float
     open_alerts: int
     spool: SpoolHealth
-    problems: list[str]
+    problems: list[Problem]
 
 
-def health_problems(ctx: ApiContext, *, broker: bool, database: bool) -> list[str]:
-    """What stands in the gateway's way now, in words (empty when nothing does)."""
+def health_problems(ctx: ApiContext, *, broker: bool, database: bool) -> list[Problem]:
+    """What stands in the gateway's way now, most serious first (empty when nothing does)."""
     status = ctx.gateway.spool_status()
-    problems: list[str] = []
-    if not broker:
-        problems.append("the MQTT broker is not connected")
-    if status.write_error is not None:
-        problems.append(
-            f"the spool cannot be written ({status.write_error}): nothing is acknowledged"
-        )
-    if status.full:
-        problems.append(
-            f"the spool is full ({status.bytes} of {status.limit_bytes} bytes): acknowledgements "
-            "have stopped until PostgreSQL catches up"
-        )
-    if not database:
-        problems.append(
+    lag = ctx.gateway.ingest_lag_s()
+    found = [
+        (not broker, ProblemCode.BROKER_DOWN, "the MQTT broker is not connected"),
+        (
+            status.write_error is not None,
+            ProblemCode.SPOOL_WRITE_FAILED,
+            f"the spool cannot be written ({status.write_error}): nothing is acknowledged",
+        ),
+        (
+            status.full,
+            ProblemCode.SPOOL_FULL,
+            f"the spool is full ({status.bytes} of {status.limit_bytes} bytes): "
+            "acknowledgements have stopped until PostgreSQL catches up",
+        ),
+        (
+            not database,
+            ProblemCode.DATABASE_DOWN,
             "PostgreSQL is unreachable: alerts go on, events wait in the spool "
-            f"({status.waiting_storage} entries, oldest {status.oldest_unstored_s:.0f} s)"
-        )
-    if ctx.gateway.ingest_lag_s() >= LAG_LIMIT_S:
-        problems.append(f"the rules are {ctx.gateway.ingest_lag_s():.0f} s behind what arrived")
-    return problems
+            f"({status.waiting_storage} entries, oldest {status.oldest_unstored_s:.0f} s)",
+        ),
+        (
+            lag >= LAG_LIMIT_S,
+            ProblemCode.RULES_BEHIND,
+            f"the rules are {lag:.0f} s behind what arrived",
+        ),
+    ]
+    return [Problem(code=code, detail=detail) for wrong, code, detail in found if wrong]
 
 
 @router.get("/healthz", responses={503: {"model": Health}})
@@ -100,7 +125,7 @@ async def healthz(ctx: Context) -> JSONResponse:
         ),
         problems=problems,
     )
-    return JSONResponse(health.model_dump(), status_code=200 if health.ok else 503)
+    return JSONResponse(health.model_dump(mode="json"), status_code=200 if health.ok else 503)
 
 
 class GatewayCollector(Collector):
