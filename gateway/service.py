@@ -33,6 +33,7 @@ from core.errors import ConfigError, StorageUnavailable
 from core.events import RawMessage
 from core.rows import DeadLetter, Shelf, StoredRow
 from gateway.alerting import Alerting
+from gateway.backend import Backend, Sink, Startup
 from gateway.config import Settings
 from gateway.ingest import MessageSource, MqttSource
 from gateway.journal import (
@@ -49,9 +50,7 @@ from gateway.journal import (
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
 from gateway.spool import Spool, SpoolError
-from gateway.store import migrate
-from gateway.store.runtime import Refresher, Startup, load_startup, make_pool, wait_for_database
-from gateway.store.writer import PostgresSink
+from gateway.store.runtime import PostgresBackend
 from rules import RuleEngine, default_rules_text, load_ruleset
 from rules.auditlog import append
 from rules.model import DeviceInfo
@@ -153,8 +152,10 @@ class Gateway:
         clock: Clock | None = None,
         source_factory: Callable[[], MessageSource] | None = None,
         metrics: IngestMetrics | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
+        self.backend = backend or PostgresBackend(settings.db)
         self.clock = clock or SystemClock()
         self.metrics = metrics or IngestMetrics()
         self._source_factory = source_factory or self._mqtt_source
@@ -264,24 +265,18 @@ class Gateway:
             raise error
 
     async def _run(self, stop: asyncio.Event) -> None:
-        db = self.settings.db
-        # A broken rule-set file is refused before anything else starts.
+        # A broken rule-set file or an unusable spool directory is refused
+        # before anything else starts.
         rules = self.settings.rules
         rulesets = {None: load_ruleset(default_rules_text(), rules.file)} | {
             org: load_ruleset(default_rules_text(), path) for org, path in rules.org_files.items()
         }
-        await wait_for_database(db.dsn, db.connect_timeout_s)
-        report = await asyncio.to_thread(migrate, db.dsn)
-        log.info(
-            "storage ready (%s); applied migrations %s", report.variant, report.applied or "none"
-        )
         self._spool_id = _spool_id(self.settings.spool.dir)
-        pool = make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
-        await pool.open(wait=True, timeout=db.connect_timeout_s)
-        sink = PostgresSink(db.dsn)
+        backend = self.backend
         try:
-            startup = await load_startup(pool, spool_id=self._spool_id, now=self.clock.now())
-            self._open_spool(startup.progress)
+            await backend.prepare()
+            startup = await backend.startup(spool_id=self._spool_id, now=self.clock.now())
+            self._open_spool(startup.progress or Progress(self._spool_id))
             self.pipeline.set_registry(startup.devices)
             engines = {key: RuleEngine(rs, self.clock, {}) for key, rs in rulesets.items()}
             async with self._source_factory() as source:
@@ -292,9 +287,9 @@ class Gateway:
                     asyncio.create_task(self._rules_loop(), name="rules"),
                     asyncio.create_task(self._journal_loop(), name="journal"),
                     asyncio.create_task(self._tick_loop(), name="tick"),
-                    asyncio.create_task(self._maintain(Refresher(pool, startup)), name="maintain"),
+                    asyncio.create_task(self._maintain(), name="maintain"),
                 ]
-                storage = asyncio.create_task(self._storage_loop(sink), name="storage")
+                storage = asyncio.create_task(self._storage_loop(backend.sink()), name="storage")
                 self.ready.set()
                 try:
                     await _first_failure([*intake, storage], stop)
@@ -304,8 +299,7 @@ class Gateway:
                     await self._drain(storage)
                     await _cancel([storage])
         finally:
-            await sink.close()
-            await pool.close()
+            await backend.close()
             self._close_spool()
 
     def _open_spool(self, progress: Progress) -> None:
@@ -535,7 +529,7 @@ class Gateway:
 
     # -- storage: journal → PostgreSQL ---------------------------------------
 
-    async def _storage_loop(self, sink: PostgresSink) -> None:
+    async def _storage_loop(self, sink: Sink) -> None:
         assert self._journal is not None
         journal = self._journal
         retry_s = self.settings.ingest.storage_retry_s
@@ -580,7 +574,7 @@ class Gateway:
             rows = sum(e.row_count for _, e in entries)
             m.batch_rows_max = max(m.batch_rows_max, rows)
 
-    async def _until_answers(self, sink: PostgresSink, retry_s: float) -> None:
+    async def _until_answers(self, sink: Sink, retry_s: float) -> None:
         """Probe PostgreSQL every ``retry_s`` (no back-off) until it answers."""
         await asyncio.sleep(retry_s)
         answered = await sink.probe()
@@ -639,12 +633,12 @@ class Gateway:
                 {d: info for d, info in self._devices.items() if d not in active}
             )
 
-    async def _maintain(self, refresher: Refresher) -> None:
+    async def _maintain(self) -> None:
         interval = self.settings.ingest.registry_refresh_s
         while True:
             await asyncio.sleep(interval)
             try:
-                fresh = await refresher.refresh(self.clock.now())
+                fresh = await self.backend.refresh(self.clock.now())
             except StorageUnavailable as exc:
                 log.debug("registry refresh skipped: %s", exc)
                 continue

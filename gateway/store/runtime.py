@@ -1,27 +1,26 @@
-"""What the running gateway reads from PostgreSQL: start-up state, periodic refresh, readiness."""
+"""The gateway's backend on PostgreSQL: readiness, migration, start-up state, refresh, the sink."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import StorageUnavailable
-from core.rows import Shelf
+from gateway.backend import Refresh, Startup
+from gateway.config import DatabaseSettings
 from gateway.journal import Progress
 from gateway.store.access import directory_version, load_directory
 from gateway.store.alerts import load_states
 from gateway.store.devices import load_homes, load_known_devices, registry_version
+from gateway.store.migrate import migrate
 from gateway.store.pool import Connection, Pool
 from gateway.store.shelves import load_shelves
-from rules.access import AccessDirectory
-from rules.model import DeviceInfo
+from gateway.store.writer import PostgresSink
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +57,6 @@ def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
     )
 
 
-@dataclass
-class Startup:
-    """Everything the gateway needs from PostgreSQL before it takes messages."""
-
-    devices: dict[str, DeviceInfo]
-    version: tuple[datetime | None, int]
-    states: dict[str, dict[str, Any]]
-    directory: AccessDirectory | None
-    directory_at: datetime | None
-    homes: dict[str, str]
-    shelves: list[Shelf]
-    progress: Progress
-
-
 async def _progress(conn: Connection, spool_id: str) -> Progress:
     cur = await conn.execute(
         "SELECT journal_seq, alarm_seq, bulk_seq FROM spool_progress WHERE spool_id = %s",
@@ -98,18 +83,6 @@ async def load_startup(pool: Pool, *, spool_id: str, now: datetime) -> Startup:
         )
         await conn.commit()
     return startup
-
-
-@dataclass
-class Refresh:
-    """What changed since the last look; None where nothing did."""
-
-    version: tuple[datetime | None, int]
-    devices: dict[str, DeviceInfo] | None
-    homes: dict[str, str] | None
-    shelves: list[Shelf]
-    directory_at: datetime | None
-    directory: AccessDirectory | None
 
 
 class Refresher:
@@ -146,3 +119,43 @@ class Refresher:
         self._version = version
         self._directory_at = directory_at
         return Refresh(version, devices, homes, shelves, directory_at, directory)
+
+
+class PostgresBackend:
+    """The gateway's storage on PostgreSQL: a pool for reads, one connection for the sink."""
+
+    def __init__(self, db: DatabaseSettings) -> None:
+        self._db = db
+        self._pool = make_pool(db.dsn, min_size=db.pool_min, max_size=db.pool_max)
+        self._sink = PostgresSink(db.dsn)
+        self._refresher: Refresher | None = None
+
+    async def prepare(self) -> str:
+        """Wait for PostgreSQL (db.connect_timeout_s), migrate, open the pool."""
+        await wait_for_database(self._db.dsn, self._db.connect_timeout_s)
+        report = await asyncio.to_thread(migrate, self._db.dsn)
+        log.info(
+            "storage ready (%s); applied migrations %s", report.variant, report.applied or "none"
+        )
+        await self._pool.open(wait=True, timeout=self._db.connect_timeout_s)
+        return report.variant
+
+    async def startup(self, *, spool_id: str, now: datetime) -> Startup:
+        """Read what the gateway starts from."""
+        startup = await load_startup(self._pool, spool_id=spool_id, now=now)
+        self._refresher = Refresher(self._pool, startup)
+        return startup
+
+    async def refresh(self, now: datetime) -> Refresh:
+        """Reload what changed."""
+        assert self._refresher is not None, "startup() comes first"
+        return await self._refresher.refresh(now)
+
+    def sink(self) -> PostgresSink:
+        """The sink storage writes the journal to."""
+        return self._sink
+
+    async def close(self) -> None:
+        """Close the sink's connection and the pool."""
+        await self._sink.close()
+        await self._pool.close()
