@@ -171,7 +171,10 @@ class Gateway:
         self._spool_id = ""
         self._stored_seq = 0
         self._journal_tail: deque[tuple[int, JournalEntry]] = deque()
-        self._unstored: deque[tuple[int, float]] = deque()  # (journal seq, monotonic time)
+        # (journal seq, monotonic time) of the first entry appended in each
+        # second not yet stored: the storage lag to within a second, in memory
+        # that grows by the second of an outage, not by the entry.
+        self._unstored: deque[tuple[int, float]] = deque()
         self._rules_wake = asyncio.Event()
         self._journal_dirty = asyncio.Event()
         self._spool_room = asyncio.Event()
@@ -357,7 +360,7 @@ class Gateway:
                     lane.cursor = max(lane.cursor, at)
                 if entry.work is not None:
                     states.update(entry.work.states)
-                self._unstored.append((seq, time.monotonic()))
+                self._note_unstored(seq)
         for key, engine in engines.items():
             if (state := states.get(state_name(key))) is not None:
                 engine.import_state(state)
@@ -506,8 +509,13 @@ class Gateway:
         tail = self._journal_tail
         if len(tail) < _JOURNAL_TAIL and (not tail or tail[-1][0] == seq - 1):
             tail.append((seq, entry))
-        self._unstored.append((seq, time.monotonic()))
+        self._note_unstored(seq)
         self._journal_dirty.set()
+
+    def _note_unstored(self, seq: int) -> None:
+        now = time.monotonic()
+        if not self._unstored or now - self._unstored[-1][1] >= 1.0:
+            self._unstored.append((seq, now))
 
     async def _journal_loop(self) -> None:
         """Sync the journal as entries come (group commit), then release judged lane records."""
@@ -562,8 +570,11 @@ class Gateway:
                     journal.durable_seq - self._stored_seq,
                 )
             self._stored_seq = last
-            while self._unstored and self._unstored[0][0] <= last:
-                self._unstored.popleft()
+            unstored = self._unstored
+            if last >= journal.last_seq:
+                unstored.clear()
+            while len(unstored) > 1 and unstored[1][0] <= last + 1:
+                unstored.popleft()
             journal.release(last)
             self._spool_room.set()
             self._stored_moved.set()
