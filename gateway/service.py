@@ -65,7 +65,7 @@ _RULES_SLICE = 500
 # read back from the spool): a bound on memory during a backlog.
 _LANE_TAIL = 20_000
 # Journal entries kept in memory for storage; beyond, storage reads the spool.
-_JOURNAL_TAIL = 256
+_JOURNAL_TAIL = 64
 # Rows storage puts in one transaction when it has a backlog to catch up on.
 _STORE_ROWS = 10_000
 # How long a stop waits for storage to catch up with the journal.

@@ -27,7 +27,6 @@ import logging
 import os
 import struct
 import zlib
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,20 +72,15 @@ class Spool:
         directory: Path,
         *,
         segment_bytes: int = 16 * 1024 * 1024,
-        cache_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.directory = directory
         self._segment_bytes = segment_bytes
-        self._cache_bytes = cache_bytes
         self._segments: list[_Segment] = []
         self._fd = -1
         self._lock_fd = -1
         self._next_seq = 1
         self._durable_seq = 0
         self._bytes = 0
-        # Recent records, contiguous by seq, so readers close to the head need no disk.
-        self._cache: deque[tuple[int, bytes]] = deque()
-        self._cache_size = 0
         # Descriptors of segments rotated out that still await their fsync.
         self._retired: list[int] = []
         self._dir_dirty = False
@@ -201,16 +195,14 @@ class Spool:
             segment = self._segments[-1]
         seq = self._next_seq
         framed: list[bytes] = []
-        kept: list[tuple[int, bytes]] = []
         for payload in payloads:
             if len(payload) > MAX_RECORD_BYTES:
                 raise SpoolError(f"a spool record of {len(payload)} bytes is too large")
             crc = zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
             framed.append(_HEADER.pack(len(payload), crc, seq))
             framed.append(payload)
-            kept.append((seq, payload))
             seq += 1
-        if not kept:
+        if not framed:
             return self._next_seq - 1
         buffer = b"".join(framed)
         try:
@@ -225,15 +217,7 @@ class Spool:
         segment.last_seq = seq - 1
         self._bytes += len(buffer)
         self._next_seq = seq
-        self._remember(kept)
         return seq - 1
-
-    def _remember(self, records: list[tuple[int, bytes]]) -> None:
-        cache = self._cache
-        cache.extend(records)
-        self._cache_size += sum(len(p) for _, p in records)
-        while cache and self._cache_size > self._cache_bytes:
-            self._cache_size -= len(cache.popleft()[1])
 
     async def sync(self) -> None:
         """Return once everything appended before the call is on disk (group commit)."""
@@ -294,18 +278,16 @@ class Spool:
         return self._bytes
 
     def read(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` durable records newer than ``after_seq``, oldest first."""
+        """Up to ``limit`` durable records newer than ``after_seq``, oldest first.
+
+        Readers near the head keep what they need in memory (the gateway's
+        lanes and journal do); this reads the files, sequentially cheap: it
+        resumes where the last read stopped.
+        """
         start = after_seq + 1
         end = min(self._durable_seq, after_seq + limit)
         if end < start:
             return []
-        cache = self._cache
-        if cache and cache[0][0] <= start:
-            index = start - cache[0][0]
-            return [cache[i] for i in range(index, index + end - start + 1)]
-        return self._read_disk(start, end)
-
-    def _read_disk(self, start: int, end: int) -> list[tuple[int, bytes]]:
         found: list[tuple[int, bytes]] = []
         for segment in self._segments:
             if segment.last_seq < start or segment.first_seq > end:
@@ -316,16 +298,15 @@ class Spool:
                 seq, offset = hint[0], hint[2]
             with open(segment.path, "rb") as handle:
                 handle.seek(offset)
-                data = handle.read(segment.size - offset)
-            position = 0
-            while seq <= min(end, segment.last_seq):
-                length = _HEADER.unpack_from(data, position)[0]
-                body = position + _HEADER.size
-                if seq >= start:
-                    found.append((seq, data[body : body + length]))
-                position = body + length
-                seq += 1
-            self._hint = (seq, segment.first_seq, offset + position)
+                while seq <= min(end, segment.last_seq):
+                    length = _HEADER.unpack(handle.read(_HEADER.size))[0]
+                    if seq >= start:
+                        found.append((seq, handle.read(length)))
+                    else:
+                        handle.seek(length, os.SEEK_CUR)
+                    seq += 1
+                position = handle.tell()
+            self._hint = (seq, segment.first_seq, position)
             if seq > end:
                 break
         return found

@@ -116,12 +116,12 @@ async def test_corruption_before_the_tail_refuses_to_open(tmp_path: Path) -> Non
 
 
 async def test_segments_rotate_are_read_across_and_released(tmp_path: Path) -> None:
-    spool = _open(tmp_path, segment_bytes=256, cache_bytes=0)
+    spool = _open(tmp_path, segment_bytes=256)
     for i in range(40):
         spool.append([f"record-{i:03d}".encode() * 3])
     await spool.sync()
     assert len(list(tmp_path.glob("*.seg"))) > 3
-    # From disk (no cache), across segment boundaries, in two sequential reads.
+    # Across segment boundaries, in two sequential reads.
     first = spool.read(0, 25)
     rest = spool.read(25, 100)
     assert [s for s, _ in first + rest] == list(range(1, 41))
