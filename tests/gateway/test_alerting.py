@@ -49,7 +49,9 @@ async def until(predicate: Callable[[], bool], within_s: float = 15) -> None:
 
 
 def settings(dsn: str, spool: str | None = None) -> Settings:
-    loaded = load_settings(None, db={"dsn": dsn}, rules={"tick_s": 0.02})
+    # Timers, supervision and escalation fire when a test calls tick_now(), not
+    # on their own: the tick loop's period (its maximum) outlasts any test here.
+    loaded = load_settings(None, db={"dsn": dsn}, rules={"tick_s": 60})
     if spool is None:
         return loaded
     # A second process on the same machine needs a spool of its own.
@@ -60,17 +62,29 @@ def settings(dsn: str, spool: str | None = None) -> Settings:
 @asynccontextmanager
 async def running(
     dsn: str, clock: FrozenClock, *, spool: str | None = None
-) -> AsyncIterator[MemorySource]:
+) -> AsyncIterator[tuple[Gateway, MemorySource]]:
     source = MemorySource(batch_max=100)
     gateway = Gateway(settings(dsn, spool), clock=clock, source_factory=lambda: source)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     await until(gateway.ready.is_set)
     try:
-        yield source
+        yield gateway, source
     finally:
         stop.set()
         await task
+
+
+async def judged(gateway: Gateway, fed: int) -> None:
+    """Wait until the rules have judged all ``fed`` messages this gateway was given."""
+    await until(
+        lambda: gateway.metrics.messages == fed and gateway.spool_status().waiting_rules == 0
+    )
+
+
+async def stored(gateway: Gateway) -> None:
+    """Wait until everything the rules journalled is in PostgreSQL."""
+    await until(lambda: gateway.spool_status().waiting_storage == 0)
 
 
 def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, Any]]:
@@ -87,7 +101,7 @@ def dsn(db_dsn: str) -> str:
 
 async def test_a_fall_is_published_at_once_and_stored_with_its_history(dsn: str) -> None:
     clock = FrozenClock(LEFT_BED)
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (_, source):
         source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
         await until(lambda: len(published_alerts(source, "fall")) == 1)
         topic, _ = source.published[0]
@@ -101,40 +115,45 @@ async def test_a_fall_is_published_at_once_and_stored_with_its_history(dsn: str)
 
 async def test_not_back_in_bed_fires_on_time_once_across_a_restart(dsn: str) -> None:
     clock = FrozenClock(LEFT_BED)
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (gateway, source):
         source.feed([message("sensor.left_bed", LEFT_BED, "lb-1")])
         await until(lambda: len(source.acked) == 1)
         await until(lambda: count(dsn, "SELECT count(*) FROM rule_state") >= 1)
     # The gateway is gone for a while; the pending deadline lives in PostgreSQL.
     clock.advance(timedelta(minutes=8))
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (gateway, source):
         clock.advance(timedelta(minutes=11, seconds=58))  # 02:29:58
-        await asyncio.sleep(0.2)
+        gateway.tick_now()
         assert published_alerts(source, "not_back_in_bed") == []
         clock.advance(timedelta(seconds=3))  # 02:30:01
-        await until(lambda: len(published_alerts(source, "not_back_in_bed")) == 1)
-        await asyncio.sleep(0.2)  # more ticks: it must not fire again
+        gateway.tick_now()
+        assert len(published_alerts(source, "not_back_in_bed")) == 1
+        for _ in range(3):  # more ticks: it must not fire again
+            gateway.tick_now()
         assert len(published_alerts(source, "not_back_in_bed")) == 1
         await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
     # And a third start does not raise it again.
     clock.advance(timedelta(minutes=1))
-    async with running(dsn, clock) as source:
-        await asyncio.sleep(0.2)
+    async with running(dsn, clock) as (gateway, source):
+        gateway.tick_now()
+        gateway.tick_now()
         assert published_alerts(source, "not_back_in_bed") == []
     assert rows(dsn, "SELECT rule_id, state FROM alerts") == [("not_back_in_bed", "open")]
 
 
 async def test_back_in_bed_in_time_raises_nothing(dsn: str) -> None:
     clock = FrozenClock(LEFT_BED)
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (gateway, source):
         source.feed([message("sensor.left_bed", LEFT_BED, "lb-1")])
         clock.advance(timedelta(minutes=15))
         source.feed([message("sensor.in_bed", LEFT_BED + timedelta(minutes=15), "ib-1")])
-        await until(lambda: len(source.acked) == 2)
+        await judged(gateway, 2)
         clock.advance(timedelta(minutes=30))
-        await asyncio.sleep(0.2)
+        gateway.tick_now()
         assert published_alerts(source, "not_back_in_bed") == []
+        await stored(gateway)
     assert count(dsn, "SELECT count(*) FROM alerts") == 0
+    assert count(dsn, "SELECT count(*) FROM events") == 2
 
 
 async def test_the_alert_path_does_not_wait_for_the_database(
@@ -144,7 +163,7 @@ async def test_the_alert_path_does_not_wait_for_the_database(
     migrate(dsn)
     import_devices(dsn, [SENSOR_RECORD])
     now = datetime.now(UTC)
-    async with running(dsn, FrozenClock(now)) as source:
+    async with running(dsn, FrozenClock(now)) as (_, source):
         await asyncio.to_thread(own_pg.stop, "immediate")
         source.feed([message("sensor.fall", now, "f-down", level="alarm")])
         await until(lambda: len(published_alerts(source, "fall")) == 1)
@@ -194,7 +213,7 @@ async def test_a_lock_log_synced_six_hours_late_is_audited_and_pages_nothing(
     log = RawMessage(
         f"wgw/vallby/lock/{LOCK}/event", json.dumps({"entries": entries}).encode(), NOW
     )
-    async with running(dsn, FrozenClock(NOW)) as source:
+    async with running(dsn, FrozenClock(NOW)) as (_, source):
         source.feed([log])
         await until(lambda: len(source.acked) == 1)
         await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
@@ -232,7 +251,10 @@ async def test_two_gateways_on_one_database_never_open_two_alerts_for_a_device_a
     fall = message("sensor.fall", LEFT_BED, "f-1", level="alarm")
     # A second fall a minute later reaches the other process (a misrouted device).
     later = message("sensor.fall", LEFT_BED + timedelta(minutes=1), "f-2", level="alarm")
-    async with running(dsn, clock) as first, running(dsn, clock, spool="spool-2") as second:
+    async with (
+        running(dsn, clock) as (_, first),
+        running(dsn, clock, spool="spool-2") as (_, second),
+    ):
         first.feed([fall])
         second.feed([later])
         await until(lambda: len(first.acked) == 1 and len(second.acked) == 1)
@@ -251,7 +273,7 @@ async def test_two_hundred_devices_silent_together_are_one_incident(db_dsn: str)
     ]
     import_devices(db_dsn, sensors)
     clock = FrozenClock(NOW)
-    async with running(db_dsn, clock) as source:
+    async with running(db_dsn, clock) as (gateway, source):
         source.feed(
             RawMessage(
                 f"wgw/vallby/sensor/{s.device_id}/event",
@@ -260,11 +282,14 @@ async def test_two_hundred_devices_silent_together_are_one_incident(db_dsn: str)
             )
             for s in sensors
         )
-        await until(lambda: len(source.acked) == 200)
+        await judged(gateway, 200)
         clock.advance(timedelta(minutes=10))  # 3 heartbeats of 60 s missed, and more
+        gateway.tick_now()
         await until(lambda: count(db_dsn, "SELECT count(*) FROM incidents") == 1)
-        await asyncio.sleep(0.3)  # further ticks add nothing
+        for _ in range(3):  # further ticks add nothing
+            gateway.tick_now()
         bodies = [json.loads(p) for _, p in source.published]
+        await stored(gateway)
     assert [b["effect"] for b in bodies] == ["IncidentOpened"]
     assert bodies[0]["incident"]["devices"] == 200
     assert count(db_dsn, "SELECT count(*) FROM alerts") == 0
@@ -286,22 +311,23 @@ async def test_staff_inside_hold_back_bed_exit_until_they_lock_up(dsn: str) -> N
         return RawMessage(f"wgw/vallby/lock/{LOCK}/event", json.dumps(body).encode(), at)
 
     clock = FrozenClock(LEFT_BED - timedelta(minutes=5))
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (gateway, source):
         # 02:05 staff let themselves in; 02:10 the person leaves the bed with them.
         source.feed([lock("lock.unlocked", clock.now(), "k-1")])
         clock.advance(timedelta(minutes=5))
         source.feed([message("sensor.left_bed", clock.now(), "lb-1")])
-        await until(lambda: len(source.acked) == 2)
+        await judged(gateway, 2)
         clock.advance(timedelta(minutes=25))  # 02:35: past any 20-minute wait
-        await asyncio.sleep(0.2)
+        gateway.tick_now()
         assert published_alerts(source, "not_back_in_bed") == []
         # 02:40 staff lock up and leave; 02:45 the person leaves the bed again.
         source.feed([lock("lock.locked", clock.now() + timedelta(minutes=5), "k-2")])
         clock.advance(timedelta(minutes=10))
         source.feed([message("sensor.left_bed", clock.now(), "lb-2")])
-        await until(lambda: len(source.acked) == 4)
+        await judged(gateway, 4)
         clock.advance(timedelta(minutes=21))  # 03:06: not back within 20 minutes
-        await until(lambda: len(published_alerts(source, "not_back_in_bed")) == 1)
+        gateway.tick_now()
+        assert len(published_alerts(source, "not_back_in_bed")) == 1
         await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
     assert rows(dsn, "SELECT device_id, kind, actor FROM suppressions") == [
         (SENSOR, "sensor.left_bed", "key-0042")
@@ -318,7 +344,7 @@ async def test_staff_entering_during_an_open_alarm_record_its_time_of_arrival(ds
         ],
     )
     clock = FrozenClock(LEFT_BED)
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (_, source):
         source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
         await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
         clock.advance(timedelta(minutes=12))
@@ -349,18 +375,25 @@ async def test_a_device_out_of_service_raises_nothing_until_its_period_ends(
 
     clock = FrozenClock(LEFT_BED)
     source = MemorySource(batch_max=100)
-    settings = load_settings(config, rules={"tick_s": 0.02})
+    settings = load_settings(config, rules={"tick_s": 60})
     gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     await until(gateway.ready.is_set)
+    assert gateway.alerting is not None
+    alerting = gateway.alerting
+    assert SENSOR in alerting.shelved
     source.feed([message("sensor.fall", LEFT_BED, "f-1", level="alarm")])
-    await until(lambda: len(source.acked) == 1)
+    await judged(gateway, 1)
     clock.advance(timedelta(minutes=50))  # silent for 50 minutes: no "no contact" either
-    await asyncio.sleep(0.3)
+    gateway.tick_now()
+    gateway.tick_now()
     assert source.published == []
     clock.advance(timedelta(minutes=15))  # the period ended by itself at 03:10
-    await asyncio.sleep(0.3)
+    # The registry refresh (every 0.05 s) sees that the period is over.
+    await until(lambda: SENSOR not in alerting.shelved)
+    gateway.tick_now()
+    assert source.published == []  # back in service, given a full grace period from now
     source.feed([message("sensor.fall", clock.now(), "f-2", level="alarm")])
     await until(lambda: len(published_alerts(source, "fall")) == 1)
     stop.set()
@@ -374,12 +407,12 @@ async def test_a_device_raising_the_same_alert_again_and_again_is_flagged_chatte
     dsn: str,
 ) -> None:
     clock = FrozenClock(LEFT_BED)
-    async with running(dsn, clock) as source:
+    async with running(dsn, clock) as (gateway, source):
         for n in range(4):
             source.feed([message("sensor.fall", clock.now(), f"f-{n}", level="alarm")])
             clock.advance(timedelta(minutes=2))
-        await until(lambda: len(source.acked) == 4)
-        await asyncio.sleep(0.1)
+        await judged(gateway, 4)
+        await stored(gateway)
         assert rows(dsn, "SELECT count, chattering FROM alerts") == [(4, False)]
         source.feed([message("sensor.fall", clock.now(), "f-4", level="alarm")])  # 5 in 8 min
         await until(lambda: rows(dsn, "SELECT chattering FROM alerts") == [(True,)])
@@ -396,7 +429,7 @@ async def test_an_organisation_with_its_own_rule_set_is_judged_by_it(
     clock = FrozenClock(LEFT_BED)
     source = MemorySource(batch_max=100)
     settings = load_settings(
-        None, db={"dsn": dsn}, rules={"tick_s": 0.02, "org_files": {"solglantan": own_rules}}
+        None, db={"dsn": dsn}, rules={"tick_s": 60, "org_files": {"solglantan": own_rules}}
     )
     gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
     stop = asyncio.Event()
@@ -409,15 +442,17 @@ async def test_an_organisation_with_its_own_rule_set_is_judged_by_it(
             RawMessage("wgw/solglantan/sensor/sensor-0002/event", body.encode(), LEFT_BED),
         ]
     )
-    await until(lambda: len(source.acked) == 2)
+    await judged(gateway, 2)
     clock.advance(timedelta(minutes=6))  # 02:16: past five minutes, not twenty
 
     def opened() -> list[str]:
         alerts = published_alerts(source, "not_back_in_bed")
         return [str(a["alert"]["org"]) for a in alerts if a["effect"] == "AlertOpened"]
 
-    await until(lambda: opened() == ["solglantan"])
+    gateway.tick_now()
+    assert opened() == ["solglantan"]
     clock.advance(timedelta(minutes=15))  # 02:31: now the shared rule set's twenty
-    await until(lambda: opened() == ["solglantan", "vallby"])
+    gateway.tick_now()
+    assert opened() == ["solglantan", "vallby"]
     stop.set()
     await task
