@@ -10,6 +10,10 @@ import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
 const HEALTH_REFRESH_MS = 30_000;
+// How often the gateway's own health (/healthz: spool, database, broker) is asked for.
+const GATEWAY_HEALTH_MS = 5_000;
+// Gateway problems that mean alarms are not being received at all: shown like a priority 1.
+const CRITICAL_PROBLEMS = new Set(["broker_down", "spool_full", "spool_write_failed"]);
 // Retry a stream the browser gave up on (an HTTP error rather than a network one).
 const STREAM_RETRY_MS = 3_000;
 // Several pages at once (a replay after a reconnect) make one sound, not a din.
@@ -53,6 +57,8 @@ const state = {
   hadSnapshot: false, // whether this login's stream has sent its first snapshot
   pendingSound: false, // a page could not sound: audio is blocked until a gesture
   lastHealth: null, // the last device-health answer, redrawn on a language switch
+  gatewayProblems: [], // [{code, detail}] from /healthz, most serious first
+  gatewayTimer: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -118,6 +124,7 @@ function showLogin() {
   $("user-name").hidden = true;
   $("connection-lost").hidden = true;
   $("incidents").hidden = true;
+  $("gateway-health").hidden = true;
   $("sound-blocked").hidden = true;
   $("login").hidden = false;
   $("login-password").value = "";
@@ -206,6 +213,8 @@ function startConsole(user) {
     state.healthTimer = window.setInterval(refreshHealth, HEALTH_REFRESH_MS);
   }
   state.ageTimer = window.setInterval(tickAges, 1000);
+  refreshGatewayHealth();
+  state.gatewayTimer = window.setInterval(refreshGatewayHealth, GATEWAY_HEALTH_MS);
   connectStream();
 }
 
@@ -217,6 +226,8 @@ function stopConsole() {
   window.clearTimeout(state.streamRetry);
   window.clearInterval(state.healthTimer);
   window.clearInterval(state.ageTimer);
+  window.clearInterval(state.gatewayTimer);
+  state.gatewayProblems = [];
   state.alerts.clear();
   state.incidents.clear();
   state.hadSnapshot = false;
@@ -295,6 +306,7 @@ function connectStream() {
   state.stream = source;
   source.addEventListener("open", () => {
     setConnected(true);
+    refreshGatewayHealth(); // back after a break: say at once what the gateway reports now
   });
   source.addEventListener("error", () => {
     if (state.stream !== source) {
@@ -708,6 +720,59 @@ function renderIncidents() {
   box.hidden = open.length === 0;
 }
 
+// ---------------------------------------------------------------- gateway health
+
+/** Ask /healthz (no login, no personal data) what stands in the gateway's way now. */
+async function refreshGatewayHealth() {
+  if (document.body.dataset.connection === "lost") {
+    return; // the connection banner says it all; the stream's "open" asks again at once
+  }
+  let health;
+  try {
+    const response = await fetch("/healthz", {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    // 503 is an answer too: it carries the problems that make the gateway unhealthy.
+    health = await response.json();
+  } catch {
+    return; // unreachable: the connection banner tells that; keep what was last known
+  }
+  if (!state.user || !Array.isArray(health?.problems)) {
+    return;
+  }
+  const problems = health.problems.filter((p) => p && typeof p.code === "string");
+  const before = state.gatewayProblems.map((p) => p.code).join(" ");
+  state.gatewayProblems = problems;
+  // Redrawn only on a change: the banner is a live region, read out when it changes.
+  if (problems.map((p) => p.code).join(" ") !== before) {
+    renderGatewayHealth();
+  }
+}
+
+function renderGatewayHealth() {
+  const box = $("gateway-health");
+  const problems = state.gatewayProblems;
+  box.replaceChildren(
+    ...problems.map((problem) => {
+      const p = document.createElement("p");
+      p.dataset.code = problem.code;
+      const key = `gateway.${problem.code}`;
+      // A problem this page does not know yet is still shown, in the server's words.
+      p.textContent = has(key) ? t(key) : `${t("gateway.unknown")}: ${problem.detail}`;
+      if (problem.detail) {
+        p.title = problem.detail;
+      }
+      return p;
+    }),
+  );
+  const critical = problems.some((p) => CRITICAL_PROBLEMS.has(p.code));
+  box.dataset.severity = critical ? "critical" : "warning";
+  box.hidden = problems.length === 0;
+  document.body.dataset.gatewayProblems = problems.map((p) => p.code).join(" ");
+}
+
 function formatClock(iso) {
   return new Date(iso).toLocaleTimeString(getLang() === "sv" ? "sv-SE" : "en-GB", {
     hour: "2-digit",
@@ -1067,6 +1132,7 @@ function onLanguageChange() {
   renderMute();
   renderQueue();
   renderIncidents();
+  renderGatewayHealth();
   if (state.lastHealth) {
     renderHealth(state.lastHealth);
   }

@@ -68,6 +68,13 @@ const MESSAGES = {
 
     "incident.banner": "Avbrott: {n} enheter utan kontakt sedan {time}",
 
+    "gateway.broker_down": "Ingen kontakt med MQTT-brokern – larm tas inte emot",
+    "gateway.spool_write_failed": "Lokal buffert kan inte skrivas – larm tas inte emot",
+    "gateway.spool_full": "Gatewayn: lokal buffert full – larm tas inte emot förrän databasen är ikapp",
+    "gateway.database_down": "Databasen nås inte – larm visas ändå, händelser sparas lokalt",
+    "gateway.rules_behind": "Gatewayn ligger efter – nya larm kan dröja",
+    "gateway.unknown": "Problem i gatewayn",
+
     "alert.new": "Nytt larm",
     "alert.unit": "Brukare",
     "alert.area": "Område",
@@ -207,6 +214,13 @@ const MESSAGES = {
     "health.updated": "Updated {time}",
 
     "incident.banner": "Outage: {n} devices without contact since {time}",
+
+    "gateway.broker_down": "No contact with the MQTT broker – alarms are not received",
+    "gateway.spool_write_failed": "The local buffer cannot be written – alarms are not received",
+    "gateway.spool_full": "Gateway: local buffer full – alarms are not received until the database has caught up",
+    "gateway.database_down": "The database cannot be reached – alerts are still shown, events are kept locally",
+    "gateway.rules_behind": "The gateway is behind – new alerts may be late",
+    "gateway.unknown": "Gateway problem",
 
     "alert.new": "New alert",
     "alert.unit": "Care recipient",

@@ -447,7 +447,7 @@ async def test_connection_lost_banner_and_catch_up(
     before, missed, during = SENSORS[15], SENSORS[16], SENSORS[17]
     async with LinkCutter(console_gateway.port) as link:
         # The broken streams are the point here; any other failure still counts.
-        page_errors.allow(f"({link.url}api/stream)")
+        page_errors.allow(f"({link.url}api/stream)", f"({link.url}healthz)")
         _, page = await open_console(browser, link.url, NORA)
         await not_reloaded(page)
         banner = page.locator("#connection-lost")
