@@ -11,6 +11,15 @@ so that it does not share the GIL with the gateway or with the measurements.
     (c) memory     gateway RSS with many registered devices, one heartbeat each
     (d) console    alarm publish → AlertOpened on the console's live stream
                    (SSE), with background heartbeats and without
+    (e) backlog    the same while the gateway drains a heartbeat backlog the
+                   broker queued for it (the gateway paused meanwhile)
+    (f) outage     the same while PostgreSQL is stopped under background load,
+                   and how long storage takes to catch up once it is back
+
+Each gateway the bench starts gets a fresh spool directory of its own in the
+bench's temporary directory. The ack rate (broker → spool) is read from the
+gateway's /metrics over the drain (the acknowledged batches' sizes); the
+storage rate (spool → PostgreSQL) from the rows' ``stored_at``.
 
 Ingest latency is PostgreSQL's ``stored_at`` (``now()``, the start of the
 committing transaction) minus the publish time the publisher puts in each
@@ -100,7 +109,41 @@ _CONSOLE_WARMUP_S = 1.0
 _CONSOLE_TAIL_S = 1.0
 # An alert not on the stream this long after the last alarm is counted lost.
 _CONSOLE_LOST_AFTER_S = 10.0
-PHASES = ("baseline", "drain", "sustained", "memory", "console")
+# The alarm path under trouble: a fall during a backlog drain or a database outage.
+BACKLOG_CLIENT_ID = "wgw-bench-backlog"
+OUTAGE_CLIENT_ID = "wgw-bench-outage"
+DEFAULT_BACKLOG_MESSAGES = 100_000
+DEFAULT_BACKLOG_ALERTS = 100
+DEFAULT_BACKLOG_ALERT_RATE = 50.0
+DEFAULT_OUTAGE_S = 30.0
+DEFAULT_OUTAGE_LOAD = 1_000
+QUICK_BACKLOG_MESSAGES = 2_000
+QUICK_BACKLOG_ALERTS = 10
+QUICK_OUTAGE_S = 3.0
+QUICK_OUTAGE_LOAD = 200
+# While the bulk path is saturated or the database is down, p99 at most this many
+# times the no-load p99 of the same run (DESIGN.md).
+ALARM_TARGET_RATIO = 2.0
+# What the drain reached before the spool, as a share of the gmqtt no-op baseline:
+# neither the ack rate nor the storage rate may fall below it (issue 8).
+DRAIN_TODAY_RATIO = 0.12
+# The outage's alarms start this long after PostgreSQL stopped and end this long before
+# it is back; the background load runs on this long after it is back.
+_OUTAGE_SETTLE_S = 1.0
+_OUTAGE_AFTER_S = 5.0
+# Storage has caught up once its oldest unstored entry is younger than this.
+_CAUGHT_UP_LAG_S = 1.0
+_METRICS_EVERY_S = 0.1
+# Messages spooled and acknowledged: the sum of the acknowledged batches' sizes.
+# (wgw_messages_total counts them later, when the rules have judged them.)
+ACKED_METRIC = "wgw_batch_size_messages_sum"
+_API_ENV = {
+    "WGW_API__ENABLED": "true",
+    "WGW_API__HOST": "127.0.0.1",
+    "WGW_API__PORT": "0",
+    "WGW_API__SECURE_COOKIES": "false",
+}
+PHASES = ("baseline", "drain", "sustained", "memory", "console", "backlog", "outage")
 # The gateway keeps up while it commits at least this share of the publish rate
 # and has at most this many seconds of traffic still queued when publishing stops.
 KEEP_UP_RATIO = 0.9
@@ -168,12 +211,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"alarms per second in the console phase (default {DEFAULT_CONSOLE_ALERT_RATE:g})",
     )
     parser.add_argument(
+        "--backlog-messages",
+        type=int,
+        help="heartbeats queued for the paused gateway in the backlog phase "
+        f"(default {DEFAULT_BACKLOG_MESSAGES:,})",
+    )
+    parser.add_argument(
+        "--backlog-alerts",
+        type=int,
+        help=f"alarms sent while the backlog drains, at {DEFAULT_BACKLOG_ALERT_RATE:g}/s "
+        f"(default {DEFAULT_BACKLOG_ALERTS})",
+    )
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        help=f"how long PostgreSQL is stopped in the outage phase (default {DEFAULT_OUTAGE_S:g})",
+    )
+    parser.add_argument(
+        "--outage-load",
+        type=int,
+        help=f"background heartbeats in msg/s during the outage (default {DEFAULT_OUTAGE_LOAD:,})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK_MESSAGES:,} messages, {QUICK_RATES[0]:,} msg/s for "
         f"{QUICK_DURATION_S:g} s, {QUICK_MEMORY_DEVICES:,} devices, {QUICK_CONSOLE_ALERTS} "
-        f"console alarms at {QUICK_CONSOLE_ALERT_RATE:g}/s under {QUICK_CONSOLE_LOAD:,} msg/s "
-        "(explicit options win)",
+        f"console alarms at {QUICK_CONSOLE_ALERT_RATE:g}/s under {QUICK_CONSOLE_LOAD:,} msg/s, "
+        f"a {QUICK_BACKLOG_MESSAGES:,}-message backlog, a {QUICK_OUTAGE_S:g} s outage under "
+        f"{QUICK_OUTAGE_LOAD:,} msg/s (explicit options win)",
     )
     parser.add_argument(
         "--config",
@@ -223,6 +289,11 @@ class Options:
     console_load: int = DEFAULT_CONSOLE_LOAD
     console_alerts: int = DEFAULT_CONSOLE_ALERTS
     console_alert_rate: float = DEFAULT_CONSOLE_ALERT_RATE
+    backlog_messages: int = DEFAULT_BACKLOG_MESSAGES
+    backlog_alerts: int = DEFAULT_BACKLOG_ALERTS
+    backlog_alert_rate: float = DEFAULT_BACKLOG_ALERT_RATE
+    outage_s: float = DEFAULT_OUTAGE_S
+    outage_load: int = DEFAULT_OUTAGE_LOAD
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -253,6 +324,21 @@ def _options(args: argparse.Namespace) -> Options:
             0.1,
             args.console_alert_rate
             or (QUICK_CONSOLE_ALERT_RATE if quick else DEFAULT_CONSOLE_ALERT_RATE),
+        ),
+        backlog_messages=max(
+            1,
+            args.backlog_messages
+            or (QUICK_BACKLOG_MESSAGES if quick else DEFAULT_BACKLOG_MESSAGES),
+        ),
+        backlog_alerts=max(
+            1, args.backlog_alerts or (QUICK_BACKLOG_ALERTS if quick else DEFAULT_BACKLOG_ALERTS)
+        ),
+        outage_s=max(2.5, args.outage_seconds or (QUICK_OUTAGE_S if quick else DEFAULT_OUTAGE_S)),
+        outage_load=max(
+            0,
+            args.outage_load
+            if args.outage_load is not None
+            else (QUICK_OUTAGE_LOAD if quick else DEFAULT_OUTAGE_LOAD),
         ),
     )
 
@@ -558,6 +644,7 @@ class GatewayProcess:
         client_id: str,
         log_path: Path,
         config: Path | None,
+        spool_root: Path,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self._command = [sys.executable, "-m", "gateway.cli", "serve"]
@@ -579,11 +666,25 @@ class GatewayProcess:
         )
         self._env.update(env or {})
         self._log_path = log_path
+        self._spool_root = spool_root
+        self._spool: Path | None = None
+        self._starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
-    def start(self) -> psutil.Process:
-        """Start the gateway; return it as a psutil process."""
+    def start(self, *, same_spool: bool = False) -> psutil.Process:
+        """Start the gateway on a fresh spool (or the last one again); return its process.
+
+        A fresh spool per start: each start is a new gateway, whose earlier run has
+        stored everything it spooled before it stopped.
+        """
+        if self._spool is None or not same_spool:
+            if self._spool is not None:
+                shutil.rmtree(self._spool, ignore_errors=True)
+            self._starts += 1
+            self._spool = self._spool_root / f"{self._log_path.stem}-spool-{self._starts}"
+        # WGW_* variables win over the settings file: never the default /var/lib/wgw/spool.
+        self._env["WGW_SPOOL__DIR"] = str(self._spool)
         self._log_path.write_bytes(b"")
         with self._log_path.open("ab") as log_file:
             self.started = time.time()
@@ -620,6 +721,16 @@ class GatewayProcess:
             time.sleep(0.05)
         return found[1].decode().strip("[]"), int(found[2])
 
+    def pause(self) -> None:
+        """Freeze the gateway (SIGSTOP): the broker queues for its session meanwhile."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused gateway go on (SIGCONT)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def check_alive(self) -> None:
         """Raise ServiceError with the log's tail if the gateway has exited."""
         if self._proc is not None and self._proc.poll() is not None:
@@ -637,6 +748,7 @@ class GatewayProcess:
         if self._proc is None:
             return
         if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)  # a paused gateway cannot take SIGTERM
             self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(30)
@@ -657,15 +769,19 @@ def _tree_cpu(root: psutil.Process) -> dict[int, float]:
     return used
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
-    """The bench's private broker and database, and their processes for CPU accounting."""
+    """The bench's private broker and database, and their processes for CPU accounting.
+
+    ``postgres`` changes when the outage phase restarts the server.
+    """
 
     port: int
     db: Database
     broker: psutil.Process
     postgres: psutil.Process
     work: Path
+    pg: PostgresServer | None = None
 
 
 class ResourceMonitor:
@@ -725,8 +841,11 @@ class DrainRun:
 
     messages: int
     stored: int
+    # Storage (spool → PostgreSQL): first to last commit, from the rows' stored_at.
     rate_stored: float | None
     rate_wall: float | None
+    # Acknowledgement (broker → spool): messages acknowledged per second over the drain.
+    rate_acked: float | None
     startup_s: float
     gateway_cpu_percent: float
     broker_cpu_percent: float
@@ -786,12 +905,14 @@ def run_drain(svc: Services, gateway: GatewayProcess, messages: int, run: int) -
         monitor = ResourceMonitor(proc, svc)
         monitor.start()
         wait_s = max(120.0, messages / 500)
-        stored, done = svc.db.wait_for(
-            prefix, report.started, messages, gateway.check_alive, timeout=wait_s
-        )
+        with MetricsPoller(gateway.wait_api) as poller:
+            stored, done = svc.db.wait_for(
+                prefix, report.started, messages, gateway.check_alive, timeout=wait_s
+            )
         monitor.stop()
     finally:
         gateway.stop()
+    acked, _ = counter_rate(poller.samples, ACKED_METRIC, messages)
     if stored != messages:
         raise ServiceError(
             f"drain: {stored} of {messages} messages stored; log:\n{gateway.log_tail()}"
@@ -802,6 +923,7 @@ def run_drain(svc: Services, gateway: GatewayProcess, messages: int, run: int) -
         stored=count,
         rate_stored=_rate(before_last, last - first),
         rate_wall=_rate(messages, done - gateway.started),
+        rate_acked=acked,
         startup_s=first - gateway.started,
         gateway_cpu_percent=monitor.cpu_percent["gateway"],
         broker_cpu_percent=monitor.cpu_percent["broker"],
@@ -864,6 +986,7 @@ def run_memory(svc: Services, opts: Options, devices: int) -> MemoryRun:
         client_id=MEMORY_CLIENT_ID,
         log_path=svc.work / "memory.log",
         config=opts.config,
+        spool_root=svc.work,
     )
     memory_db = Database(dsn)
     try:
@@ -922,6 +1045,8 @@ class ProbePlan:
     devices: tuple[str, ...]
     rate: float
     prefix: str
+    # An alert not on the stream this long after the last alarm is counted lost.
+    lost_after_s: float = _CONSOLE_LOST_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -1081,7 +1206,7 @@ async def _probe(plan: ProbePlan, ready: Any, go: Any) -> ProbeReport:
         payload = alarm(f"{plan.prefix}a{i}", "alarm.button", sent)
         client.publish(_alarm_topic(device), payload, qos=1)
         published[device] = sent
-    await _until(lambda: len(watch.opened) >= len(published), watch, _CONSOLE_LOST_AFTER_S)
+    await _until(lambda: len(watch.opened) >= len(published), watch, plan.lost_after_s)
     received = dict(watch.opened)
     # Reset every alarm, so no alert of this run escalates while the next run is measured.
     for i, device in enumerate(plan.devices):
@@ -1170,6 +1295,87 @@ def scrape_alert_latency(host: str, port: int) -> LatencyHistogram:
     return LatencyHistogram(tuple(buckets), float(total[1]), float(count[1]))
 
 
+_SAMPLE_LINE = re.compile(r"^(wgw_[a-z_]+) (\S+)$", re.M)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The unlabelled ``wgw_*`` samples of a Prometheus text page, by name."""
+    return {name: float(value) for name, value in _SAMPLE_LINE.findall(text)}
+
+
+def scrape_metrics(host: str, port: int, timeout: float = 10.0) -> dict[str, float]:
+    """The gateway's unlabelled counters and gauges from its /metrics."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ServiceError(f"/metrics answered HTTP {response.status}")
+    return parse_metrics(text)
+
+
+Sample = tuple[float, Mapping[str, float]]
+
+
+class MetricsPoller:
+    """Scrapes a gateway's /metrics every 0.1 s on a thread: (epoch seconds, samples).
+
+    A scrape that fails or times out (the gateway paused, or not serving yet) is skipped.
+    """
+
+    def __init__(self, address: Callable[[], tuple[str, int]]) -> None:
+        self._address = address
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-metrics", daemon=True)
+
+    def __enter__(self) -> MetricsPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            host, port = self._address()
+        except ServiceError:
+            return
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ServiceError, http.client.HTTPException):
+                values = scrape_metrics(host, port, timeout=1.0)
+                self.samples.append((time.time(), values))
+            self._stop.wait(_METRICS_EVERY_S)
+
+
+def counter_rate(
+    samples: Sequence[Sample], name: str, target: float, *, since: float = 0.0
+) -> tuple[float | None, float | None]:
+    """Per second from the first sample after ``since`` to the first at ``target``; and when.
+
+    The first sample's count is the start, so a scrape that came late costs no accuracy.
+    """
+    after = [(t, v[name]) for t, v in samples if t >= since and name in v]
+    if not after:
+        return None, None
+    t0, c0 = after[0]
+    for t, c in after:
+        if c >= target:
+            return _rate(int(c - c0), t - t0), t
+    return None, None
+
+
+def first_sample(
+    samples: Sequence[Sample], since: float, holds: Callable[[Mapping[str, float]], bool]
+) -> float | None:
+    """When the first sample after ``since`` that ``holds`` was taken."""
+    return next((t for t, v in samples if t >= since and holds(v)), None)
+
+
 def _quantile(ordered: Sequence[float], q: float) -> float | None:
     """Linear between the closest ranks, as PostgreSQL's percentile_cont."""
     if not ordered:
@@ -1233,10 +1439,15 @@ def run_console_step(
     load_rate: int,
     alert_rate: float,
     tag: str,
-) -> tuple[ConsoleRun, str | None]:
+    before_alarms: Callable[[], None] | None = None,
+    extra_load_s: float = 0.0,
+    lost_after_s: float = _CONSOLE_LOST_AFTER_S,
+) -> tuple[ConsoleRun, ProbeReport]:
     """Alarm each device once through the running gateway under ``load_rate`` heartbeats/s.
 
-    Also says what went wrong with the live stream, if it ended before the probe did.
+    ``before_alarms`` runs once the load is on and the probe is ready (it makes the
+    trouble the alarms are to meet); the load runs ``extra_load_s`` longer for it. The
+    probe's report says what went wrong with the live stream, if it ended first.
     """
     plan = ProbePlan(
         svc.port,
@@ -1247,8 +1458,9 @@ def run_console_step(
         tuple(devices),
         alert_rate,
         tag,
+        lost_after_s,
     )
-    duration = _CONSOLE_WARMUP_S + len(devices) / alert_rate + _CONSOLE_TAIL_S
+    duration = _CONSOLE_WARMUP_S + len(devices) / alert_rate + _CONSOLE_TAIL_S + extra_load_s
     load_plan = PublishPlan(
         svc.port, f"{tag}h", BENCH_DEVICES, int(load_rate * duration), float(load_rate)
     )
@@ -1266,6 +1478,8 @@ def run_console_step(
                     if loads[0].done():
                         loads[0].result()  # raises why the publisher failed
                 time.sleep(_CONSOLE_WARMUP_S)
+            if before_alarms is not None:
+                before_alarms()
             monitor.start()
 
         report = probe(plan, on_ready=start_load)
@@ -1276,7 +1490,11 @@ def run_console_step(
     lat: dict[str, Any] = {"p50": None, "p99": None}
     if load is not None:
         stored, _ = target.db.wait_for(
-            load_plan.prefix, load.started, load.sent, target.gateway.check_alive, timeout=30.0
+            load_plan.prefix,
+            load.started,
+            load.sent,
+            target.gateway.check_alive,
+            timeout=max(30.0, 3 * duration),
         )
         lat = target.db.latency(load_plan.prefix, load.started, load.finished)
     latencies = sorted(
@@ -1311,22 +1529,25 @@ def run_console_step(
         postgres_cpu_percent=monitor.cpu_percent["postgres"],
         system_cpu_percent=monitor.system_cpu_percent,
     )
-    return run, report.error
+    return run, report
 
 
-def run_console(svc: Services, opts: Options) -> dict[str, Any]:
-    """Alert latency to the console's live stream, unloaded and under load, in turn."""
-    # The API's modules load only for this phase: the others need none of them.
+@contextlib.contextmanager
+def alarm_gateway(
+    svc: Services, opts: Options, *, name: str, client_id: str, devices: Sequence[str]
+) -> Iterator[ConsoleTarget]:
+    """A gateway with the API on, in a database of its own, for measuring alarms to the console.
+
+    Its own database: no rule state or open alerts from the earlier phases. The
+    bench's devices heartbeat there; the alarm ``devices`` only ever alarm.
+    """
+    # The API's modules load only for these phases: the others need none of them.
     from gateway.api.auth import PasswordHasher
     from gateway.store.users import Role, User, save_user
 
-    loads = (0, opts.console_load) if opts.console_load > 0 else (0,)
-    n = opts.console_alerts
-    # A database of its own: no rule state or open alerts from the earlier phases.
-    dsn = svc.db.create_database("bench_console")
+    dsn = svc.db.create_database(f"bench_{name}")
     migrate(dsn)
     _register(dsn, BENCH_DEVICES)
-    devices = console_devices(n * len(loads) * opts.repeat)
     # A day between heartbeats: devices that only ever alarm must not raise "no contact".
     quiet = [
         DeviceRecord(device_id=d, family=Family.ALARM, org=ORG, heartbeat_interval_s=86_400)
@@ -1339,29 +1560,40 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
     gateway = GatewayProcess(
         dsn=dsn,
         broker_port=svc.port,
-        client_id=CONSOLE_CLIENT_ID,
-        log_path=svc.work / "console.log",
+        client_id=client_id,
+        log_path=svc.work / f"{name}.log",
         config=opts.config,
-        env={
-            "WGW_API__ENABLED": "true",
-            "WGW_API__HOST": "127.0.0.1",
-            "WGW_API__PORT": "0",
-            "WGW_API__SECURE_COOKIES": "false",
-        },
+        spool_root=svc.work,
+        env=_API_ENV,
     )
     db = Database(dsn)
-    runs: dict[int, list[ConsoleRun]] = {load: [] for load in loads}
-    stream_errors: list[str] = []
     try:
         proc = gateway.start()
         gateway.wait_ready()
         host, port = gateway.wait_api()
-        target = ConsoleTarget(gateway, proc, host, port, db, password)
+        yield ConsoleTarget(gateway, proc, host, port, db, password)
+    finally:
+        gateway.stop()
+        db.close()
+    # The broker would otherwise go on queueing the later phases' traffic for it.
+    close_session(svc.port, client_id)
+
+
+def run_console(svc: Services, opts: Options) -> dict[str, Any]:
+    """Alert latency to the console's live stream, unloaded and under load, in turn."""
+    loads = (0, opts.console_load) if opts.console_load > 0 else (0,)
+    n = opts.console_alerts
+    devices = console_devices(n * len(loads) * opts.repeat)
+    runs: dict[int, list[ConsoleRun]] = {load: [] for load in loads}
+    stream_errors: list[str] = []
+    with alarm_gateway(
+        svc, opts, name="console", client_id=CONSOLE_CLIENT_ID, devices=devices
+    ) as target:
         batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
         for run in range(opts.repeat):
             # Unloaded and loaded in turn, so a drift over the phase touches both alike.
             for load in loads:
-                step, error = run_console_step(
+                step, report = run_console_step(
                     svc,
                     target,
                     next(batches),
@@ -1371,13 +1603,9 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
                 )
                 runs[load].append(step)
                 _print_console_run(step)
-                if error is not None:
-                    stream_errors.append(error)
-                    _print(f"  STREAM: {error} before the probe was done")
-    finally:
-        gateway.stop()
-        db.close()
-    close_session(svc.port, CONSOLE_CLIENT_ID)
+                if report.error is not None:
+                    stream_errors.append(report.error)
+                    _print(f"  STREAM: {report.error} before the probe was done")
     unloaded = _medians(runs[0])
     loaded = _medians(runs[opts.console_load]) if opts.console_load > 0 else None
     p99 = loaded["latency_p99_ms"] if loaded is not None else None
@@ -1402,6 +1630,356 @@ def run_console(svc: Services, opts: Options) -> dict[str, Any]:
         if loaded is None
         else _ratio(p99, unloaded["latency_p99_ms"]),
         "target_met": None if p99 is None else p99 < CONSOLE_TARGET_P99_MS,
+    }
+
+
+# --- The alarm path under trouble: a backlog to drain, a database outage ---------------------
+
+
+def _alarm_latencies(
+    report: ProbeReport, since: float = -math.inf, until: float = math.inf
+) -> tuple[int, list[float]]:
+    """Alarms published in [since, until], and the sorted latencies of those on the stream."""
+    window = {d: t for d, t in report.published.items() if since <= t <= until}
+    return len(window), sorted(
+        report.received[d] - t for d, t in window.items() if d in report.received
+    )
+
+
+def _ratio_met(
+    p99_ms: float | None, noload_p99_ms: float | None
+) -> tuple[float | None, bool | None]:
+    """p99 over the no-load p99, and whether that is within the target ratio."""
+    ratio = _ratio(p99_ms, noload_p99_ms)
+    return ratio, None if ratio is None else ratio <= ALARM_TARGET_RATIO
+
+
+@dataclass(frozen=True)
+class BacklogRun:
+    """Alarms sent while the gateway drains a heartbeat backlog, and the drain itself."""
+
+    messages: int
+    stored: int
+    publish_rate: float
+    alarms: int
+    # Of those, published before the rules had judged the whole backlog: the ones measured.
+    alarms_during: int
+    received_during: int
+    lost: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    noload_p50_ms: float | None
+    noload_p99_ms: float | None
+    ratio_p99_to_noload: float | None
+    # From the gateway's going on until the whole backlog was acknowledged, and judged.
+    acked_s: float | None
+    judged_s: float | None
+    rate_acked: float | None
+    rate_stored: float | None
+
+
+def run_backlog_step(
+    svc: Services, target: ConsoleTarget, devices: Sequence[str], opts: Options, *, run: int
+) -> BacklogRun:
+    """Alarm the devices once while the gateway drains a backlog queued while it was paused.
+
+    Paused (SIGSTOP) rather than stopped: the probe's live stream stays open, so the
+    alarms can follow the backlog at once and measure the drain, not a start-up.
+    """
+    n = opts.backlog_messages
+    prefix = f"bb{run}-"
+    host, port = target.api_host, target.api_port
+    marks: dict[str, Any] = {}
+
+    def make_backlog() -> None:
+        marks["before"] = scrape_metrics(host, port)
+        target.gateway.pause()
+        try:
+            marks["backlog"] = publish(PublishPlan(svc.port, prefix, BENCH_DEVICES, n))
+        finally:
+            target.gateway.resume()
+            marks["resumed"] = time.time()
+
+    with MetricsPoller(lambda: (host, port)) as poller:
+        step, report = run_console_step(
+            svc,
+            target,
+            devices,
+            load_rate=0,
+            alert_rate=opts.backlog_alert_rate,
+            tag=f"bl{run}",
+            before_alarms=make_backlog,
+            lost_after_s=max(_CONSOLE_LOST_AFTER_S, n / 1_000),
+        )
+        backlog: PublishReport = marks["backlog"]
+        stored, _ = target.db.wait_for(
+            prefix, backlog.started, n, target.gateway.check_alive, timeout=max(120.0, n / 500)
+        )
+    if report.error is not None:
+        _print(f"  STREAM: {report.error} before the probe was done")
+    before, resumed = marks["before"], marks["resumed"]
+    rate_acked, acked_at = counter_rate(
+        poller.samples, ACKED_METRIC, before.get(ACKED_METRIC, 0.0) + n, since=resumed
+    )
+    judged_at = first_sample(
+        poller.samples,
+        resumed,
+        lambda v: v.get("wgw_messages_total", 0.0) >= before.get("wgw_messages_total", 0.0) + n,
+    )
+    alarms, latencies = _alarm_latencies(report, until=judged_at or math.inf)
+    _, first, last, before_last = target.db.stored_span(prefix, backlog.started)
+    p99 = _ms(_quantile(latencies, 0.99))
+    return BacklogRun(
+        messages=n,
+        stored=stored,
+        publish_rate=backlog.rate,
+        alarms=step.alarms,
+        alarms_during=alarms,
+        received_during=len(latencies),
+        lost=step.lost,
+        latency_p50_ms=_ms(_quantile(latencies, 0.5)),
+        latency_p99_ms=p99,
+        latency_max_ms=_ms(latencies[-1] if latencies else None),
+        noload_p50_ms=None,
+        noload_p99_ms=None,
+        ratio_p99_to_noload=None,
+        acked_s=None if acked_at is None else acked_at - resumed,
+        judged_s=None if judged_at is None else judged_at - resumed,
+        rate_acked=rate_acked,
+        rate_stored=_rate(before_last, last - first),
+    )
+
+
+def run_backlog(svc: Services, opts: Options) -> dict[str, Any]:
+    """Fall latency while a heartbeat backlog drains, beside the no-load latency, in turn."""
+    n = opts.backlog_alerts
+    devices = console_devices(2 * n * opts.repeat)
+    runs: list[BacklogRun] = []
+    with alarm_gateway(
+        svc, opts, name="backlog", client_id=BACKLOG_CLIENT_ID, devices=devices
+    ) as target:
+        batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
+        for run in range(opts.repeat):
+            noload, _ = run_console_step(
+                svc,
+                target,
+                next(batches),
+                load_rate=0,
+                alert_rate=opts.backlog_alert_rate,
+                tag=f"bu{run}",
+            )
+            step = run_backlog_step(svc, target, next(batches), opts, run=run)
+            ratio, _ = _ratio_met(step.latency_p99_ms, noload.latency_p99_ms)
+            step = dataclasses.replace(
+                step,
+                noload_p50_ms=noload.latency_p50_ms,
+                noload_p99_ms=noload.latency_p99_ms,
+                ratio_p99_to_noload=ratio,
+            )
+            runs.append(step)
+            _print_backlog_run(dataclasses.asdict(step))
+    median = _medians(runs)
+    ratio, met = _ratio_met(median["latency_p99_ms"], median["noload_p99_ms"])
+    return {
+        "messages": opts.backlog_messages,
+        "alerts_per_run": n,
+        "alert_rate": opts.backlog_alert_rate,
+        "target_ratio_p99_to_noload": ALARM_TARGET_RATIO,
+        "ratio_p99_to_noload": ratio,
+        "target_met": met,
+        "median": median,
+        "runs": [dataclasses.asdict(r) for r in runs],
+    }
+
+
+@dataclass(frozen=True)
+class OutageRun:
+    """Alarms sent while PostgreSQL is stopped under load, and storage's recovery after."""
+
+    outage_s: float
+    load_target_rate: int
+    load_achieved_rate: float | None
+    load_published: int
+    load_stored: int
+    alarms: int
+    # Of those, published while PostgreSQL was down: the ones measured.
+    alarms_during: int
+    received_during: int
+    lost: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    noload_p50_ms: float | None
+    noload_p99_ms: float | None
+    ratio_p99_to_noload: float | None
+    # After PostgreSQL was back (its start command returned): storage writing again,
+    # and its oldest unstored entry younger than a second.
+    storage_resumed_s: float | None
+    storage_caught_up_s: float | None
+    peak_waiting_storage: float | None
+    peak_spool_mb: float | None
+
+
+def run_outage_step(
+    svc: Services, target: ConsoleTarget, devices: Sequence[str], opts: Options, *, run: int
+) -> OutageRun:
+    """Stop PostgreSQL under background load, alarm each device once, start it again."""
+    pg = svc.pg
+    if pg is None:
+        raise ServiceError("the outage phase needs the bench's own PostgreSQL")
+    marks: dict[str, float] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-postgres")
+    restarted: list[concurrent.futures.Future[None]] = []
+
+    def start_again() -> None:
+        time.sleep(max(0.0, marks["down"] + opts.outage_s - time.time()))
+        pg.start()
+        marks["up"] = time.time()
+
+    def stop_postgres() -> None:
+        pg.stop("fast")
+        marks["down"] = time.time()
+        restarted.append(pool.submit(start_again))
+        time.sleep(_OUTAGE_SETTLE_S)  # the alarms meet an outage the gateway has noticed
+
+    window = len(devices) / opts.console_alert_rate
+    host, port = target.api_host, target.api_port
+    try:
+        with MetricsPoller(lambda: (host, port)) as poller:
+            step, report = run_console_step(
+                svc,
+                target,
+                devices,
+                load_rate=opts.outage_load,
+                alert_rate=opts.console_alert_rate,
+                tag=f"o{run}",
+                before_alarms=stop_postgres,
+                extra_load_s=max(0.0, opts.outage_s - window - _CONSOLE_TAIL_S) + _OUTAGE_AFTER_S,
+            )
+            for future in restarted:
+                future.result()
+            # Caught up: wait (a while) until the samples show it.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _caught_up(poller.samples, marks["up"]) is None:
+                target.gateway.check_alive()
+                time.sleep(0.2)
+    finally:
+        for future in restarted:
+            with contextlib.suppress(Exception):
+                future.result()
+        pool.shutdown()
+        svc.postgres = _postgres_process(pg)
+    if report.error is not None:
+        _print(f"  STREAM: {report.error} before the probe was done")
+    down, up = marks["down"], marks["up"]
+    alarms, latencies = _alarm_latencies(report, down, up)
+    resumed = first_sample(poller.samples, up, lambda v: v.get("wgw_storage_up") == 1)
+    caught_up = _caught_up(poller.samples, up)
+    during = [v for t, v in poller.samples if down <= t <= up]
+    waiting = [v["wgw_spool_waiting_storage"] for v in during if "wgw_spool_waiting_storage" in v]
+    spool = [v["wgw_spool_bytes"] for v in during if "wgw_spool_bytes" in v]
+    return OutageRun(
+        outage_s=up - down,
+        load_target_rate=opts.outage_load,
+        load_achieved_rate=step.load_achieved_rate,
+        load_published=step.load_published,
+        load_stored=step.load_stored,
+        alarms=step.alarms,
+        alarms_during=alarms,
+        received_during=len(latencies),
+        lost=step.lost,
+        latency_p50_ms=_ms(_quantile(latencies, 0.5)),
+        latency_p99_ms=_ms(_quantile(latencies, 0.99)),
+        latency_max_ms=_ms(latencies[-1] if latencies else None),
+        noload_p50_ms=None,
+        noload_p99_ms=None,
+        ratio_p99_to_noload=None,
+        storage_resumed_s=None if resumed is None else resumed - up,
+        storage_caught_up_s=None if caught_up is None else caught_up - up,
+        peak_waiting_storage=max(waiting, default=None),
+        peak_spool_mb=_mb(int(max(spool))) if spool else None,
+    )
+
+
+def _caught_up(samples: Sequence[Sample], since: float) -> float | None:
+    return first_sample(
+        samples,
+        since,
+        lambda v: (
+            v.get("wgw_storage_up") == 1
+            and v.get("wgw_storage_lag_seconds", math.inf) < _CAUGHT_UP_LAG_S
+        ),
+    )
+
+
+def run_outage(svc: Services, opts: Options) -> dict[str, Any]:
+    """Fall latency while PostgreSQL is down under load, beside the no-load latency, in turn."""
+    # Alarms from a second after PostgreSQL stopped until a second before it is back.
+    window = max(0.5, opts.outage_s - _OUTAGE_SETTLE_S - 1.0)
+    n = max(3, int(opts.console_alert_rate * window))
+    devices = console_devices(2 * n * opts.repeat)
+    runs: list[OutageRun] = []
+    with alarm_gateway(
+        svc, opts, name="outage", client_id=OUTAGE_CLIENT_ID, devices=devices
+    ) as target:
+        batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
+        for run in range(opts.repeat):
+            noload, _ = run_console_step(
+                svc,
+                target,
+                next(batches),
+                load_rate=0,
+                alert_rate=opts.console_alert_rate,
+                tag=f"ou{run}",
+            )
+            step = run_outage_step(svc, target, next(batches), opts, run=run)
+            ratio, _ = _ratio_met(step.latency_p99_ms, noload.latency_p99_ms)
+            step = dataclasses.replace(
+                step,
+                noload_p50_ms=noload.latency_p50_ms,
+                noload_p99_ms=noload.latency_p99_ms,
+                ratio_p99_to_noload=ratio,
+            )
+            runs.append(step)
+            _print_outage_run(dataclasses.asdict(step))
+    median = _medians(runs)
+    ratio, met = _ratio_met(median["latency_p99_ms"], median["noload_p99_ms"])
+    return {
+        "outage_s": opts.outage_s,
+        "load_rate": opts.outage_load,
+        "alerts_per_run": n,
+        "alert_rate": opts.console_alert_rate,
+        "target_ratio_p99_to_noload": ALARM_TARGET_RATIO,
+        "ratio_p99_to_noload": ratio,
+        "target_met": met,
+        "lost": sum(r.lost for r in runs),
+        "load_lost": sum(r.load_published - r.load_stored for r in runs),
+        "median": median,
+        "runs": [dataclasses.asdict(r) for r in runs],
+    }
+
+
+def transfer_rates(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ack and storage rates of a backlog drain as shares of the gmqtt no-op baseline.
+
+    From the drain phase (the same backlog the baseline drained), else the backlog phase.
+    """
+    baseline = results.get("baseline")
+    base = baseline["gmqtt"]["median"]["rate"] if baseline else None
+    source = next((name for name in ("drain", "backlog_alarm") if results.get(name)), None)
+    if source is None:
+        return None
+    median = results[source]["median"]
+    acked, stored = median["rate_acked"], median["rate_stored"]
+    return {
+        "source": source,
+        "gmqtt_baseline_rate": base,
+        "ack_rate": acked,
+        "storage_rate": stored,
+        "ack_ratio_to_gmqtt_baseline": _ratio(acked, base),
+        "storage_ratio_to_gmqtt_baseline": _ratio(stored, base),
+        "drain_today_ratio": DRAIN_TODAY_RATIO,
     }
 
 
@@ -1562,6 +2140,92 @@ def _print_console(console: Mapping[str, Any], repeat: int) -> None:
     )
 
 
+def _target_verdict(met: bool | None) -> str:
+    return "—" if met is None else "met" if met else "MISSED"
+
+
+def _print_backlog_run(m: Mapping[str, Any]) -> None:
+    ratio, met = _ratio_met(m["latency_p99_ms"], m["noload_p99_ms"])
+    _print(
+        f"  no load           p50 {_fmt(m['noload_p50_ms'], ',.1f'):>7} ms  "
+        f"p99 {_fmt(m['noload_p99_ms'], ',.1f'):>7} ms"
+    )
+    _print(
+        f"  during the drain  p50 {_fmt(m['latency_p50_ms'], ',.1f'):>7} ms  "
+        f"p99 {_fmt(m['latency_p99_ms'], ',.1f'):>7} ms  max "
+        f"{_fmt(m['latency_max_ms'], ',.1f')} ms  ({m['received_during']:.0f} of "
+        f"{m['alarms_during']:.0f} alarms sent before the rules had judged the backlog; "
+        f"{m['lost']:.0f} lost)"
+    )
+    _print(
+        f"  p99 ×{_fmt(ratio, '.2f')} the no-load p99 (target at most ×{ALARM_TARGET_RATIO:g}: "
+        f"{_target_verdict(met)})"
+    )
+    _print(
+        f"  backlog of {m['messages']:,.0f} queued at {_fmt(m['publish_rate'])} msg/s: "
+        f"acknowledged {_fmt(m['acked_s'], '.1f')} s after the gateway went on "
+        f"({_fmt(m['rate_acked'])} msg/s), "
+        f"judged by the rules after {_fmt(m['judged_s'], '.1f')} s, stored at "
+        f"{_fmt(m['rate_stored'])} events/s ({m['stored']:,.0f} stored)"
+    )
+
+
+def _print_outage_run(m: Mapping[str, Any]) -> None:
+    ratio, met = _ratio_met(m["latency_p99_ms"], m["noload_p99_ms"])
+    _print(
+        f"  no load           p50 {_fmt(m['noload_p50_ms'], ',.1f'):>7} ms  "
+        f"p99 {_fmt(m['noload_p99_ms'], ',.1f'):>7} ms"
+    )
+    _print(
+        f"  PostgreSQL down   p50 {_fmt(m['latency_p50_ms'], ',.1f'):>7} ms  "
+        f"p99 {_fmt(m['latency_p99_ms'], ',.1f'):>7} ms  max "
+        f"{_fmt(m['latency_max_ms'], ',.1f')} ms  ({m['received_during']:.0f} of "
+        f"{m['alarms_during']:.0f} alarms sent in the {m['outage_s']:.1f} s outage; "
+        f"{m['lost']:.0f} lost)"
+    )
+    _print(
+        f"  p99 ×{_fmt(ratio, '.2f')} the no-load p99 (target at most ×{ALARM_TARGET_RATIO:g}: "
+        f"{_target_verdict(met)})"
+    )
+    _print(
+        f"  load {_fmt(m['load_achieved_rate'])} msg/s: {m['load_stored']:,.0f} of "
+        f"{m['load_published']:,.0f} stored; spool peak {_fmt(m['peak_spool_mb'], '.1f')} MB, "
+        f"{_fmt(m['peak_waiting_storage'])} journal entries waiting for PostgreSQL"
+    )
+    _print(
+        f"  after PostgreSQL was back: storage writing in {_fmt(m['storage_resumed_s'], '.1f')} s, "
+        f"caught up (lag under {_CAUGHT_UP_LAG_S:g} s) in {_fmt(m['storage_caught_up_s'], '.1f')} s"
+    )
+
+
+def _print_summary(results: Mapping[str, Any]) -> None:
+    """The issue's figures side by side: alarm p99 against no load, transfer rates."""
+    lines = []
+    for key, label in (("backlog_alarm", "backlog drain"), ("outage", "PostgreSQL outage")):
+        if (phase := results.get(key)) is not None:
+            m = phase["median"]
+            lines.append(
+                f"  alarm p99 during the {label + ':':<19} {_fmt(m['latency_p99_ms'], ',.1f'):>7} "
+                f"ms vs {_fmt(m['noload_p99_ms'], ',.1f')} ms without load: "
+                f"×{_fmt(phase['ratio_p99_to_noload'], '.2f')} (target ≤ ×{ALARM_TARGET_RATIO:g}: "
+                f"{_target_verdict(phase['target_met'])})"
+            )
+    if (rates := results.get("rates")) is not None:
+        floor = f"drain before the spool ≈ {100 * rates['drain_today_ratio']:.0f}% of baseline"
+        for key, label in (("ack", "ack rate (broker → spool)"), ("storage", "storage rate")):
+            share = rates[f"{key}_ratio_to_gmqtt_baseline"]
+            verdict = "—" if share is None else "above" if share >= DRAIN_TODAY_RATIO else "BELOW"
+            lines.append(
+                f"  {label:<27} {_fmt(rates[f'{key}_rate']):>8} msg/s = "
+                f"{_fmt(None if share is None else 100 * share, '.0f')}% of the gmqtt baseline "
+                f"({_fmt(rates['gmqtt_baseline_rate'])} msg/s); {floor}: {verdict}"
+            )
+    if lines:
+        _print("\nthe alarm path and the spool, against the targets:")
+        for line in lines:
+            _print(line)
+
+
 # --- The command ------------------------------------------------------------------------------
 
 
@@ -1615,7 +2279,7 @@ def run_bench(args: argparse.Namespace) -> int:
         _register(pg.dsn, BENCH_DEVICES)
         db = Database(pg.dsn)
         stack.callback(db.close)
-        svc = Services(broker.port, db, _broker_process(broker), _postgres_process(pg), work)
+        svc = Services(broker.port, db, _broker_process(broker), _postgres_process(pg), work, pg)
         results = _run_phases(svc, opts)
         opts.json_path.write_text(json.dumps(results, indent=2) + "\n")
         _print(f"\nresults written to {opts.json_path}")
@@ -1646,6 +2310,11 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "console_load": opts.console_load,
             "console_alerts": opts.console_alerts,
             "console_alert_rate": opts.console_alert_rate,
+            "backlog_messages": opts.backlog_messages,
+            "backlog_alerts": opts.backlog_alerts,
+            "backlog_alert_rate": opts.backlog_alert_rate,
+            "outage_s": opts.outage_s,
+            "outage_load": opts.outage_load,
             "config": None if opts.config is None else str(opts.config),
             "payload_bytes": len(
                 heartbeat(f"d0-{n // 2}", now.isoformat(timespec="milliseconds"), now.timestamp())
@@ -1655,6 +2324,10 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "figures are medians over the runs listed with them",
             "latency = stored_at (PostgreSQL now(): start of the committing transaction) "
             "minus the publish time in the payload; it excludes the batch's write and commit",
+            "backlog_alarm and outage: console latency of the alarms sent while the backlog was "
+            "undrained or PostgreSQL was down, beside no-load alarms on the same gateway; "
+            "rates.ack_rate = messages acknowledged (spooled) per second while draining, from "
+            "the gateway's /metrics; rates.storage_rate = first to last stored_at",
             "console latency = when the probe read the AlertOpened frame on /api/stream minus "
             "when it published the alarm (one machine clock); gateway_* = the gateway's own "
             "wgw_alert_latency_seconds (its receipt → its live feed), estimated from buckets",
@@ -1666,6 +2339,9 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         "sustained": None,
         "memory": None,
         "console": None,
+        "backlog_alarm": None,
+        "outage": None,
+        "rates": None,
     }
     m, o = results["machine"], results["options"]
     _print(
@@ -1682,6 +2358,9 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         client_id=GATEWAY_CLIENT_ID,
         log_path=svc.work / "gateway.log",
         config=opts.config,
+        spool_root=svc.work,
+        # Its /metrics gives the drain's ack rate; any free port, never a fixed one.
+        env=_API_ENV,
     )
     if "drain" in opts.phases:
         results["drain"] = _phase_drain(svc, opts, gateway, base_rate)
@@ -1697,6 +2376,22 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         _print(_CONSOLE_HEADER)
         results["console"] = run_console(svc, opts)
         _print_console(results["console"], opts.repeat)
+    if "backlog" in opts.phases:
+        _print(
+            f"\n(e) backlog alarm: {opts.backlog_alerts} alarms at {opts.backlog_alert_rate:g}/s "
+            f"while the gateway drains {opts.backlog_messages:,} heartbeats queued while it was "
+            "paused; publish → AlertOpened on /api/stream"
+        )
+        results["backlog_alarm"] = run_backlog(svc, opts)
+    if "outage" in opts.phases:
+        _print(
+            f"\n(f) outage: PostgreSQL stopped for {opts.outage_s:g} s under "
+            f"{opts.outage_load:,} msg/s of heartbeats, alarms at {opts.console_alert_rate:g}/s; "
+            "publish → AlertOpened on /api/stream"
+        )
+        results["outage"] = run_outage(svc, opts)
+    results["rates"] = transfer_rates(results)
+    _print_summary(results)
     _print(
         "\nlatency = stored_at (start of the committing transaction) − publish time; "
         "console: SSE frame read − alarm publish, gw = the gateway's own receipt → feed; "
@@ -1737,6 +2432,12 @@ def _phase_drain(
         f"  first→last commit        {_fmt(drain['rate_stored']):>8} events/s   "
         f"{_fmt(None if ratio is None else 100 * ratio, '.0f')}% of the gmqtt baseline"
     )
+    acked = _ratio(drain["rate_acked"], base_rate)
+    _print(
+        f"  acknowledged (→ spool)   {_fmt(drain['rate_acked']):>8} msg/s      "
+        f"{_fmt(None if acked is None else 100 * acked, '.0f')}% of the gmqtt baseline "
+        f"(drain before the spool ≈ {100 * DRAIN_TODAY_RATIO:.0f}%)"
+    )
     _print(
         f"  process start→all stored {_fmt(drain['rate_wall']):>8} events/s   "
         f"(first commit {drain['startup_s']:.1f} s after start)"
@@ -1750,6 +2451,7 @@ def _phase_drain(
     return {
         "median": drain,
         "ratio_to_gmqtt_baseline": ratio,
+        "ack_ratio_to_gmqtt_baseline": acked,
         "runs": [dataclasses.asdict(r) for r in drains],
     }
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import psycopg
 
+# How long a query waits for a server that went away to be back.
+_RECONNECT_S = 120.0
+
 
 class Database:
     """The bench's queries: setup statements and what the events table says about a run."""
@@ -21,9 +24,28 @@ class Database:
         self._conn.close()
 
     def _row(self, query: str, params: Mapping[str, object] | None = None) -> tuple[Any, ...]:
-        row = self._conn.execute(query.encode(), params).fetchone()
+        try:
+            row = self._conn.execute(query.encode(), params).fetchone()
+        except psycopg.OperationalError:
+            if not self._conn.closed:
+                raise
+            # The server went away under us (the bench's outage phase): wait until it is
+            # back, then once more.
+            self._reconnect(within=_RECONNECT_S)
+            row = self._conn.execute(query.encode(), params).fetchone()
         assert row is not None
         return row
+
+    def _reconnect(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                self._conn = psycopg.connect(self.dsn, autocommit=True)
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def server_version(self) -> str:
         """PostgreSQL's version string."""

@@ -9,13 +9,24 @@ from typing import Any
 import pytest
 
 from gateway.bench import (
+    ACKED_METRIC,
+    ALARM_TARGET_RATIO,
+    DRAIN_TODAY_RATIO,
+    QUICK_BACKLOG_ALERTS,
+    QUICK_BACKLOG_MESSAGES,
     QUICK_CONSOLE_ALERTS,
     QUICK_CONSOLE_LOAD,
     QUICK_MESSAGES,
+    QUICK_OUTAGE_LOAD,
+    QUICK_OUTAGE_S,
     QUICK_RATES,
     LatencyHistogram,
     StreamWatch,
+    counter_rate,
+    first_sample,
+    parse_metrics,
     step_verdict,
+    transfer_rates,
 )
 from gateway.cli import main
 
@@ -38,6 +49,9 @@ def test_quick_bench_stores_every_message_once(
         "(b) sustained",
         "(c) memory",
         "(d) console latency",
+        "(e) backlog alarm",
+        "(f) outage",
+        "the alarm path and the spool, against the targets",
     ):
         assert heading in printed
     results = json.loads(out.read_text())
@@ -79,6 +93,40 @@ def test_quick_bench_stores_every_message_once(
         assert run["gateway_alerts"] == QUICK_CONSOLE_ALERTS
         assert run["load_stored"] == run["load_published"]
     assert console["loaded"]["runs"][0]["load_published"] > 0
+
+    # Alarms sent while a backlog drained all reached the stream; the backlog was stored once.
+    backlog = results["backlog_alarm"]
+    assert backlog["target_ratio_p99_to_noload"] == ALARM_TARGET_RATIO
+    (run,) = backlog["runs"]
+    assert (run["messages"], run["stored"]) == (QUICK_BACKLOG_MESSAGES, QUICK_BACKLOG_MESSAGES)
+    assert run["alarms"] == QUICK_BACKLOG_ALERTS
+    assert run["lost"] == 0
+    assert run["received_during"] == run["alarms_during"]
+    assert 0 < run["noload_p50_ms"] <= run["noload_p99_ms"]
+    assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
+    assert run["ratio_p99_to_noload"] == pytest.approx(run["latency_p99_ms"] / run["noload_p99_ms"])
+    assert run["acked_s"] is not None and run["judged_s"] is not None
+
+    # Alarms sent while PostgreSQL was down reached the stream; afterwards every heartbeat
+    # of the load was stored, and storage caught up.
+    outage = results["outage"]
+    assert (outage["outage_s"], outage["load_rate"]) == (QUICK_OUTAGE_S, QUICK_OUTAGE_LOAD)
+    assert (outage["lost"], outage["load_lost"]) == (0, 0)
+    (run,) = outage["runs"]
+    assert run["outage_s"] >= QUICK_OUTAGE_S
+    assert run["received_during"] == run["alarms_during"] > 0
+    assert run["load_stored"] == run["load_published"] > 0
+    assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
+    assert run["noload_p99_ms"] > 0
+    assert run["peak_waiting_storage"] > 0
+    assert run["storage_resumed_s"] is not None
+    assert run["storage_caught_up_s"] >= run["storage_resumed_s"]
+
+    rates = results["rates"]
+    assert rates["source"] == "drain"
+    assert rates["drain_today_ratio"] == DRAIN_TODAY_RATIO
+    assert rates["storage_ratio_to_gmqtt_baseline"] > 0
+    assert "ack_ratio_to_gmqtt_baseline" in rates
 
 
 def _step(**overrides: Any) -> dict[str, Any]:
@@ -153,3 +201,53 @@ def test_the_stream_watch_keeps_the_first_opening_of_each_wanted_device() -> Non
     assert watch.snapshot
     assert watch.opened == {"alarm-c000001": 2.0}
     assert watch.cleared == {"alarm-c000001"}
+
+
+def test_metrics_are_read_by_name_without_the_labelled_ones() -> None:
+    text = (
+        "# HELP wgw_messages_total MQTT messages received.\n"
+        "# TYPE wgw_messages_total counter\n"
+        "wgw_messages_total 1234.0\n"
+        'wgw_events_in_total{family="alarm"} 7.0\n'
+        "wgw_storage_up 0.0\n"
+        "wgw_batch_size_messages_sum 1200.0\n"
+    )
+
+    assert parse_metrics(text) == {
+        "wgw_messages_total": 1234.0,
+        "wgw_storage_up": 0.0,
+        ACKED_METRIC: 1200.0,
+    }
+
+
+def test_the_ack_rate_counts_from_the_first_scrape_to_the_one_at_the_target() -> None:
+    samples = [
+        (10.0, {ACKED_METRIC: 0.0}),
+        (11.0, {ACKED_METRIC: 1_000.0}),
+        (12.0, {ACKED_METRIC: 3_000.0}),
+        (13.0, {ACKED_METRIC: 5_000.0}),
+        (14.0, {ACKED_METRIC: 5_000.0}),
+    ]
+
+    assert counter_rate(samples, ACKED_METRIC, 5_000, since=10.5) == (2_000.0, 13.0)
+    # Never reached; or reached by the first scrape: when, but no rate to speak of.
+    assert counter_rate(samples, ACKED_METRIC, 6_000) == (None, None)
+    assert counter_rate(samples, ACKED_METRIC, 5_000, since=13.5) == (None, 14.0)
+    assert first_sample(samples, 11.5, lambda v: v[ACKED_METRIC] >= 3_000) == 12.0
+
+
+def test_the_transfer_rates_are_shares_of_the_gmqtt_baseline() -> None:
+    results = {
+        "baseline": {"gmqtt": {"median": {"rate": 50_000.0}}},
+        "drain": {"median": {"rate_acked": 25_000.0, "rate_stored": 5_000.0}},
+        "backlog_alarm": {"median": {"rate_acked": 1.0, "rate_stored": 1.0}},
+    }
+
+    rates = transfer_rates(results)
+
+    assert rates is not None
+    assert rates["source"] == "drain"
+    assert rates["ack_ratio_to_gmqtt_baseline"] == pytest.approx(0.5)
+    assert rates["storage_ratio_to_gmqtt_baseline"] == pytest.approx(0.1)
+    assert rates["storage_ratio_to_gmqtt_baseline"] < rates["drain_today_ratio"]
+    assert transfer_rates({"baseline": None, "drain": None}) is None
