@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,9 +202,13 @@ class Received:
 
 
 class AlertWatcher:
-    """Every alert the gateway publishes on wgw/{org}/alerts/#, with its arrival time."""
+    """Every alert the gateway publishes on wgw/{org}/alerts/#, with its arrival time.
+
+    ``on_alert``, if set, is called with each one on paho's network thread, as it arrives.
+    """
 
     def __init__(self, port: int, org: str) -> None:
+        self.on_alert: Callable[[Received], None] | None = None
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -219,6 +223,8 @@ class AlertWatcher:
         item = Received(time.monotonic(), message.topic, json.loads(message.payload))
         with self._lock:
             self.messages.append(item)
+        if self.on_alert is not None:
+            self.on_alert(item)
 
     def for_device(self, device_id: str) -> list[Received]:
         with self._lock:
