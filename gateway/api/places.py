@@ -20,7 +20,9 @@ async def places_of(ctx: ApiContext, device_ids: list[str]) -> dict[str, tuple[s
         cache.clear()  # a registry import may have moved devices to other units or areas
         ctx.places_loads = ctx.gateway.registry_loads
     missing = sorted({d for d in device_ids if d not in cache})
-    if missing and time.monotonic() >= ctx.db_retry_at:
+    # While storage knows PostgreSQL is away no lookup is tried at all: an
+    # alert on the live stream must not wait for a connection that cannot come.
+    if missing and ctx.gateway.storage_up and time.monotonic() >= ctx.db_retry_at:
         try:
             async with connection(ctx.pool, wait_s=2.0) as conn:
                 found = await device_places(conn, device_ids=missing)
