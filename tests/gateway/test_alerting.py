@@ -84,7 +84,11 @@ async def judged(gateway: Gateway, fed: int) -> None:
 
 async def stored(gateway: Gateway) -> None:
     """Wait until everything the rules journalled is in PostgreSQL."""
-    await until(lambda: gateway.spool_status().waiting_storage == 0)
+    # waiting_storage counts only synced journal entries; oldest_unstored_s is 0
+    # only once nothing journalled, synced or not, waits for PostgreSQL.
+    await until(
+        lambda: (s := gateway.spool_status()).waiting_storage == 0 and s.oldest_unstored_s == 0
+    )
 
 
 def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, Any]]:

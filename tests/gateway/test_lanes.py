@@ -31,10 +31,12 @@ NIGHT = datetime(2026, 11, 24, 1, 15, tzinfo=UTC)
 BACKLOG = 20_000
 
 
-async def until(predicate: Callable[[], bool], within_s: float = 30) -> None:
+async def until(
+    predicate: Callable[[], bool], within_s: float = 30, *, poll_s: float = 0.01
+) -> None:
     async with asyncio.timeout(within_s):
         while not predicate():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(poll_s)
 
 
 @asynccontextmanager
@@ -205,7 +207,8 @@ async def test_draining_a_heartbeat_backlog_raises_no_contact_alert(dsn: str) ->
         clock.advance(timedelta(minutes=35))
         source.feed(backlog)
         fed = len(first) + len(backlog)
-        await until(lambda: len(source.acked) == fed)
+        # Polled without sleeping, so the ticks below begin as soon as it is spooled.
+        await until(lambda: len(source.acked) == fed, poll_s=0)
         ticks_while_waiting = 0
         while gateway.spool_status().waiting_rules:
             work = gateway.tick_now()

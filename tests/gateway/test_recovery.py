@@ -38,10 +38,12 @@ BUSY = [f"hb-{n:04d}" for n in range(50)]
 FRAME = struct.Struct("<IIQ")
 
 
-async def until(predicate: Callable[[], bool], within_s: float = 30) -> None:
+async def until(
+    predicate: Callable[[], bool], within_s: float = 30, *, poll_s: float = 0.01
+) -> None:
     async with asyncio.timeout(within_s):
         while not predicate():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(poll_s)
 
 
 @asynccontextmanager
@@ -199,7 +201,7 @@ async def test_a_restart_stores_what_postgresql_missed_and_judges_what_the_rules
         await until(lambda: gateway.metrics.messages == len(before))
         clock.advance(timedelta(seconds=30))
         source.feed(backlog)
-        await until(lambda: len(source.acked) == len(before) + len(backlog), within_s=60)
+        await until(lambda: len(source.acked) == len(before) + len(backlog), 60, poll_s=0)
         # Stopped while PostgreSQL is away and the rules are behind.
         status = gateway.spool_status()
         assert status.waiting_rules > 0
