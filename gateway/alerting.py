@@ -152,13 +152,8 @@ class Alerting:
             observe(row.event)
             engine_key = self.engine_key(row.org)
             engine = self.engines[engine_key]
-            key = (row.event.device_id, row.event.event_id)
-            if key in self._recent_set:
+            if not self._first_time(row):
                 continue
-            if len(self._recent) == self._recent.maxlen:
-                self._recent_set.discard(self._recent[0])
-            self._recent.append(key)
-            self._recent_set.add(key)
             home = self._homes.get(row.event.device_id)
             shelf = self.shelved.get(row.event.device_id)
             caused: list[Effect]
@@ -181,6 +176,22 @@ class Alerting:
         work.suppressions.extend(care.suppressions)
         work.arrivals.extend(care.arrivals)
         return work
+
+    def remember(self, rows: Iterable[StoredRow]) -> None:
+        """Count events as judged already (those judged just before a restart)."""
+        for row in rows:
+            self._first_time(row)
+
+    def _first_time(self, row: StoredRow) -> bool:
+        """Note an event; tell whether it is new within the redelivery window."""
+        key = (row.event.device_id, row.event.event_id)
+        if key in self._recent_set:
+            return False
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(key)
+        self._recent_set.add(key)
+        return True
 
     def _care_context(self, row: StoredRow, home: str, care: AlertWork, engine: RuleEngine) -> bool:
         """Track staff inside a home; tell whether this event is held back because of them."""

@@ -137,11 +137,12 @@ class MemoryBackend:
         return "memory"
 
     async def startup(self, *, spool_id: str, now: datetime) -> Startup:
-        """The state given at construction, with the position the sink last stored."""
+        """The state given at construction, with what the sink stored since: as PostgreSQL would."""
         progress = self.memory.progress
         if progress is None or progress.spool_id != spool_id:
             progress = Progress(spool_id)
         self._startup.progress = progress
+        self._startup.states.update(self.memory.work().states)
         return self._startup
 
     async def refresh(self, now: datetime) -> Refresh:

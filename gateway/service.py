@@ -179,6 +179,7 @@ class Gateway:
         self._journal_dirty = asyncio.Event()
         self._spool_room = asyncio.Event()
         self._stored_moved = asyncio.Event()
+        self._judged_attributes: frozenset[str] = frozenset()
         self._spool_full = False
         self._write_error: str | None = None
         self.storage_up = True
@@ -274,6 +275,9 @@ class Gateway:
         rulesets = {None: load_ruleset(default_rules_text(), rules.file)} | {
             org: load_ruleset(default_rules_text(), path) for org, path in rules.org_files.items()
         }
+        self._judged_attributes = frozenset().union(
+            *(rs.judged_attributes() for rs in rulesets.values())
+        )
         self._spool_id = _spool_id(self.settings.spool.dir)
         backend = self.backend
         try:
@@ -340,9 +344,7 @@ class Gateway:
     ) -> None:
         """Bring the rules back to where they stood before the last stop, from the spool."""
         assert self._lanes is not None and self._journal is not None
-        alerting = Alerting(
-            engines, publish=source.publish, dedup_window=2 * self.settings.mqtt.receive_maximum
-        )
+        alerting = Alerting(engines, publish=source.publish, dedup_window=self._redelivery_window())
         alerting.directory = startup.directory
         alerting.set_homes(startup.homes)
         self.alerting = alerting
@@ -364,6 +366,7 @@ class Gateway:
         for key, engine in engines.items():
             if (state := states.get(state_name(key))) is not None:
                 engine.import_state(state)
+        self._remember_judged(alerting, startup.devices)
         for lane in self._lanes:
             if lane.backlog:
                 first = decode_raw(lane.spool.read(lane.cursor, 1)[0][1])
@@ -372,6 +375,27 @@ class Gateway:
         if again:
             log.info("judging %d spooled messages the rules had not finished", again)
         self._rules_wake.set()
+
+    def _remember_judged(self, alerting: Alerting, devices: dict[str, DeviceInfo]) -> None:
+        """Seed the redelivery check with the last messages judged before the stop.
+
+        A PUBACK sent just before a crash may never have reached the broker,
+        which then delivers the message again: judged a second time it would
+        count as a repeat of its own alert. The lanes keep a window of judged
+        records for this (see _journal_loop), decoded here once.
+        """
+        assert self._lanes is not None
+        # A pipeline of its own: these messages were counted when first judged.
+        scratch = Pipeline(registry=devices, settings=self.settings.ingest)
+        window = self._redelivery_window()
+        for lane in self._lanes:
+            start = max(0, lane.cursor - window)
+            for _, payload in lane.spool.read(start, lane.cursor - start):
+                alerting.remember(scratch.process(decode_raw(payload)).rows)
+
+    def _redelivery_window(self) -> int:
+        """How many judged records may come again from the broker: its in-flight window, twice."""
+        return 2 * self.settings.mqtt.receive_maximum
 
     async def _final_sync(self) -> None:
         """Make the journal durable at stop; PostgreSQL gets it on the next start if not now."""
@@ -411,11 +435,12 @@ class Gateway:
     async def _receive_loop(self, source: MessageSource) -> None:
         assert self._lanes is not None
         alarm, bulk = self._lanes
+        judged = self._judged_attributes
         async for batch in source.batches():
             await self._room_in_spool()
             split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
             for delivery in batch:
-                split[lane_of(delivery.raw)].append(delivery.raw)
+                split[lane_of(delivery.raw, judged)].append(delivery.raw)
             firsts = await self._spool_durably(split)
             source.ack(batch)
             self.metrics.batch_sizes.observe(len(batch))
@@ -531,8 +556,10 @@ class Gateway:
                 self._journal_dirty.set()
                 await asyncio.sleep(1.0)
                 continue
+            # Judged records stay a window longer, for _remember_judged after a crash.
+            keep = self._redelivery_window()
             for lane, at in zip(self._lanes, covered, strict=True):
-                lane.spool.release(at)
+                lane.spool.release(at - keep)
             self._spool_room.set()
 
     # -- storage: journal → PostgreSQL ---------------------------------------

@@ -61,11 +61,16 @@ class Running:
         return [b["effect"] for b in bodies if b.get("alert", {}).get("rule_id") == rule_id]
 
 
+def memory_backend() -> MemoryBackend:
+    return MemoryBackend(Startup(devices={SENSOR: DeviceInfo("vallby", Family.SENSOR, 3600)}))
+
+
 @asynccontextmanager
-async def running() -> AsyncIterator[Running]:
-    clock = FrozenClock(NIGHT)
-    devices = {SENSOR: DeviceInfo("vallby", Family.SENSOR, 3600)}
-    backend = MemoryBackend(Startup(devices=devices))
+async def running(
+    backend: MemoryBackend | None = None, clock: FrozenClock | None = None
+) -> AsyncIterator[Running]:
+    clock = clock or FrozenClock(NIGHT)
+    backend = backend or memory_backend()
     source = MemorySource(batch_max=100)
     # Only explicit ticks: the tick loop's interval is longer than any test.
     settings = load_settings(None, rules={"tick_s": 60}, ingest={"storage_retry_s": 0.01})
@@ -131,3 +136,23 @@ async def test_alerts_go_out_while_the_sink_is_away_and_are_stored_in_order_afte
         progress = gw.backend.memory.progress
         assert progress is not None
         assert (progress.alarm_seq, progress.bulk_seq) == (1, 1)
+
+
+async def test_a_message_the_broker_delivers_again_after_a_restart_is_not_judged_twice() -> None:
+    # The PUBACK of a judged message may be lost with the process: the broker
+    # then delivers it again to the next one, which must not count it as a
+    # repeat of its own alert (or page again).
+    backend = memory_backend()
+    fall = message("sensor.fall", NIGHT, "f-1", level="alarm")
+    async with running(backend) as first:
+        first.feed(fall)
+        await first.judged(1)
+        await until(lambda: first.gateway.spool_status().waiting_storage == 0)
+        assert first.effects("fall") == ["AlertOpened"]
+    async with running(backend, first.clock) as second:
+        second.feed(fall)
+        await second.judged(1)
+        second.gateway.tick_now()
+        assert second.effects("fall") == []
+        assert second.gateway.alerting is not None
+        assert [a.count for a in second.gateway.alerting.open_alerts()] == [1]
