@@ -16,12 +16,15 @@ only lane records that no journal entry covers.
 from __future__ import annotations
 
 import pickle
+import re
 import struct
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
-from core.errors import GatewayError
+from adapters.common import load_json_object
+from core.errors import DecodeError, GatewayError
 from core.events import RawMessage
 from core.rows import DeadLetter, StoredRow, render_rows
 from rules.auditlog import is_access_event
@@ -35,23 +38,51 @@ class Lane(IntEnum):
     BULK = 1  # heartbeats and status: contact only, processed when the alarm lane is empty
 
 
-# Heartbeat markers of the JSON families and of SCAIP (<mty>PI</mty>).
-_HEARTBEAT_MARKERS = (b'"device.heartbeat"', b'"heartbeat"', b"<mty>PI</mty>")
-# A payload larger than this, or a JSON array (a lock's synced log), may hold
-# more than a heartbeat: it stays in the alarm lane.
+# A message is bulk only when it is a heartbeat that rules judge as contact
+# and nothing else: a heartbeat carrying an attribute some rule judges (a
+# battery reading) stays in the alarm lane, in order with the device's other
+# readings. Other attributes (signal strength, firmware) are fine.
+_ENVELOPE_KEYS = frozenset({"id", "kind", "event", "ts", "device_id"})
+# Keys that make any event more than contact, whatever the rules.
+_JUDGED_KEYS = frozenset({"actor", "level", "state"})
+_HEARTBEAT_NAMES = frozenset({"device.heartbeat", "heartbeat"})
+# SCAIP <mrq> tags a bare heartbeat (<mty>PI</mty>) may have: no status or info code.
+_BULK_SCAIP_TAGS = frozenset(
+    {b"mrq", b"ref", b"ver", b"mty", b"cid", b"dty", b"did", b"dco", b"crd"}
+)
+_XML_TAG = re.compile(rb"<([A-Za-z][A-Za-z0-9]*)")
+# A larger payload may hold more than a heartbeat.
 _BULK_MAX_BYTES = 1024
 
 
-def lane_of(raw: RawMessage) -> Lane:
-    """Classify a message without decoding it; anything doubtful goes to the alarm lane."""
+def lane_of(raw: RawMessage, judged: AbstractSet[str]) -> Lane:
+    """Classify a message on receipt; anything doubtful goes to the alarm lane.
+
+    ``judged`` names the attributes some rule judges (RuleSet.judged_attributes).
+    Cheap for what pages: only a payload that mentions a heartbeat is parsed,
+    with the adapters' own JSON decoder, so classification and decoding agree.
+    """
     if raw.topic.endswith("/status"):
         return Lane.BULK
     payload = raw.payload
-    if len(payload) > _BULK_MAX_BYTES or b"[" in payload:
+    if len(payload) > _BULK_MAX_BYTES:
         return Lane.ALARM
-    for marker in _HEARTBEAT_MARKERS:
-        if marker in payload:
-            return Lane.BULK
+    if b"<mty>PI</mty>" in payload:
+        tags = set(_XML_TAG.findall(payload))
+        return Lane.BULK if tags <= _BULK_SCAIP_TAGS else Lane.ALARM
+    if b"heartbeat" not in payload:
+        return Lane.ALARM
+    try:
+        body = load_json_object(raw)
+    except DecodeError:
+        return Lane.ALARM
+    name = body.get("kind", body.get("event"))
+    extra = body.keys() - _ENVELOPE_KEYS
+    if name in _HEARTBEAT_NAMES and not extra & judged and not extra & _JUDGED_KEYS:
+        # "event" names a vendor's kind; alongside "kind" it is one more attribute.
+        if "kind" in body and "event" in body:
+            return Lane.ALARM
+        return Lane.BULK
     return Lane.ALARM
 
 

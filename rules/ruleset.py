@@ -276,6 +276,14 @@ class RuleSet(_Model):
         """The rules of devices with settings of their own, by device id, then rule id."""
         return self._device_rules
 
+    def judged_attributes(self) -> frozenset[str]:
+        """The event attributes some rule judges (threshold rules, with device settings)."""
+        rules = [
+            *self.rules.values(),
+            *(r for own in self._device_rules.values() for r in own.values()),
+        ]
+        return frozenset(r.attribute for r in rules if isinstance(r, ThresholdRule))
+
     def rule_for(self, rule_id: str, device_id: str) -> Rule:
         """A rule as it applies to one device, with that device's own settings."""
         device_rules = self._device_rules.get(device_id)
