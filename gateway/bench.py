@@ -58,7 +58,7 @@ from http.cookies import SimpleCookie
 from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import gmqtt
 import paho.mqtt.client as paho
@@ -1754,33 +1754,11 @@ def run_backlog_step(
 def run_backlog(svc: Services, opts: Options) -> dict[str, Any]:
     """Fall latency while a heartbeat backlog drains, beside the no-load latency, in turn."""
     n = opts.backlog_alerts
-    devices = console_devices(2 * n * opts.repeat)
-    runs: list[BacklogRun] = []
-    with alarm_gateway(
-        svc, opts, name="backlog", client_id=BACKLOG_CLIENT_ID, devices=devices
-    ) as target:
-        batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
-        for run in range(opts.repeat):
-            noload, _ = run_console_step(
-                svc,
-                target,
-                next(batches),
-                load_rate=0,
-                alert_rate=opts.backlog_alert_rate,
-                tag=f"bu{run}",
-            )
-            step = run_backlog_step(svc, target, next(batches), opts, run=run)
-            ratio, _ = _ratio_met(step.latency_p99_ms, noload.latency_p99_ms)
-            step = dataclasses.replace(
-                step,
-                noload_p50_ms=noload.latency_p50_ms,
-                noload_p99_ms=noload.latency_p99_ms,
-                ratio_p99_to_noload=ratio,
-            )
-            runs.append(step)
-            _print_backlog_run(dataclasses.asdict(step))
-    median = _medians(runs)
-    ratio, met = _ratio_met(median["latency_p99_ms"], median["noload_p99_ms"])
+    runs, median, ratio, met = _beside_noload(
+        svc, opts, name="backlog", client_id=BACKLOG_CLIENT_ID, per_run=n,
+        alert_rate=opts.backlog_alert_rate, tag="bu", step=run_backlog_step,
+        show=_print_backlog_run,
+    )  # fmt: skip
     return {
         "messages": opts.backlog_messages,
         "alerts_per_run": n,
@@ -1791,6 +1769,50 @@ def run_backlog(svc: Services, opts: Options) -> dict[str, Any]:
         "median": median,
         "runs": [dataclasses.asdict(r) for r in runs],
     }
+
+
+_Run = TypeVar("_Run", "BacklogRun", "OutageRun")
+
+
+def _beside_noload(
+    svc: Services,
+    opts: Options,
+    *,
+    name: str,
+    client_id: str,
+    per_run: int,
+    alert_rate: float,
+    tag: str,
+    step: Callable[..., _Run],
+    show: Callable[[dict[str, Any]], None],
+) -> tuple[list[_Run], dict[str, Any], float | None, bool | None]:
+    """Run a phase's step ``opts.repeat`` times, each after a no-load run on the same gateway.
+
+    Returns the runs (each with its no-load figures and ratio), their
+    medians, and the median p99's ratio to the median no-load p99 with
+    whether it meets the target.
+    """
+    devices = console_devices(2 * per_run * opts.repeat)
+    runs: list[_Run] = []
+    with alarm_gateway(svc, opts, name=name, client_id=client_id, devices=devices) as target:
+        batches = iter(devices[i : i + per_run] for i in range(0, len(devices), per_run))
+        for run in range(opts.repeat):
+            noload, _ = run_console_step(
+                svc, target, next(batches), load_rate=0, alert_rate=alert_rate, tag=f"{tag}{run}"
+            )
+            result = step(svc, target, next(batches), opts, run=run)
+            ratio, _ = _ratio_met(result.latency_p99_ms, noload.latency_p99_ms)
+            result = dataclasses.replace(
+                result,
+                noload_p50_ms=noload.latency_p50_ms,
+                noload_p99_ms=noload.latency_p99_ms,
+                ratio_p99_to_noload=ratio,
+            )
+            runs.append(result)
+            show(dataclasses.asdict(result))
+    median = _medians(runs)
+    ratio, met = _ratio_met(median["latency_p99_ms"], median["noload_p99_ms"])
+    return runs, median, ratio, met
 
 
 @dataclass(frozen=True)
@@ -1918,33 +1940,11 @@ def run_outage(svc: Services, opts: Options) -> dict[str, Any]:
     # Alarms from a second after PostgreSQL stopped until a second before it is back.
     window = max(0.5, opts.outage_s - _OUTAGE_SETTLE_S - 1.0)
     n = max(3, int(opts.console_alert_rate * window))
-    devices = console_devices(2 * n * opts.repeat)
-    runs: list[OutageRun] = []
-    with alarm_gateway(
-        svc, opts, name="outage", client_id=OUTAGE_CLIENT_ID, devices=devices
-    ) as target:
-        batches = iter(devices[i : i + n] for i in range(0, len(devices), n))
-        for run in range(opts.repeat):
-            noload, _ = run_console_step(
-                svc,
-                target,
-                next(batches),
-                load_rate=0,
-                alert_rate=opts.console_alert_rate,
-                tag=f"ou{run}",
-            )
-            step = run_outage_step(svc, target, next(batches), opts, run=run)
-            ratio, _ = _ratio_met(step.latency_p99_ms, noload.latency_p99_ms)
-            step = dataclasses.replace(
-                step,
-                noload_p50_ms=noload.latency_p50_ms,
-                noload_p99_ms=noload.latency_p99_ms,
-                ratio_p99_to_noload=ratio,
-            )
-            runs.append(step)
-            _print_outage_run(dataclasses.asdict(step))
-    median = _medians(runs)
-    ratio, met = _ratio_met(median["latency_p99_ms"], median["noload_p99_ms"])
+    runs, median, ratio, met = _beside_noload(
+        svc, opts, name="outage", client_id=OUTAGE_CLIENT_ID, per_run=n,
+        alert_rate=opts.console_alert_rate, tag="ou", step=run_outage_step,
+        show=_print_outage_run,
+    )  # fmt: skip
     return {
         "outage_s": opts.outage_s,
         "load_rate": opts.outage_load,

@@ -206,7 +206,7 @@ class Gateway:
             limit_bytes=self.settings.spool.max_bytes,
             full=self._spool_full,
             waiting_rules=sum(lane.backlog for lane in lanes),
-            waiting_storage=journal.durable_seq - self._stored_seq,
+            waiting_storage=journal.last_seq - self._stored_seq,
             oldest_unstored_s=oldest,
             storage_up=self.storage_up,
             write_error=self._write_error,

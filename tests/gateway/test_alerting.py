@@ -6,8 +6,7 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,24 @@ import pytest
 from core.clock import FrozenClock
 from core.events import Family, RawMessage
 from gateway.cli import main
-from gateway.config import Settings, load_settings
+from gateway.config import load_settings
 from gateway.embedded import PostgresServer
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
 from gateway.store.devices import import_devices
+from tests.utils.gateways import judged, running_gateway, stored, ticked_settings, until
 from tests.utils.services import count, rows
 
 pytestmark = pytest.mark.db
+
+
+def running(
+    dsn: str, clock: FrozenClock, *, spool: str | None = None
+) -> AbstractAsyncContextManager[tuple[Gateway, MemorySource]]:
+    return running_gateway(ticked_settings(dsn, spool=spool), clock)
+
 
 # 02:10 in Stockholm on a November night (UTC+1).
 LEFT_BED = datetime(2026, 11, 24, 1, 10, tzinfo=UTC)
@@ -40,55 +47,6 @@ SENSOR_RECORD = DeviceRecord(
 def message(kind: str, at: datetime, event_id: str, **extra: object) -> RawMessage:
     body = {"id": event_id, "kind": kind, "ts": at.isoformat(), **extra}
     return RawMessage(f"wgw/vallby/sensor/{SENSOR}/event", json.dumps(body).encode(), at)
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 15) -> None:
-    async with asyncio.timeout(within_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
-def settings(dsn: str, spool: str | None = None) -> Settings:
-    # Timers, supervision and escalation fire when a test calls tick_now(), not
-    # on their own: the tick loop's period (its maximum) outlasts any test here.
-    loaded = load_settings(None, db={"dsn": dsn}, rules={"tick_s": 60})
-    if spool is None:
-        return loaded
-    # A second process on the same machine needs a spool of its own.
-    own = loaded.spool.model_copy(update={"dir": loaded.spool.dir.with_name(spool)})
-    return loaded.model_copy(update={"spool": own})
-
-
-@asynccontextmanager
-async def running(
-    dsn: str, clock: FrozenClock, *, spool: str | None = None
-) -> AsyncIterator[tuple[Gateway, MemorySource]]:
-    source = MemorySource(batch_max=100)
-    gateway = Gateway(settings(dsn, spool), clock=clock, source_factory=lambda: source)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await until(gateway.ready.is_set)
-    try:
-        yield gateway, source
-    finally:
-        stop.set()
-        await task
-
-
-async def judged(gateway: Gateway, fed: int) -> None:
-    """Wait until the rules have judged all ``fed`` messages this gateway was given."""
-    await until(
-        lambda: gateway.metrics.messages == fed and gateway.spool_status().waiting_rules == 0
-    )
-
-
-async def stored(gateway: Gateway) -> None:
-    """Wait until everything the rules journalled is in PostgreSQL."""
-    # waiting_storage counts only synced journal entries; oldest_unstored_s is 0
-    # only once nothing journalled, synced or not, waits for PostgreSQL.
-    await until(
-        lambda: (s := gateway.spool_status()).waiting_storage == 0 and s.oldest_unstored_s == 0
-    )
 
 
 def published_alerts(source: MemorySource, rule_id: str) -> list[dict[str, Any]]:

@@ -6,9 +6,8 @@ Time moves only when the test says so and ticks happen only when it calls
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from gateway.config import load_settings
 from gateway.ingest import MemorySource
 from gateway.service import Gateway
 from rules.model import DeviceInfo
+from tests.utils.gateways import judged, running_gateway, until
 
 # 02:10 in Stockholm on a November night (UTC+1).
 NIGHT = datetime(2026, 11, 24, 1, 10, tzinfo=UTC)
@@ -29,12 +29,6 @@ SENSOR = "sensor-0001"
 def message(kind: str, at: datetime, event_id: str, **extra: object) -> RawMessage:
     body = {"id": event_id, "kind": kind, "ts": at.isoformat(), **extra}
     return RawMessage(f"wgw/vallby/sensor/{SENSOR}/event", json.dumps(body).encode(), at)
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 10) -> None:
-    async with asyncio.timeout(within_s):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -49,12 +43,7 @@ class Running:
 
     async def judged(self, fed: int) -> None:
         """Wait until the rules have seen ``fed`` messages (an event, not a guess of time)."""
-        await until(
-            lambda: (
-                self.gateway.metrics.messages == fed
-                and self.gateway.spool_status().waiting_rules == 0
-            )
-        )
+        await judged(self.gateway, fed)
 
     def effects(self, rule_id: str) -> list[str]:
         bodies = [json.loads(p) for _, p in self.source.published]
@@ -71,18 +60,10 @@ async def running(
 ) -> AsyncIterator[Running]:
     clock = clock or FrozenClock(NIGHT)
     backend = backend or memory_backend()
-    source = MemorySource(batch_max=100)
     # Only explicit ticks: the tick loop's interval is longer than any test.
     settings = load_settings(None, rules={"tick_s": 60}, ingest={"storage_retry_s": 0.01})
-    gateway = Gateway(settings, clock=clock, source_factory=lambda: source, backend=backend)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await until(gateway.ready.is_set)
-    try:
+    async with running_gateway(settings, clock, backend=backend) as (gateway, source):
         yield Running(gateway, source, backend, clock)
-    finally:
-        stop.set()
-        await task
 
 
 async def test_not_back_in_bed_pages_only_when_ticked_past_the_window() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from core.clock import FrozenClock
 from core.events import Family, RawMessage
-from gateway.config import load_settings
 from gateway.ingest import MemorySource
 from gateway.journal import Lane, lane_of
 from gateway.registry import DeviceRecord
@@ -23,6 +21,7 @@ from gateway.store import migrate
 from gateway.store.devices import import_devices
 from rules import default_rules_text, load_ruleset
 from rules.model import Effect
+from tests.utils.gateways import judged, running_gateway, ticked_settings, until
 from tests.utils.services import count, rows
 
 # The attributes the default rule set judges (battery), as the gateway derives them.
@@ -35,42 +34,17 @@ def lane(message: RawMessage) -> Lane:
 
 pytestmark = pytest.mark.db
 
+
+def running(
+    dsn: str, clock: FrozenClock, *, batch_max: int = 25_000
+) -> AbstractAsyncContextManager[tuple[Gateway, MemorySource]]:
+    """A gateway whose timers fire only when the test ticks it (within a test's time)."""
+    return running_gateway(ticked_settings(dsn), clock, batch_max=batch_max)
+
+
 # 02:15 in Stockholm on a November night (UTC+1): inside the night window.
 NIGHT = datetime(2026, 11, 24, 1, 15, tzinfo=UTC)
 BACKLOG = 20_000
-
-
-async def until(
-    predicate: Callable[[], bool], within_s: float = 30, *, poll_s: float = 0.01
-) -> None:
-    async with asyncio.timeout(within_s):
-        while not predicate():
-            await asyncio.sleep(poll_s)
-
-
-@asynccontextmanager
-async def running(
-    dsn: str, clock: FrozenClock, *, batch_max: int = 25_000
-) -> AsyncIterator[tuple[Gateway, MemorySource]]:
-    """A gateway whose timers fire only when the test ticks it (within a test's time)."""
-    source = MemorySource(batch_max=batch_max)
-    settings = load_settings(None, db={"dsn": dsn}, rules={"tick_s": 60})
-    gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await until(gateway.ready.is_set)
-    try:
-        yield gateway, source
-    finally:
-        stop.set()
-        await task
-
-
-async def judged(gateway: Gateway, fed: int) -> None:
-    """Wait until the rules have judged every message fed."""
-    await until(
-        lambda: gateway.metrics.messages == fed and gateway.spool_status().waiting_rules == 0
-    )
 
 
 def bodies(source: MemorySource) -> list[dict[str, Any]]:

@@ -8,8 +8,7 @@ import asyncio
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,24 @@ import pytest
 
 from core.clock import FrozenClock
 from core.events import Family, RawMessage
-from gateway.config import load_settings
 from gateway.embedded import PostgresServer
 from gateway.ingest import MemorySource
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
 from gateway.store.devices import import_devices
+from tests.utils.gateways import running_gateway, ticked_settings, until
 from tests.utils.services import count, rows
 
 pytestmark = pytest.mark.db
+
+
+def running(
+    dsn: str, clock: FrozenClock
+) -> AbstractAsyncContextManager[tuple[Gateway, MemorySource]]:
+    """A gateway whose timers fire only when the test ticks it (within a test's time)."""
+    return running_gateway(ticked_settings(dsn), clock, batch_max=25_000)
+
 
 # 02:10 in Stockholm on a November night (UTC+1).
 LEFT_BED = datetime(2026, 11, 24, 1, 10, tzinfo=UTC)
@@ -36,30 +43,6 @@ FALLER = "sensor-0002"
 BUSY = [f"hb-{n:04d}" for n in range(50)]
 # The spool's record frame (gateway/spool.py): length, CRC, seq, payload.
 FRAME = struct.Struct("<IIQ")
-
-
-async def until(
-    predicate: Callable[[], bool], within_s: float = 30, *, poll_s: float = 0.01
-) -> None:
-    async with asyncio.timeout(within_s):
-        while not predicate():
-            await asyncio.sleep(poll_s)
-
-
-@asynccontextmanager
-async def running(dsn: str, clock: FrozenClock) -> AsyncIterator[tuple[Gateway, MemorySource]]:
-    """A gateway whose timers fire only when the test ticks it (within a test's time)."""
-    source = MemorySource(batch_max=25_000)
-    settings = load_settings(None, db={"dsn": dsn}, rules={"tick_s": 60})
-    gateway = Gateway(settings, clock=clock, source_factory=lambda: source)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await until(gateway.ready.is_set, within_s=60)
-    try:
-        yield gateway, source
-    finally:
-        stop.set()
-        await task
 
 
 def alerts_of(source: MemorySource, rule_id: str) -> list[dict[str, Any]]:
