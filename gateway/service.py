@@ -63,9 +63,9 @@ log = logging.getLogger(__name__)
 _RULES_SLICE = 500
 # Received messages kept in memory per lane for the rules (beyond it they are
 # read back from the spool): a bound on memory during a backlog.
-_LANE_TAIL = 20_000
+_LANE_TAIL = 4_000
 # Journal entries kept in memory for storage; beyond, storage reads the spool.
-_JOURNAL_TAIL = 64
+_JOURNAL_TAIL = 16
 # Rows storage puts in one transaction when it has a backlog to catch up on.
 _STORE_ROWS = 10_000
 # How long a stop waits for storage to catch up with the journal.
