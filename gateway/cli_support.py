@@ -31,6 +31,6 @@ def migrated_dsn(args: argparse.Namespace) -> str:
     from gateway.config import load_settings
     from gateway.store import migrate
 
-    dsn = load_settings(args.config).db.dsn
-    migrate(dsn)
-    return dsn
+    db = load_settings(args.config).db
+    migrate(db.dsn, timescaledb=db.timescaledb)
+    return db.dsn

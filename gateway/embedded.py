@@ -187,6 +187,8 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     bin_dir: Path = field(default_factory=find_postgres_bin)
     _user: str | None = field(default_factory=_unprivileged_user)
+    # Extra server settings (-c name=value), e.g. shared_preload_libraries.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.bin_dir = runnable_postgres_bin(self.bin_dir, self._user)
@@ -249,6 +251,9 @@ class PostgresServer:
             "-c max_connections=50 -c wal_level=minimal -c max_wal_senders=0 "
             "-c synchronous_commit=on -c fsync=on"
         )
+        for name, value in self.settings.items():
+            quoted = value.replace("'", "'\\''")
+            options += f" -c {name}='{quoted}'"
         self._run(
             "pg_ctl", "-D", str(self.data_dir), "-o", options, "-l",
             str(self.data_dir / "server.log"), "-w", "-t", "60", "start",

@@ -42,7 +42,6 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import httpx
-import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -62,6 +61,7 @@ from gateway.store import migrate
 from gateway.store.devices import import_devices
 from gateway.store.users import ALL_ORGS, Role, User, save_user
 from rules import Alert
+from tests.utils.databases import create_database, drop_database, seal_template
 from tests.utils.services import rows
 
 ORG_A = "vallby"
@@ -168,16 +168,12 @@ def prepare_database(dsn: str, password_hash: str) -> None:
 
 def _create_database(server: PostgresServer, template: str | None = None) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
-    create = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.execute(create.encode())
+    create_database(server.dsn, name, template or "template0")
     return server.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _drop_database(server: PostgresServer, dsn: str) -> None:
-    name = dsn.rsplit("/", 1)[1]
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    drop_database(server.dsn, dsn.rsplit("/", 1)[1])
 
 
 @contextmanager
@@ -225,6 +221,8 @@ def prepared_template(pg_server: PostgresServer, password_hash: str) -> Iterator
     """The name of a database prepared once (migrated, DEVICES, USERS) that tests copy."""
     with _database(pg_server) as dsn:
         prepare_database(dsn, password_hash)
+        # Copied while TimescaleDB's scheduler would sit in it: keep everyone out.
+        seal_template(pg_server.dsn, dsn.rsplit("/", 1)[1])
         yield dsn.rsplit("/", 1)[1]
 
 

@@ -33,6 +33,7 @@ from gateway.registry import DeviceRecord
 from gateway.store import migrate
 from gateway.store.devices import import_devices
 from gateway.store.users import Role, User, save_user
+from tests.utils.databases import create_database
 from tests.utils.services import REPO, GatewayProcess, gateway_env, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -272,8 +273,7 @@ def console_gateway(
             "mosquitto is not installed: run `make test` as root, or apt-get install mosquitto"
         )
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    create_database(pg_server.dsn, name)
     dsn = pg_server.dsn.rsplit("/", 1)[0] + f"/{name}"
     migrate(dsn)
     import_devices(dsn, [*SENSORS, FOREIGN])

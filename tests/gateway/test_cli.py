@@ -13,10 +13,14 @@ pytestmark = pytest.mark.db
 
 
 def test_migrate_then_import_devices(
-    config: Path, db_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config: Path,
+    db_dsn: str,
+    pg_variant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["migrate", "--config", str(config)]) == 0
-    assert "storage variant: native" in capsys.readouterr().out
+    assert f"storage variant: {pg_variant}" in capsys.readouterr().out
     registry = tmp_path / "devices.csv"
     registry.write_text(
         "device_id,family,org,unit,heartbeat_interval_s\n"
