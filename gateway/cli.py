@@ -35,7 +35,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply database migrations."""
     from gateway.store import migrate
 
-    report = migrate(_settings(args).db.dsn)
+    db = _settings(args).db
+    report = migrate(db.dsn, timescaledb=db.timescaledb)
     applied = ", ".join(f"{v:03d}" for v in report.applied) or "none (up to date)"
     print(f"storage variant: {report.variant}; applied: {applied}")
     return 0

@@ -47,6 +47,11 @@ class DatabaseSettings(_Section):
     pool_max: Annotated[int, Field(ge=1)] = 4
     # How long start-up waits for PostgreSQL before giving up with a clear message.
     connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Events as a TimescaleDB hypertable: "auto" when the server can load the
+    # extension (installed and in shared_preload_libraries), else native
+    # partitions with one log line saying why; "on" refuses to start without
+    # it; "off" always native. Chosen once, when the events table is made.
+    timescaledb: Literal["auto", "on", "off"] = "auto"
 
 
 class IngestSettings(_Section):

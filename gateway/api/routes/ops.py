@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from gateway.api.context import ApiContext
 from gateway.api.deps import Context
 from gateway.store import probe
+from gateway.store.timescale import JobState, timescaledb_jobs
 
 router = APIRouter(tags=["operations"])
 
@@ -41,6 +42,8 @@ class ProblemCode(StrEnum):
     SPOOL_FULL = "spool_full"  # at its limit: acknowledgements have stopped (503)
     DATABASE_DOWN = "database_down"  # PostgreSQL away: alerts go on, events wait (200)
     RULES_BEHIND = "rules_behind"  # the rules lag what arrived by LAG_LIMIT_S or more (503)
+    # TimescaleDB's compression or retention job failed its last run (200): disk grows.
+    TIMESCALEDB_JOBS_FAILING = "timescaledb_jobs_failing"
 
 
 class Problem(BaseModel):
@@ -94,6 +97,60 @@ def health_problems(ctx: ApiContext, *, broker: bool, database: bool) -> list[Pr
     return [Problem(code=code, detail=detail) for wrong, code, detail in found if wrong]
 
 
+def jobs_problems(jobs: list[JobState] | None) -> list[Problem]:
+    """TimescaleDB jobs whose last run failed (none on the native variant: jobs is None)."""
+    failing = [job for job in jobs or () if job.failing]
+    if not failing:
+        return []
+    named = "; ".join(
+        f"{job.name} on {job.hypertable or '?'} ({job.total_failures} failures"
+        + (f", last: {job.last_error}" if job.last_error else "")
+        + ")"
+        for job in failing
+    )
+    return [
+        Problem(
+            code=ProblemCode.TIMESCALEDB_JOBS_FAILING,
+            detail=f"TimescaleDB jobs failing: {named}; see "
+            "timescaledb_information.job_errors and the PostgreSQL log",
+        )
+    ]
+
+
+def timescaledb_metrics(jobs: list[JobState] | None) -> bytes:
+    """TimescaleDB job metrics in the text format (nothing on the native variant)."""
+    if jobs is None:
+        return b""
+    registry = CollectorRegistry()
+    registry.register(_JobsCollector(jobs))
+    return generate_latest(registry)
+
+
+class _JobsCollector(Collector):
+    def __init__(self, jobs: list[JobState]) -> None:
+        self._jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        failures = CounterMetricFamily(
+            "wgw_timescaledb_job_failures", "Failed runs of a TimescaleDB job (job_stats).",
+            labels=["job", "hypertable"],
+        )  # fmt: skip
+        failing = GaugeMetricFamily(
+            "wgw_timescaledb_job_failing", "1 while a TimescaleDB job's last run failed.",
+            labels=["job", "hypertable"],
+        )  # fmt: skip
+        for job in self._jobs:
+            labels = [job.name, job.hypertable or ""]
+            failures.add_metric(labels, job.total_failures)
+            failing.add_metric(labels, int(job.failing))
+        yield failures
+        yield failing
+        yield GaugeMetricFamily(
+            "wgw_timescaledb_jobs_failing", "TimescaleDB jobs whose last run failed.",
+            value=sum(job.failing for job in self._jobs),
+        )  # fmt: skip
+
+
 @router.get("/healthz", responses={503: {"model": Health}})
 async def healthz(ctx: Context) -> JSONResponse:
     """Broker, spool, database and lag; 503 when the gateway cannot take or judge messages.
@@ -106,6 +163,7 @@ async def healthz(ctx: Context) -> JSONResponse:
     database = gateway.storage_up and await probe(ctx.pool)
     status = gateway.spool_status()
     problems = health_problems(ctx, broker=broker, database=database)
+    problems += jobs_problems(await timescaledb_jobs(ctx.pool) if database else None)
     health = Health(
         ok=broker
         and status.write_error is None
@@ -215,4 +273,6 @@ class GatewayCollector(Collector):
 async def metrics(ctx: Context) -> Response:
     """Counters and histograms in the Prometheus text format."""
     body = generate_latest(ctx.metrics_registry)
+    if ctx.gateway.storage_up:
+        body += timescaledb_metrics(await timescaledb_jobs(ctx.pool))
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
