@@ -284,3 +284,30 @@ async def test_native_variant_skips_the_job_check(db_dsn: str, pg_variant: str) 
     finally:
         await pool.close()
     assert jobs_problems(None) == [] and timescaledb_metrics(None) == b""
+
+
+async def test_healthz_and_metrics_name_a_failing_timescaledb_job(
+    not_preloaded: PostgresServer,
+) -> None:
+    from gateway.api.auth import PasswordHasher
+    from tests.api.conftest import PASSWORD, prepare_database, running_api
+
+    dsn = _database(not_preloaded)
+    prepare_database(dsn, PasswordHasher().hash(PASSWORD))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION timescaledb VERSION '0.0-stub'")
+        conn.execute(
+            "INSERT INTO timescaledb_information.stub_jobs VALUES"
+            " (1002, 'Retention Policy [1002]', 'events', 'Failed', 4, 4, NULL,"
+            "  'canceling statement due to lock timeout', now())"
+        )
+    async with running_api(dsn) as api, api.client() as client:
+        health = (await client.get("/healthz")).json()
+        metrics = (await client.get("/metrics")).text
+    codes = {p["code"]: p["detail"] for p in health["problems"]}
+    assert "Retention Policy [1002] on events" in codes["timescaledb_jobs_failing"]
+    assert "lock timeout" in codes["timescaledb_jobs_failing"]
+    assert "wgw_timescaledb_jobs_failing 1.0" in metrics
+    assert 'wgw_timescaledb_job_failing{hypertable="events",job="Retention Policy [1002]"} 1.0' in (
+        metrics
+    )

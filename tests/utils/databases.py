@@ -20,7 +20,10 @@ def postgres_for_tests(prefix: str) -> PostgresServer:
         settings["shared_preload_libraries"] = preload
         if "timescaledb" in preload:
             settings["timescaledb.telemetry_level"] = "off"
-            # One scheduler per database holding the extension: a test run makes many.
+            # One scheduler per database holding the extension, plus a worker per
+            # running job. TimescaleDB's "Troubleshoot jobs" page: max_background_workers
+            # = databases + concurrent jobs, max_worker_processes = that +
+            # max_parallel_workers (8). Too few and jobs fail to launch.
             settings["max_worker_processes"] = "32"
             settings["timescaledb.max_background_workers"] = "24"
     binaries = os.environ.get("WGW_TEST_PG_BIN", "").strip()
