@@ -311,3 +311,17 @@ async def test_healthz_and_metrics_name_a_failing_timescaledb_job(
     assert 'wgw_timescaledb_job_failing{hypertable="events",job="Retention Policy [1002]"} 1.0' in (
         metrics
     )
+
+
+async def test_on_stops_the_gateways_start_up(not_preloaded: PostgresServer) -> None:
+    from gateway.config import DatabaseSettings
+    from gateway.store.runtime import PostgresBackend
+
+    dsn = _database(not_preloaded)
+    backend = PostgresBackend(DatabaseSettings(dsn=dsn, timescaledb="on", connect_timeout_s=5))
+    try:
+        with pytest.raises(ConfigError, match=r"db\.timescaledb"):
+            await backend.prepare()
+    finally:
+        await backend.close()
+    assert _tables(dsn) == []
