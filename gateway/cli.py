@@ -174,6 +174,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    """Write Mosquitto's password and ACL files from the device registry."""
+    from gateway.brokerconfig import build_accounts, write_broker_files
+    from gateway.store.devices import list_device_topics
+
+    settings = _settings(args)
+    if not settings.mqtt.username or not settings.mqtt.password:
+        raise ConfigError(
+            "broker-config needs mqtt.username and mqtt.password: the gateway's login"
+        )
+    accounts, skipped = build_accounts(
+        list_device_topics(migrated_dsn(args)),
+        gateway_username=settings.mqtt.username,
+        subscriber_orgs=args.subscriber,
+        scaip_bridge_orgs=args.scaip_bridge,
+    )
+    files = write_broker_files(
+        args.out, accounts, gateway_password=settings.mqtt.password, skipped=skipped
+    )
+    for device_id in skipped:
+        log.error("device %r gets no broker account: its id is taken or contains ':'", device_id)
+    print(
+        f"{files.written} broker accounts ({files.new_passwords} new passwords) in {files.passwd}"
+        f" and {files.acl}; passwords for provisioning in {files.accounts} (mode 600)"
+    )
+    return 1 if skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="wgw", description=__doc__)
@@ -186,6 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("migrate", help=cmd_migrate.__doc__)).set_defaults(func=cmd_migrate)
     with_config(sub.add_parser("serve", help=cmd_serve.__doc__)).set_defaults(func=cmd_serve)
+
+    broker = with_config(sub.add_parser("broker-config", help=cmd_broker_config.__doc__))
+    broker.add_argument(
+        "--out", type=Path, required=True, help="directory for passwd, acl, accounts.csv"
+    )
+    broker.add_argument(
+        "--subscriber",
+        action="append",
+        default=[],
+        metavar="ORG",
+        help="add account alerts-ORG that may read only ORG's alerts (repeatable)",
+    )
+    broker.add_argument(
+        "--scaip-bridge",
+        action="append",
+        default=[],
+        metavar="ORG",
+        help="add account scaip-ORG that may publish only scaip/ORG/mrq (repeatable)",
+    )
+    broker.set_defaults(func=cmd_broker_config)
 
     devices = sub.add_parser("devices", help="device registry").add_subparsers(
         dest="devices_command", required=True

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -37,6 +37,20 @@ class MqttSettings(_Section):
     reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     # Optional MQTT 5 shared-subscription group, for several gateway processes.
     share_group: str | None = None
+    # TLS to the broker (deploy/mosquitto-tls.conf, port 8883): set the CA that signed
+    # the broker's certificate. The broker's name must match mqtt.host (checked).
+    tls_ca_file: FilePath | None = None
+    # Optional client certificate and its key, for a broker that asks for one.
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MqttSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("mqtt.tls_cert_file and mqtt.tls_key_file go together: set both")
+        if self.tls_cert_file is not None and self.tls_ca_file is None:
+            raise ValueError("mqtt.tls_cert_file needs mqtt.tls_ca_file (the broker's CA)")
+        return self
 
 
 class DatabaseSettings(_Section):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -22,7 +24,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from core.clock import Clock, SystemClock
-from core.errors import GatewayError
+from core.errors import ConfigError, GatewayError
 from core.events import RawMessage
 from gateway.config import MqttSettings
 
@@ -45,6 +47,27 @@ _PENDING_PUBLISH_MAX = 1_000
 _IDS_KEPT_FREE = 2
 # How soon to retry publishing held alerts while connected but the window is full.
 _PUBLISH_RETRY_S = 0.05
+
+# MQTT reason codes that mean the broker will not have us as we are: nothing
+# improves by waiting, an operator must act. CONNACK 4/5 are MQTT 3.1.1's.
+_REFUSALS = {
+    0x86: "bad user name or password",
+    0x87: "not authorised",
+    4: "bad user name or password",
+    5: "not authorised",
+}
+# DISCONNECT reason code: another client connected with our client id.
+_SESSION_TAKEN_OVER = 0x8E
+# How long a session takeover stays reported after the last one: the gateway
+# takes its session back at once, so the two clients would otherwise flicker.
+_TAKEOVER_MEMORY_S = 300.0
+# Mosquitto 2.0.11 closes the old connection of a taken-over session without the
+# DISCONNECT 0x8E of MQTT 5 (measured: tests/gateway/test_broker_acl.py). What
+# shows then is the tug of war: the broker drops a connection it had accepted,
+# the gateway gets straight back in, and is dropped again. This many such losses
+# within the window count as a takeover.
+_TAKEOVER_LOSSES = 3
+_TAKEOVER_WINDOW_S = 60.0
 
 # The loggers of the pinned gmqtt (a module logger each; Client passes its own
 # to the connection and the package handler).
@@ -136,6 +159,11 @@ class MessageSource(Protocol):
         """Whether messages can arrive now (the broker connection is up)."""
         ...
 
+    @property
+    def refused(self) -> str | None:
+        """Why the broker will not have us (bad login, session taken over), or None."""
+        ...
+
 
 class _Batcher:
     """Collects deliveries and hands them out in batches of at most ``batch_max``.
@@ -211,6 +239,11 @@ class MemorySource:
         """Always: memory has no connection to lose."""
         return True
 
+    @property
+    def refused(self) -> str | None:
+        """Never: memory has no broker to refuse us."""
+        return None
+
 
 class MqttSource:
     """Receives device traffic from the broker with QoS 1 and a persistent session.
@@ -254,9 +287,15 @@ class MqttSource:
         self._lost_at: float | None = None
         self._stamp_tick = -1
         self._stamp = self._clock.now()
+        self._refused: str | None = None  # the broker's CONNACK refusal, until a CONNACK 0
+        self._taken_over_at: float | None = None
+        self._losses: deque[float] = deque(maxlen=_TAKEOVER_LOSSES)
+        self._ssl: ssl.SSLContext | bool = False
+        self._retry_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         quiet_gmqtt_logs()
+        self._ssl = tls_context(self._settings) or False
         client = gmqtt.Client(
             self._settings.client_id,
             clean_session=False,
@@ -272,6 +311,7 @@ class MqttSource:
                 "install the version pinned in pyproject.toml"
             )
         handler._handle_qos_1_publish_packet = self._on_qos1
+        handler._handle_connack_packet = self._watch_connack(handler._handle_connack_packet)
         client.on_message = self._on_qos0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -291,14 +331,16 @@ class MqttSource:
                 await self._client.connect(
                     self._settings.host,
                     self._settings.port,
+                    ssl=self._ssl,
                     keepalive=self._settings.keepalive_s,
                     version=version,
                 )
                 return
             except (OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
-                log.warning(
-                    "MQTT broker at %s unreachable (%s); retrying in %.1f s", where, exc, delay
-                )
+                if self._refused is None:  # a refusal has logged its own ERROR
+                    log.warning(
+                        "MQTT broker at %s unreachable (%s); retrying in %.1f s", where, exc, delay
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.reconnect_max_s)
 
@@ -307,6 +349,8 @@ class MqttSource:
         self._generation += 1
         if self._publish_retry is not None:
             self._publish_retry.cancel()
+        if self._retry_task is not None:
+            self._retry_task.cancel()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.disconnect()
@@ -315,6 +359,58 @@ class MqttSource:
     def connected(self) -> bool:
         """Whether the broker connection is up now."""
         return self._connected.is_set()
+
+    @property
+    def refused(self) -> str | None:
+        """Why the broker will not have us now, or took our session lately; None if neither."""
+        if self._refused is not None:
+            return self._refused
+        if (
+            self._taken_over_at is not None
+            and time.monotonic() - self._taken_over_at < _TAKEOVER_MEMORY_S
+        ):
+            return (
+                f"another client connected with the gateway's client id "
+                f"{self._settings.client_id!r} and took its session over"
+            )
+        return None
+
+    def _watch_connack(self, original: Any) -> Any:
+        def handle(cmd: int, packet: bytes) -> None:
+            result = struct.unpack("!BB", packet[:2])[1] if len(packet) >= 2 else 0
+            if result in _REFUSALS:
+                self._on_refused(result)
+            elif result == 0 and self._refused is not None:
+                log.info("the MQTT broker accepts the gateway's login again")
+                self._refused = None
+            original(cmd, packet)
+            if result in _REFUSALS and self._ever_connected and not self._closing:
+                # gmqtt gives up on a permanent refusal; keep trying (slowly) so that a
+                # fixed password file or ACL is picked up without restarting the gateway.
+                self._retry_refused()
+
+        return handle
+
+    def _on_refused(self, result: int) -> None:
+        reason = f"the broker refused the gateway's login: {_REFUSALS[result]} (0x{result:02X})"
+        if self._refused != reason:
+            log.error(
+                "%s. Nothing is received until this is fixed: check mqtt.username and "
+                "mqtt.password against the broker's password file and ACL "
+                "(wgw broker-config writes both), then reload the broker",
+                reason,
+            )
+        self._refused = reason
+
+    def _retry_refused(self) -> None:
+        if self._retry_task is not None and not self._retry_task.done():
+            return
+
+        async def retry() -> None:
+            await asyncio.sleep(self._settings.reconnect_max_s)
+            await self._connect_first()
+
+        self._retry_task = asyncio.get_running_loop().create_task(retry(), name="mqtt-refused")
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         self._generation += 1
@@ -354,6 +450,28 @@ class MqttSource:
         self._connected.clear()
         if self._closing:
             return
+        now = time.monotonic()
+        if self._lost_at is None:  # the connection was up: the broker or the network dropped it
+            self._losses.append(now)
+        said = isinstance(packet, bytes | bytearray) and packet[:1] == bytes([_SESSION_TAKEN_OVER])
+        tug_of_war = len(self._losses) == _TAKEOVER_LOSSES and (
+            now - self._losses[0] <= _TAKEOVER_WINDOW_S
+        )
+        if said or tug_of_war:
+            if self.refused is None:
+                log.error(
+                    "the MQTT broker disconnected the gateway: session taken over (%s) by "
+                    "another client with client id %r. Events meant for the gateway may go to "
+                    "that client and be lost: stop it, give each gateway process its own "
+                    "mqtt.client_id and account, and have the broker tie client ids to logins "
+                    "(use_username_as_clientid, deploy/mosquitto-tls.conf)",
+                    "reason 0x8E"
+                    if said
+                    else f"dropped {_TAKEOVER_LOSSES} times in a row right after reconnecting",
+                    self._settings.client_id,
+                )
+            self._taken_over_at = now
+            self._losses.clear()
         # Back off: each disconnect doubles the delay of gmqtt's reconnect loop.
         delay = min(client.reconnect_delay * 2, self._settings.reconnect_max_s)
         client.set_config({"reconnect_delay": delay})
@@ -450,6 +568,21 @@ class MqttSource:
     def _retry_publishes(self) -> None:
         self._publish_retry = None
         self._flush_publishes()
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """The TLS context for the broker (CA, optional client certificate, hostname checked)."""
+    if settings.tls_ca_file is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(settings.tls_ca_file))
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"mqtt.tls_*: cannot load the TLS files: {exc}") from exc
+    # create_default_context checks the broker's certificate and its name (mqtt.host).
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    return context
 
 
 def _topic_text(topic: str | bytes) -> str:

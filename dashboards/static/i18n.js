@@ -69,6 +69,7 @@ const MESSAGES = {
     "incident.banner": "Avbrott: {n} enheter utan kontakt sedan {time}",
 
     "gateway.broker_down": "Ingen kontakt med MQTT-brokern – larm tas inte emot",
+    "gateway.broker_refused": "MQTT-brokern nekar gatewayn (inloggning eller övertagen session) – larm kan utebli",
     "gateway.spool_write_failed": "Lokal buffert kan inte skrivas – larm tas inte emot",
     "gateway.spool_full": "Gatewayn: lokal buffert full – larm tas inte emot förrän databasen är ikapp",
     "gateway.database_down": "Databasen nås inte – larm visas ändå, händelser sparas lokalt",
@@ -216,6 +217,7 @@ const MESSAGES = {
     "incident.banner": "Outage: {n} devices without contact since {time}",
 
     "gateway.broker_down": "No contact with the MQTT broker – alarms are not received",
+    "gateway.broker_refused": "The MQTT broker refuses the gateway (login or session taken over) – alarms may be missed",
     "gateway.spool_write_failed": "The local buffer cannot be written – alarms are not received",
     "gateway.spool_full": "Gateway: local buffer full – alarms are not received until the database has caught up",
     "gateway.database_down": "The database cannot be reached – alerts are still shown, events are kept locally",

@@ -68,3 +68,10 @@ async def load_homes(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
         " (SELECT unit FROM devices WHERE family = 'lock' AND unit <> '')"
     )
     return {str(device_id): str(unit) for device_id, unit in await cur.fetchall()}
+
+
+def list_device_topics(dsn: str) -> list[tuple[str, str, str]]:
+    """Every registered device as (device_id, org, family), ordered by id: the broker's accounts."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT device_id, org, family FROM devices ORDER BY device_id")
+        return [(str(d), str(o), str(f)) for d, o, f in rows.fetchall()]

@@ -38,6 +38,8 @@ class ProblemCode(StrEnum):
     """What stands in the gateway's way; stable, so the console can word it in its language."""
 
     BROKER_DOWN = "broker_down"  # no MQTT connection: nothing arrives (503)
+    # The broker refuses our login, or another client took our session lately (503).
+    BROKER_REFUSED = "broker_refused"
     SPOOL_WRITE_FAILED = "spool_write_failed"  # the spool's disk refuses writes (503)
     SPOOL_FULL = "spool_full"  # at its limit: acknowledgements have stopped (503)
     DATABASE_DOWN = "database_down"  # PostgreSQL away: alerts go on, events wait (200)
@@ -69,7 +71,10 @@ def health_problems(ctx: ApiContext, *, broker: bool, database: bool) -> list[Pr
     """What stands in the gateway's way now, most serious first (empty when nothing does)."""
     status = ctx.gateway.spool_status()
     lag = ctx.gateway.ingest_lag_s()
+    source = ctx.gateway.source
+    refused = source.refused if source is not None else None
     found = [
+        (refused is not None, ProblemCode.BROKER_REFUSED, f"{refused}: see the gateway's log"),
         (not broker, ProblemCode.BROKER_DOWN, "the MQTT broker is not connected"),
         (
             status.write_error is not None,
@@ -166,6 +171,8 @@ async def healthz(ctx: Context) -> JSONResponse:
     problems += jobs_problems(await timescaledb_jobs(ctx.pool) if database else None)
     health = Health(
         ok=broker
+        and gateway.source is not None
+        and gateway.source.refused is None
         and status.write_error is None
         and not status.full
         and gateway.ingest_lag_s() < LAG_LIMIT_S,
