@@ -6,7 +6,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    IPvAnyNetwork,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -123,8 +131,11 @@ class ApiSettings(_Section):
     session_hours: Annotated[float, Field(gt=0, le=24)] = 12.0
     # Send cookies only over HTTPS. Turn off only for plain-HTTP use on one machine.
     secure_cookies: bool = True
-    # Failed logins per user name (and per client address) before it must wait.
+    # Failed logins per account before it must wait (per window).
     login_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    # Failed logins per real client address (any accounts) before it must wait:
+    # higher, as several staff may share one address (a NAT, a care home's network).
+    login_attempts_per_address: Annotated[int, Field(ge=1, le=10_000)] = 30
     login_window_s: Annotated[float, Field(gt=0)] = 900.0
     # An alert open and not acknowledged this long counts as stale in the report.
     stale_after_min: Annotated[int, Field(ge=1)] = 30
@@ -133,6 +144,9 @@ class ApiSettings(_Section):
     night_ends_hour: Annotated[int, Field(ge=0, le=23)] = 7
     # Battery at or below this percentage shows in the device-health panel.
     battery_low_percent: Annotated[int, Field(ge=1, le=100)] = 20
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto are believed;
+    # from any other peer they are ignored. Empty: the peer is the client.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class Settings(BaseSettings):

@@ -47,6 +47,9 @@ class Action(StrEnum):
     CHANGE = "change"  # another console change to a person's alert: på väg, på plats, a comment
     REMOTE_VIEW = "remote_view"  # allowed or refused; the detail says which
     EXPORT = "export"  # an extract or CSV export left the system
+    # A failed login, a lockout or a refused (403) request: the detail says which,
+    # the account and the client address (never a password).
+    SECURITY = "security"
 
 
 # Lock and cabinet events that are access: with an actor they are logged.

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.context import ApiContext
+from gateway.api.deps import client_address, log_security
+from gateway.api.guards import UnstorableTextGuard
 from gateway.api.routes import alerts, audit, auth, devices, ops, reports, rules, stream
 
 STATIC_DIR = Path(str(files("dashboards") / "static"))
@@ -41,6 +47,11 @@ _DOCS_CSP = (
     "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 
+# Answers under /api carry personal data (alerts, homes, the access log): no
+# browser or proxy may keep a copy.
+_NO_STORE = "no-store"
+_HSTS = "max-age=31536000"
+
 _PAGES = {"/": "index.html", "/audit": "audit.html", "/report": "report.html"}
 _DOC_PAGES = frozenset({"/docs", "/redoc"})
 
@@ -62,12 +73,88 @@ def create_app(ctx: ApiContext) -> FastAPI:
             response.headers.setdefault("Content-Security-Policy", _DOCS_CSP)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = _NO_STORE
+        if request.app.state.ctx.settings.api.secure_cookies:
+            response.headers.setdefault("Strict-Transport-Security", _HSTS)
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refusals(request: Request, exc: StarletteHTTPException) -> Response:
+        # Every 403 is a security event: who was refused what, from where.
+        if exc.status_code == 403:
+            user = getattr(request.state, "user", None)
+            log_security(
+                request.app.state.ctx,
+                "forbidden",
+                account=user.username if user is not None else "",
+                address=client_address(request),
+                user=user,
+                detail={"method": request.method, "path": request.url.path[:200],
+                        "reason": str(exc.detail)[:200]},
+            )  # fmt: skip
+        return await http_exception_handler(request, exc)
+
+    app.add_middleware(UnstorableTextGuard)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     for route, page in _PAGES.items():
         app.add_api_route(route, _page(page), include_in_schema=False, methods=["GET"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+# What operations may answer besides their own codes, and why.
+_COMMON = {"422": "a parameter, header or body is invalid (NUL and lone surrogates included)"}
+_SESSION = {
+    "401": "not logged in, or the session has ended",
+    "403": "the account's role or scope does not allow this, or the CSRF token is wrong",
+    "503": "the database is unreachable (the session or the data cannot be read)",
+}
+_BODY = {"400": "there was an error parsing the body"}
+_DESCRIBED = {**_COMMON, **_SESSION, **_BODY, "404": "not found", "409": "a conflict",
+              "429": "too many failed logins: wait for Retry-After seconds"}  # fmt: skip
+
+
+def _error_content(code: str) -> dict[str, Any]:
+    name = "HTTPValidationError" if code == "422" else "HTTPError"
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description, with every status each operation can answer."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["HTTPError"] = {
+        "title": "HTTPError",
+        "type": "object",
+        "properties": {"detail": {"title": "Detail"}},
+        "required": ["detail"],
+    }
+    schemas.setdefault("HTTPValidationError", schemas["HTTPError"])
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            codes = set(_COMMON)
+            if path.startswith("/api/") and path != "/api/auth/login":
+                codes |= set(_SESSION)
+            if "requestBody" in operation:
+                codes |= set(_BODY)
+            responses: dict[str, dict[str, Any]] = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(code, {})
+            for code, response in responses.items():
+                if code.startswith(("4", "5")):
+                    response.setdefault("content", _error_content(code))
+                    if not response.get("description") or response["description"] == (
+                        "Additional Response"
+                    ):
+                        response["description"] = _DESCRIBED.get(code, "refused")
+    app.openapi_schema = schema
+    return schema
 
 
 def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:

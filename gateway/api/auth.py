@@ -39,12 +39,24 @@ class PasswordHasher:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per key (user name, client address) per window."""
+    """Failed logins per window: at most ``attempts`` per account, ``address_attempts`` per address.
 
-    def __init__(self, *, attempts: int, window_s: float) -> None:
-        self._attempts = attempts
+    An account is locked on its own failures, so one person (or one attacker)
+    locks out only that account; an address is locked at a higher threshold,
+    so a patrol sharing one address is not locked out by one wrong password.
+    Attempts refused because of a lockout are not counted: a flood against one
+    account does not run up its address's count.
+    """
+
+    def __init__(self, *, attempts: int, address_attempts: int, window_s: float) -> None:
+        self._limits = {"user": attempts, "addr": address_attempts}
         self._window = window_s
         self._failures: dict[str, deque[float]] = {}
+
+    @staticmethod
+    def keys(account: str, address: str) -> tuple[str, str]:
+        """The counters of one login attempt: its account's and its address's."""
+        return f"user:{account}", f"addr:{address}"
 
     def retry_after(self, *keys: str) -> float:
         """Seconds until any of these keys may try again (0 if they may now)."""
@@ -56,7 +68,7 @@ class LoginLimiter:
                 continue
             while failures and failures[0] <= now - self._window:
                 failures.popleft()
-            if len(failures) >= self._attempts:
+            if len(failures) >= self._limits[key.split(":", 1)[0]]:
                 wait = max(wait, failures[0] + self._window - now)
             elif not failures:
                 del self._failures[key]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from core.clock import Clock
 from gateway.api.auth import LoginLimiter, PasswordHasher
@@ -35,7 +35,19 @@ class ApiContext:
     # Sessions PostgreSQL vouched for, by token digest: they hold while it is down.
     sessions: dict[bytes, Session] = field(default_factory=dict)
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # Failed logins, lockouts and 403s by kind, as /metrics shows them.
+    security_events: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         api = self.settings.api
-        self.limiter = LoginLimiter(attempts=api.login_attempts, window_s=api.login_window_s)
+        self.limiter = LoginLimiter(
+            attempts=api.login_attempts,
+            address_attempts=api.login_attempts_per_address,
+            window_s=api.login_window_s,
+        )
+        self.security_events = Counter(
+            "wgw_security_events",
+            "Failed logins, lockouts and refused (403) requests, by event.",
+            ["event"],
+            registry=self.metrics_registry,
+        )

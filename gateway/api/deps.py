@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Literal
 
-from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Response, status
+from pydantic import ConfigDict
 
 from core.errors import StorageUnavailable
 from core.ids import ORG_ID_PATTERN, is_org_id
@@ -20,6 +21,9 @@ from rules.auditlog import Action, DetailValue, EntryDraft
 from rules.work import AlertWork
 
 SESSION_COOKIE = "wgw_session"
+# The access-log chain of security events that belong to no organisation: a
+# failed login for an unknown account, or one by an account of every organisation.
+GATEWAY_ORG = "_gateway"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -59,6 +63,7 @@ async def current_session(request: Request, ctx: Context) -> Session:
             status.HTTP_401_UNAUTHORIZED,
             "not logged in, or the session has ended: log in with POST /api/auth/login",
         )
+    request.state.user = session.user  # for the security log of a refusal (see app.py)
     if request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
@@ -75,6 +80,14 @@ CurrentSession = Annotated[Session, Depends(current_session)]
 # An organisation id as the registry allows it (reads are logged in its chain).
 OrgFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORG_ID_PATTERN)]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
+
+# Text PostgreSQL can store (no NUL), said in the schema as well; the guard in
+# gateway.api.guards refuses NUL and lone surrogates anywhere with 422 anyway.
+STORABLE = r"^[^\x00]*$"
+AreaFilter = Annotated[str | None, Query(max_length=200, pattern=STORABLE)]
+AlertId = Annotated[str, Path(min_length=1, max_length=200, pattern=STORABLE)]
+# Request bodies name every field they take; anything else is refused (422).
+STRICT_BODY = ConfigDict(extra="forbid")
 
 
 def csv_download(text: str, stem: str) -> Response:
@@ -183,12 +196,60 @@ def log_access(
 
 def log_queue_read(ctx: ApiContext, user: User, shown: Sequence[tuple[str, str]]) -> None:
     """Log a read of the alert queue: one entry per organisation, naming its alerts shown."""
+    log_list_read(ctx, user, shown, subject="alert_queue", key="alerts")
+
+
+def log_list_read(
+    ctx: ApiContext,
+    user: User,
+    shown: Sequence[tuple[str, str]],
+    *,
+    subject: str,
+    key: str,
+    detail: dict[str, DetailValue] | None = None,
+) -> None:
+    """Log a read of a list: one entry per organisation shown, naming its items (org, id).
+
+    A list that showed nothing is logged too, under the account's organisations:
+    the search itself (its filters) is what an auditor asks about.
+    """
     by_org: dict[str, list[str]] = {}
-    for org, alert_id in shown:
-        by_org.setdefault(org, []).append(alert_id)
+    for org, item in shown:
+        by_org.setdefault(org, []).append(item)
+    if not by_org and subject != "alert_queue":
+        by_org = {org: [] for org in (user.scope() or [GATEWAY_ORG])}
     for org, ids in sorted(by_org.items()):
-        log_access(ctx, user, org=org, action=Action.READ, subject="alert_queue",
-                   detail={"alerts": ids})  # fmt: skip
+        log_access(ctx, user, org=org, action=Action.READ, subject=subject,
+                   detail={key: ids, **(detail or {})})  # fmt: skip
+
+
+def client_address(request: Request) -> str:
+    """The real client's address (a trusted proxy's X-Forwarded-For already applied)."""
+    return request.client.host if request.client else "unknown"
+
+
+def log_security(
+    ctx: ApiContext,
+    event: str,
+    *,
+    account: str,
+    address: str,
+    user: User | None = None,
+    detail: dict[str, DetailValue] | None = None,
+) -> None:
+    """Log a security event (failed login, lockout, 403) and count it for /metrics.
+
+    It goes to the chain of each organisation of the account, or to GATEWAY_ORG
+    when the account is unknown or covers every organisation.
+    """
+    ctx.security_events.labels(event=event).inc()
+    orgs = (user.scope() if user is not None else None) or [GATEWAY_ORG]
+    now = ctx.clock.now()
+    info: dict[str, DetailValue] = {
+        "via": "api", "event": event, "account": account, "address": address, **(detail or {})
+    }  # fmt: skip
+    log_accesses(ctx, [EntryDraft(org, now, account or "anonymous", Action.SECURITY, event,
+                                  None, info) for org in orgs])  # fmt: skip
 
 
 def log_accesses(ctx: ApiContext, drafts: Sequence[EntryDraft]) -> None:

@@ -63,7 +63,9 @@ class ApiServer:
             port=api.port,
             log_level="warning",
             lifespan="off",
-            proxy_headers=False,
+            # X-Forwarded-For/-Proto only from the listed proxies (none: never).
+            proxy_headers=bool(api.trusted_proxies),
+            forwarded_allow_ips=[str(net) for net in api.trusted_proxies] or None,
             # A backstop: a response still open this long after stop is cut off.
             timeout_graceful_shutdown=5,
         )

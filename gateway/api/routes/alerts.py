@@ -12,13 +12,18 @@ from pydantic import AwareDatetime, BaseModel, Field
 from core.errors import StorageUnavailable
 from gateway.alerting import alert_json
 from gateway.api.deps import (
+    STORABLE,
+    STRICT_BODY,
+    AlertId,
     AlertReader,
+    AreaFilter,
     Connection,
     Context,
     Handler,
     OrgFilter,
     check_org,
     log_access,
+    log_list_read,
     log_queue_read,
 )
 from gateway.api.places import places_of
@@ -26,7 +31,7 @@ from gateway.store import connection
 from gateway.store.console import alert_detail, alert_history
 from gateway.store.users import User
 from rules import Alert, TransitionError
-from rules.auditlog import Action, EntryDraft
+from rules.auditlog import Action, DetailValue, EntryDraft
 from rules.model import AlertState
 from rules.work import AlertWork
 
@@ -91,20 +96,26 @@ class AlertDetail(BaseModel):
 class ActionRequest(BaseModel):
     """An optional note with a staff action."""
 
-    note: str = Field(default="", max_length=2000)
+    model_config = STRICT_BODY
+
+    note: str = Field(default="", max_length=2000, pattern=STORABLE)
 
 
 class ResolveRequest(BaseModel):
     """How the alert ended (an outcome of the rule set) and a note."""
 
-    outcome: str = Field(min_length=1, max_length=64)
-    note: str = Field(default="", max_length=2000)
+    model_config = STRICT_BODY
+
+    outcome: str = Field(min_length=1, max_length=64, pattern=STORABLE)
+    note: str = Field(default="", max_length=2000, pattern=STORABLE)
 
 
 class CommentRequest(BaseModel):
     """A note for the alert's trail."""
 
-    note: str = Field(min_length=1, max_length=2000)
+    model_config = STRICT_BODY
+
+    note: str = Field(min_length=1, max_length=2000, pattern=STORABLE)
 
 
 def _public(alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
@@ -117,7 +128,7 @@ async def list_alerts(
     user: AlertReader,
     ctx: Context,
     org: OrgFilter = None,
-    area: str | None = None,
+    area: AreaFilter = None,
     priority: Annotated[int | None, Query(ge=1, le=4)] = None,
 ) -> list[AlertPublic]:
     """The open alerts (live), highest priority first, then oldest first."""
@@ -138,6 +149,7 @@ async def list_alerts(
 @router.get("/history", responses={503: {}})
 async def history(
     user: AlertReader,
+    ctx: Context,
     conn: Connection,
     org: OrgFilter = None,
     since: AwareDatetime | None = None,
@@ -147,11 +159,18 @@ async def history(
     """Stored alerts opened in a period, open and closed, newest first."""
     orgs = check_org(user, org)
     rows = await alert_history(conn, orgs=orgs, since=since, until=until, limit=limit)
-    return [AlertPublic.model_validate(r) for r in rows]
+    result = [AlertPublic.model_validate(r) for r in rows]
+    # It names the homes, who handled their alarms and how they ended: a read.
+    period: dict[str, DetailValue] = {
+        k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None
+    }
+    log_list_read(ctx, user, [(a.org, a.alert_id) for a in result], subject="alert_history",
+                  key="alerts", detail=period)  # fmt: skip
+    return result
 
 
 @router.get("/{alert_id}", responses={403: {}, 404: {}})
-async def get_alert(alert_id: str, user: AlertReader, ctx: Context) -> AlertDetail:
+async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> AlertDetail:
     """One alert with its trail; the read is written to the access log."""
     live = ctx.console.alerting.find(alert_id)
     stored: dict[str, Any] | None = None
@@ -247,26 +266,32 @@ _MOVE_RESPONSES: dict[int | str, dict[str, Any]] = {403: {}, 409: {}}
 
 @router.post("/{alert_id}/acknowledge", responses=_MOVE_RESPONSES)
 async def acknowledge(
-    alert_id: str, body: ActionRequest, user: Handler, ctx: Context
+    alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
 ) -> AlertPublic:
     """Kvittera: take responsibility for an open alert."""
     return await _act(ctx, user, alert_id, AlertState.ACKNOWLEDGED, note=body.note)
 
 
 @router.post("/{alert_id}/en-route", responses=_MOVE_RESPONSES)
-async def en_route(alert_id: str, body: ActionRequest, user: Handler, ctx: Context) -> AlertPublic:
+async def en_route(
+    alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
+) -> AlertPublic:
     """På väg: staff are on their way."""
     return await _act(ctx, user, alert_id, AlertState.EN_ROUTE, note=body.note)
 
 
 @router.post("/{alert_id}/on-site", responses=_MOVE_RESPONSES)
-async def on_site(alert_id: str, body: ActionRequest, user: Handler, ctx: Context) -> AlertPublic:
+async def on_site(
+    alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
+) -> AlertPublic:
     """På plats: staff are with the person."""
     return await _act(ctx, user, alert_id, AlertState.ON_SITE, note=body.note)
 
 
 @router.post("/{alert_id}/resolve", responses=_MOVE_RESPONSES)
-async def resolve(alert_id: str, body: ResolveRequest, user: Handler, ctx: Context) -> AlertPublic:
+async def resolve(
+    alert_id: AlertId, body: ResolveRequest, user: Handler, ctx: Context
+) -> AlertPublic:
     """Åtgärdat: close the alert with an outcome from the rule set and a note."""
     return await _act(
         ctx, user, alert_id, AlertState.RESOLVED, note=body.note, outcome=body.outcome
@@ -275,7 +300,7 @@ async def resolve(alert_id: str, body: ResolveRequest, user: Handler, ctx: Conte
 
 @router.post("/{alert_id}/comment", status_code=201, responses=_MOVE_RESPONSES)
 async def comment(
-    alert_id: str, body: CommentRequest, user: Handler, ctx: Context
+    alert_id: AlertId, body: CommentRequest, user: Handler, ctx: Context
 ) -> CommentPublic:
     """Add a note to an open alert's trail."""
     alert = ctx.console.alerting.find(alert_id)

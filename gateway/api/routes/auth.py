@@ -9,7 +9,16 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import SESSION_COOKIE, Connection, Context, CurrentSession
+from gateway.api.deps import (
+    SESSION_COOKIE,
+    STORABLE,
+    STRICT_BODY,
+    Connection,
+    Context,
+    CurrentSession,
+    client_address,
+    log_security,
+)
 from gateway.store.users import (
     Role,
     create_session,
@@ -25,8 +34,10 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 class LoginRequest(BaseModel):
     """A user name and password."""
 
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    model_config = STRICT_BODY
+
+    username: str = Field(min_length=1, max_length=64, pattern=STORABLE)
+    password: str = Field(min_length=1, max_length=1024, pattern=STORABLE)
 
 
 class UserPublic(BaseModel):
@@ -39,16 +50,18 @@ class UserPublic(BaseModel):
     csrf_token: str
 
 
-@router.post("/login", responses={401: {}, 429: {}})
+@router.post("/login", responses={401: {}, 429: {}, 503: {}})
 async def login(
     body: LoginRequest, request: Request, response: Response, ctx: Context, conn: Connection
 ) -> UserPublic:
     """Log in; sets an HttpOnly session cookie. Repeated failures are refused for a while."""
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     name = body.username.strip().lower()
-    keys = (f"user:{name}", f"addr:{client}")
+    keys = ctx.limiter.keys(name, client)
     wait = ctx.limiter.retry_after(*keys)
     if wait > 0:
+        log_security(ctx, "login_locked", account=name, address=client,
+                     detail={"retry_after_s": int(wait) + 1})  # fmt: skip
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"too many failed logins; try again in {int(wait) + 1} s",
@@ -60,6 +73,9 @@ async def login(
     # argon2 takes a CPU for a good while: off the event loop, which carries the alerts.
     good = await asyncio.to_thread(ctx.hasher.verify, found[1] if found else None, body.password)
     if not good or found is None:
+        log_security(ctx, "login_failed", account=name, address=client,
+                     user=found[0] if found else None,
+                     detail={"known_account": found is not None})  # fmt: skip
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     user, password_hash = found
     # The account's failures are forgiven, the address's earlier ones are not:

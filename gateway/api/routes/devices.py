@@ -7,7 +7,15 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from gateway.api.deps import Connection, Context, Handler, OrgFilter, check_org
+from gateway.api.deps import (
+    AreaFilter,
+    Connection,
+    Context,
+    Handler,
+    OrgFilter,
+    check_org,
+    log_list_read,
+)
 from gateway.store.console import list_areas, list_devices
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -33,7 +41,7 @@ async def device_health(
     ctx: Context,
     conn: Connection,
     org: OrgFilter = None,
-    area: str | None = None,
+    area: AreaFilter = None,
     problems_only: bool = False,
 ) -> list[DeviceHealthPublic]:
     """Registered devices with their health; ``problems_only`` keeps the offline and low ones."""
@@ -71,6 +79,9 @@ async def device_health(
                 battery_low=is_low,
             )
         )
+    # Homes and their devices, which are silent or failing: a read of personal data.
+    log_list_read(ctx, user, [(d.org, d.device_id) for d in result], subject="device_health",
+                  key="devices", detail={"area": area} if area is not None else None)  # fmt: skip
     return result
 
 

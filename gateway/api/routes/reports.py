@@ -40,8 +40,10 @@ def _one_org(user: User, org: str | None) -> str:
     scope = user.scope()
     if scope is not None and len(scope) == 1:
         return scope[0]
+    # 404, not 422: the request is well formed, there is just no report of many
+    # organisations at once.
     raise HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        status.HTTP_404_NOT_FOUND,
         "the report is per organisation: choose one with org=… (GET /api/reports/organisations)",
     )
 
@@ -52,7 +54,7 @@ def _one_org(user: User, org: str | None) -> str:
     responses={
         200: {"content": {"text/csv": {}}, "description": "the report, or CSV with format=csv"},
         403: {},
-        422: {},
+        404: {"description": "no report: a night out of range, or no organisation chosen"},
         503: {},
     },
 )
@@ -67,9 +69,10 @@ async def night(
     """One night's alarm handling: counts, time to acknowledge and arrive, floods, stale alerts."""
     name = _one_org(user, org)
     if not _FIRST_DAY <= day <= _LAST_DAY:
+        # A valid date, but no night the calendar can hold starts on it: no such report.
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"date must be between {_FIRST_DAY} and {_LAST_DAY}",
+            status.HTTP_404_NOT_FOUND,
+            f"no report for that night: date must be between {_FIRST_DAY} and {_LAST_DAY}",
         )
     api = ctx.settings.api
     alerting = ctx.console.alerting

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.alerting import alert_json, incident_json
-from gateway.api.deps import AlertReader, Context, log_queue_read
+from gateway.api.deps import AlertReader, Context, log_access, log_queue_read
 from gateway.api.places import places_of
 from gateway.console import FeedItem
 from gateway.store.users import User
+from rules.auditlog import Action, DetailValue
 
 router = APIRouter(prefix="/api", tags=["stream"])
 
@@ -66,7 +67,7 @@ async def stream(
                 sent = int(last_event_id.rsplit("-", 1)[1]) if last_event_id else 0
                 for item in missed:
                     if user.sees(item.org):
-                        yield await _change(ctx, item)
+                        yield await _change(ctx, user, item, replay=True)
                     sent = item.seq
             while not await request.is_disconnected():
                 try:
@@ -80,7 +81,7 @@ async def stream(
                     continue  # already sent from the ring
                 sent = change.seq
                 if user.sees(change.org):
-                    yield await _change(ctx, change)
+                    yield await _change(ctx, user, change, replay=False)
 
     return StreamingResponse(
         events(),
@@ -89,11 +90,21 @@ async def stream(
     )
 
 
-async def _change(ctx: Context, item: FeedItem) -> bytes:
+async def _change(ctx: Context, user: User, item: FeedItem, *, replay: bool) -> bytes:
+    """One change as a frame; pushing it to this account is a read, and is logged."""
     data = dict(item.data)
+    detail: dict[str, DetailValue] = {
+        "via": "stream", "event_id": item.event_id, "replay": replay,
+        "type": str(data.get("type", "")),
+    }  # fmt: skip
+    subject, person = "incident", None
     if "alert" in data:
-        data["alert"] = dict(data["alert"])
-        await _place(ctx, [data["alert"]])
+        data["alert"] = alert = dict(data["alert"])
+        await _place(ctx, [alert])
+        subject, person = str(alert["device_id"]), str(alert["unit"]) or None
+        detail["alert_id"] = str(alert["alert_id"])
+    log_access(ctx, user, org=item.org, action=Action.READ, subject=subject, person=person,
+               detail=detail)  # fmt: skip
     return _frame(data["type"], data, item.event_id)
 
 
