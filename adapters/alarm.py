@@ -25,9 +25,14 @@ FORM = JsonForm(family=Family.ALARM)
 FALL_DETECTOR = "0005"  # dty
 
 # Status codes (stc) with a kind of their own, whatever the message type (docs/payloads.md).
-# Codes not listed (0117 lying in bed, 0081-0083 pills, 0118/0127 locked/unlocked, unknown
-# ones) follow the message type instead: ME is an alarm, IN is information. The code is
-# always kept as scaip_stc, so rules and the console can still tell them apart.
+# Codes not listed (0117 lying in bed, 0118/0127 locked/unlocked, unknown ones) follow the
+# message type instead: ME is an alarm, IN is information. The code is always kept as
+# scaip_stc, so rules and the console can still tell them apart.
+#
+# The pill codes map by stc, whatever the dty: the code itself says "pill not taken"
+# (DOMAIN.md §1), and a unit may report its dispenser with the dispenser's dty (0011) or
+# its own. They are dose kinds carried by the alarm family (core.events.CARRIED_KINDS),
+# so the dose rules (missed dose → patrol) apply and a missed dose is never a generic P1.
 STC_KINDS: Mapping[str, str] = {
     "0010": "alarm.button",  # manual alarm
     "0009": "alarm.automatic",  # automatic alarm; alarm.fall from a fall detector
@@ -47,6 +52,9 @@ STC_KINDS: Mapping[str, str] = {
     "0094": "alarm.reset",  # restoral
     "0102": "device.heartbeat",  # test transmission
     "0103": "device.heartbeat",  # test transmission
+    "0081": "dispenser.dose_missed",  # pill not taken
+    "0082": "dispenser.dose_due",  # pill reminder
+    "0083": "dispenser.dose_taken",  # pill taken
 }
 
 

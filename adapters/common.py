@@ -84,23 +84,102 @@ def check_size(raw: RawMessage, limit: int = MAX_PAYLOAD_BYTES) -> None:
         )
 
 
+# JSON limits, checked before the parser (which recurses per nesting level) sees the text.
+# The deepest legitimate payload is a lock batch: object → entries list → entry object
+# (depth 3); attribute values are scalars.
+MAX_JSON_DEPTH = 8
+# Every JSON number (attribute, battery, epoch time) is finite with |x| ≤ 10^15: exact as
+# an IEEE double and as a 64-bit integer, and far beyond any reading a device sends.
+MAX_JSON_NUMBER = 10**15
+_MAX_INT_DIGITS = len(str(MAX_JSON_NUMBER))
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNER_PAIR = re.compile(rb"\[\]|\{\}")
+_OPENS = {ord("]"): ord("["), ord("}"): ord("{")}
+# In valid UTF-8 JSON text a NUL or a lone surrogate can only come from a \u escape.
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+class _NumberOutOfRange(ValueError):
+    """A JSON number outside ±MAX_JSON_NUMBER (raised from the decoder's hooks)."""
+
+
+def check_json_depth(payload: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` without recursing (json_too_deep).
+
+    Strings are cut out, then innermost ``[]``/``{}`` pairs are removed ``limit``
+    times (each pass one C-speed regex); what is left is walked once with a
+    stack, stopping at the first level over the limit or the first mismatch.
+    """
+    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return
+        brackets = _INNER_PAIR.sub(b"", brackets)
+    stack: list[int] = []
+    for byte in brackets:
+        opener = _OPENS.get(byte)
+        if opener is None:
+            stack.append(byte)
+            if len(stack) > limit:
+                raise DecodeError("json_too_deep", f"JSON is nested more than {limit} levels deep")
+        elif not stack or stack.pop() != opener:
+            return  # unbalanced: the parser says where
+
+
+def check_text(value: str, field: str) -> None:
+    """Refuse a string PostgreSQL cannot store: a NUL, or a lone surrogate (not Unicode)."""
+    found = _BAD_CHARS.search(value)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise DecodeError("nul_character", f"{field} holds a NUL character (\\u0000)")
+    raise DecodeError(
+        "lone_surrogate",
+        f"{field} holds the lone surrogate \\u{ord(found.group()):04x}; text must be valid Unicode",
+    )
+
+
+def _check_strings(value: object, where: str) -> None:
+    # Nesting is bounded by check_json_depth, so this recursion is too.
+    if isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, "a field name")
+            _check_strings(item, f"field {key[:40]!r}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item, where)
+
+
 def load_json_object(raw: RawMessage) -> dict[str, Any]:
-    """Parse a payload as a UTF-8 JSON object, or raise DecodeError with the reason."""
+    """Parse a payload as a UTF-8 JSON object, or raise DecodeError with the reason.
+
+    In order: size cap, UTF-8, nesting depth (before any recursion), the parser
+    (numbers finite and within ±MAX_JSON_NUMBER), then every string free of NUL
+    and lone surrogates.
+    """
     check_size(raw)
     try:
         text = raw.payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid_utf8", f"payload is not UTF-8: {exc}") from exc
+    check_json_depth(raw.payload)
     try:
         value = _DECODER.decode(text)
-    except RecursionError as exc:
-        # Deeply nested arrays exhaust the parser's stack well inside the size cap.
-        raise DecodeError("invalid_json", "payload is nested too deeply") from exc
+    except _NumberOutOfRange as exc:
+        raise DecodeError("number_out_of_range", str(exc)) from exc
+    except RecursionError as exc:  # pragma: no cover - check_json_depth comes first
+        raise DecodeError("json_too_deep", "payload is nested too deeply") from exc
     except ValueError as exc:
-        # JSONDecodeError, and also the int-digit limit and our NaN/Infinity refusal.
+        # JSONDecodeError, and also our NaN/Infinity refusal.
         raise DecodeError("invalid_json", f"payload is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise DecodeError("invalid_json", f"payload is JSON {type(value).__name__}, not an object")
+    if "\\u" in text:
+        _check_strings(value, "payload")
     return value
 
 
@@ -109,15 +188,32 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+def _out_of_range(text: str) -> _NumberOutOfRange:
+    shown = text if len(text) <= 24 else text[:23] + "…"
+    return _NumberOutOfRange(f"number {shown} is outside the accepted range of ±1e15")
+
+
+def _bounded_float(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value):  # 1e400 parses to inf
-        raise ValueError(f"{text} is out of range for a number")
+    if not math.isfinite(value) or abs(value) > MAX_JSON_NUMBER:  # 1e400 parses to inf
+        raise _out_of_range(text)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Length first: int() of thousands of digits is slow, and no valid number is that long.
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _out_of_range(text)
+    value = int(text)
+    if abs(value) > MAX_JSON_NUMBER:
+        raise _out_of_range(text)
     return value
 
 
 # Built once: json.loads with hooks would build a new decoder for every message.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_bounded_float, parse_int=_bounded_int
+)
 
 # Epoch numbers above this are taken as milliseconds (2286 in seconds).
 _EPOCH_MS_THRESHOLD = 10_000_000_000
@@ -186,7 +282,7 @@ def check_device_id(claimed: str | None, device_id: str, field: str = "device_id
 Level = Literal["notice", "alarm"]
 Battery = Annotated[int, Field(ge=0, le=100)]  # percent
 ShortText = Annotated[str, Field(min_length=1, max_length=128)]  # ids and actors, as in Event
-AttributeScalar = str | int | float | bool | None
+AttributeScalar = str | int | float | bool  # no null: docs/payloads.md
 
 # Bounds on free-form attributes, so one payload cannot bloat every row and index.
 MAX_ATTRIBUTES = 32
@@ -221,12 +317,43 @@ _FIELD_HINTS: Mapping[str, str] = {
     "battery": "must be an integer percentage 0–100",
     "state": "must be 'online' or 'offline'",
 }
-_ATTRIBUTE_HINT = "must be a string, number, boolean or null"
+_ATTRIBUTE_HINT = "must be a string, number or boolean"
 
 
 def _short(value: object, limit: int = 60) -> str:
+    # Never repr a container: its repr recurses and may be as large as the payload.
+    if isinstance(value, dict | list | tuple):
+        return f"{type(value).__name__} of {len(value)} items"
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Fields whose explicit null has a reason of its own: null is not a string ("id": null
+# would otherwise silently get a derived id, "device_id": null skip the topic check).
+_NULL_REASONS: Mapping[str, str] = {"id": "null_id", "device_id": "null_device_id"}
+_KNOWN_FIELDS = frozenset({"kind", "event", "ts", "actor", "level", "battery", "state"})
+
+
+def check_no_nulls(data: Mapping[str, Any]) -> None:
+    """Refuse an explicit JSON null anywhere at the top of an event or status object.
+
+    An absent optional field means "not sent"; null is not one of the documented
+    types, so it is refused: null_id, null_device_id, null_field (another known
+    field) or null_attribute.
+    """
+    for name, value in data.items():
+        if value is None:
+            reason = _NULL_REASONS.get(name)
+            if reason is not None:
+                raise DecodeError(reason, f"field {name!r} is null; send a string or leave it out")
+            if name in _KNOWN_FIELDS:
+                raise DecodeError("null_field", f"field {name!r} is null")
+            raise DecodeError(
+                "null_attribute",
+                f"attribute {_short(name)} is null; attributes are strings, numbers or booleans",
+            )
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -346,6 +473,7 @@ def event_from_json(
     form: JsonForm, data: Mapping[str, Any], *, device_id: str, received_at: datetime
 ) -> Event:
     """Turn one parsed JSON event object into an Event, or raise DecodeError naming the field."""
+    check_no_nulls(data)
     payload = validate_payload(EventPayload, data)
     check_device_id(payload.device_id, device_id)
     extra = payload.model_extra

@@ -34,6 +34,10 @@ def _decode_batch(data: dict[str, Any], device_id: str, raw: RawMessage) -> list
             "invalid_event",
             f"batch field {extra[0][:40]!r} is not accepted; put attributes in the entries",
         )
+    if "device_id" in data and data["device_id"] is None:
+        raise DecodeError(
+            "null_device_id", "field 'device_id' is null; send a string or leave it out"
+        )
     claimed = data.get("device_id")
     if claimed is not None and not isinstance(claimed, str):
         raise DecodeError("invalid_event", "field 'device_id' must be a string")

@@ -2,8 +2,10 @@
 
 Parsing order matters: size cap, then encoding, then defusedxml with DTDs,
 entities and external references forbidden, then the tag rules. Every refusal
-is a DecodeError with one of: oversized, xml_encoding, xml_forbidden,
-invalid_xml, scaip_missing_tag, scaip_invalid.
+is a DecodeError with one of: oversized, xml_encoding, xml_dtd (a document
+type declaration), xml_entities (an entity declaration: billion laughs and
+kin), xml_external_entity (an entity or DTD that points outside the
+document: XXE), invalid_xml, scaip_missing_tag, scaip_invalid.
 """
 
 from __future__ import annotations
@@ -99,10 +101,10 @@ def parse_mrq(payload: bytes) -> dict[str, str]:
         root: Element = SafeET.fromstring(
             payload, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
-    except defusedxml.DefusedXmlException as exc:
-        raise DecodeError(
-            "xml_forbidden", f"DTDs, entities and external references are refused ({exc!r})"
-        ) from exc
+    except defusedxml.DTDForbidden as exc:
+        raise _classify_dtd(payload, exc) from exc
+    except defusedxml.DefusedXmlException as exc:  # pragma: no cover - a DTD comes first
+        raise DecodeError("xml_dtd", f"DTDs are refused ({type(exc).__name__})") from exc
     except ParseError as exc:
         raise DecodeError("invalid_xml", f"not well-formed XML: {exc}") from exc
     if _local(root.tag) != "mrq":
@@ -131,6 +133,40 @@ def parse_mrq(payload: bytes) -> dict[str, str]:
     return fields
 
 
+def _classify_dtd(payload: bytes, dtd: defusedxml.DTDForbidden) -> DecodeError:
+    """Name what a document with a DTD tried: external entity, entity expansion, or just a DTD.
+
+    The document is parsed once more with the DTD allowed but entities and external
+    references still forbidden: defusedxml stops at the first declaration, so
+    nothing is ever expanded or fetched.
+    """
+    if dtd.sysid is not None or dtd.pubid is not None:
+        return DecodeError(
+            "xml_external_entity",
+            "a DTD that points outside the document (XXE) is refused; DTDs are not accepted",
+        )
+    try:
+        SafeET.fromstring(payload, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except defusedxml.ExternalReferenceForbidden:
+        return DecodeError(
+            "xml_external_entity", "an external reference (XXE) is refused; DTDs are not accepted"
+        )
+    except defusedxml.EntitiesForbidden as exc:
+        if exc.sysid is not None or exc.pubid is not None:
+            return DecodeError(
+                "xml_external_entity",
+                f"external entity {str(exc.name)[:40]!r} (XXE) is refused; DTDs are not accepted",
+            )
+        return DecodeError(
+            "xml_entities",
+            f"entity declaration {str(exc.name)[:40]!r} is refused (entity expansion, "
+            "'billion laughs'); DTDs are not accepted",
+        )
+    except (defusedxml.DefusedXmlException, ParseError):
+        pass
+    return DecodeError("xml_dtd", "a document type declaration (DTD) is refused")
+
+
 class ReplyStatus(IntEnum):
     """The <snu> status numbers of a SCAIP <mrs> reply."""
 
@@ -148,7 +184,9 @@ class ReplyStatus(IntEnum):
 _REPLY_FOR_REASON: Mapping[str, ReplyStatus] = {
     "oversized": ReplyStatus.TOO_LONG,
     "xml_encoding": ReplyStatus.INVALID_FORMAT,
-    "xml_forbidden": ReplyStatus.INVALID_FORMAT,
+    "xml_dtd": ReplyStatus.INVALID_FORMAT,
+    "xml_entities": ReplyStatus.INVALID_FORMAT,
+    "xml_external_entity": ReplyStatus.INVALID_FORMAT,
     "invalid_xml": ReplyStatus.INVALID_FORMAT,
     "scaip_invalid": ReplyStatus.INVALID_FORMAT,
     "scaip_missing_tag": ReplyStatus.MANDATORY_TAG_MISSING,

@@ -17,6 +17,7 @@ from adapters.common import (
     build_event,
     check_attributes,
     check_device_id,
+    check_no_nulls,
     check_size,
     event_from_json,
     load_json_object,
@@ -55,7 +56,9 @@ def decode_status(raw: RawMessage, device_id: str, family: Family) -> list[Event
     attributes: dict[str, AttributeValue] = {}
     event_id: str | None = None
     if body.startswith(b"{"):
-        payload = validate_payload(StatusPayload, load_json_object(raw))
+        data = load_json_object(raw)
+        check_no_nulls(data)
+        payload = validate_payload(StatusPayload, data)
         check_device_id(payload.device_id, device_id)
         if payload.model_extra:
             attributes.update(payload.model_extra)

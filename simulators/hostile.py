@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -159,7 +160,7 @@ def billion_laughs(t: Targets, token: str, at: datetime, now: datetime) -> BadMe
         f"<mrq><ref>{token}</ref><mty>ME</mty><cid>{t.alarm.device_id}</cid>"
         f"<dty>{DTY_PERSONAL_TRIGGER}</dty><stc>0010</stc><dte>&lol9;</dte></mrq>"
     )
-    return BadMessage(event_topic(t.alarm), doc.encode(), "xml_forbidden")
+    return BadMessage(event_topic(t.alarm), doc.encode(), "xml_entities")
 
 
 def external_entity(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
@@ -170,7 +171,7 @@ def external_entity(t: Targets, token: str, at: datetime, now: datetime) -> BadM
         f"<mrq><ref>{token}</ref><mty>ME</mty><cid>{t.alarm.device_id}</cid>"
         f"<dty>{DTY_PERSONAL_TRIGGER}</dty><stc>0010</stc><dte>&xxe;</dte></mrq>"
     )
-    return BadMessage(bridge_topic(t.alarm.org), doc.encode(), "xml_forbidden")
+    return BadMessage(bridge_topic(t.alarm.org), doc.encode(), "xml_external_entity")
 
 
 def wrong_encoding(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
@@ -214,3 +215,168 @@ HOSTILE: tuple[Maker, ...] = (
     missing_cid,
     bad_topic,
 )
+
+
+# --- Strict payloads (docs/payloads.md "Limits"): each with a reason of its own -------------
+
+
+def null_id(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """``"id": null``: not a string, and must not get a derived id."""
+    body = f'{{"id":null,"kind":"sensor.activity","ts":"{device_time(at)}","note":"{token}"}}'
+    return BadMessage(event_topic(t.sensor), body.encode(), "null_id")
+
+
+def null_device_id(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """``"device_id": null``: must not skip the topic check."""
+    payload = _activity(token, device_time(at), device_id=None)
+    return BadMessage(event_topic(t.sensor), payload, "null_device_id")
+
+
+def null_attribute(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """``"extra": null``: attributes are strings, numbers or booleans."""
+    return BadMessage(
+        event_topic(t.sensor), _activity(token, device_time(at), extra=None), "null_attribute"
+    )
+
+
+_HUGE = ("1e25", "1e300", "-1e300", "1e16", "12345678901234567890", "-9" * 1 + "0" * 20)
+
+
+def huge_number(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """An attribute far outside ±1e15 (1e25, 1e300, past int64)."""
+    value = _HUGE[sum(map(ord, token)) % len(_HUGE)]
+    body = f'{{"id":"{token}","kind":"sensor.activity","ts":"{device_time(at)}","x":{value}}}'
+    return BadMessage(event_topic(t.sensor), body.encode(), "number_out_of_range")
+
+
+def lone_surrogate(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """A ``\\ud800`` escape: no Unicode character, and PostgreSQL refuses it."""
+    body = f'{{"id":"{token}","kind":"sensor.activity","ts":"{device_time(at)}","x":"a\\ud800"}}'
+    return BadMessage(event_topic(t.sensor), body.encode(), "lone_surrogate")
+
+
+def nul_character(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """A ``\\u0000`` escape in a lock's actor: PostgreSQL text cannot hold it."""
+    body = (
+        f'{{"id":"{token}","kind":"lock.unlocked","ts":"{device_time(at)}","actor":"key-\\u0000"}}'
+    )
+    return BadMessage(event_topic(t.lock), body.encode(), "nul_character")
+
+
+def deep_nesting(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """About 2 KB of nested arrays in an attribute (once a RecursionError)."""
+    body = (
+        f'{{"id":"{token}","kind":"sensor.activity","ts":"{device_time(at)}",'
+        f'"x":{"[" * 1000}{"]" * 1000}}}'
+    )
+    return BadMessage(event_topic(t.sensor), body.encode(), "json_too_deep")
+
+
+def plain_dtd(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """SCAIP with a document type declaration and nothing else in it."""
+    doc = (
+        f"<!DOCTYPE mrq><mrq><ref>{token}</ref><mty>ME</mty><cid>{t.alarm.device_id}</cid>"
+        f"<dty>{DTY_PERSONAL_TRIGGER}</dty><stc>0010</stc></mrq>"
+    )
+    return BadMessage(event_topic(t.alarm), doc.encode(), "xml_dtd")
+
+
+def small_billion_laughs(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """The entity-expansion attack, in a few hundred bytes."""
+    doc = (
+        '<!DOCTYPE mrq [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+        f"<mrq><ref>{token}</ref><mty>ME</mty><cid>{t.alarm.device_id}</cid>"
+        f"<dty>{DTY_PERSONAL_TRIGGER}</dty><dte>&c;</dte></mrq>"
+    )
+    return BadMessage(bridge_topic(t.alarm.org), doc.encode(), "xml_entities")
+
+
+def external_dtd(t: Targets, token: str, at: datetime, now: datetime) -> BadMessage:
+    """SCAIP whose DTD is fetched from elsewhere (an external reference)."""
+    doc = (
+        '<!DOCTYPE mrq SYSTEM "http://example.invalid/mrq.dtd">'
+        f"<mrq><ref>{token}</ref><mty>ME</mty><cid>{t.alarm.device_id}</cid>"
+        f"<dty>{DTY_PERSONAL_TRIGGER}</dty></mrq>"
+    )
+    return BadMessage(event_topic(t.alarm), doc.encode(), "xml_external_entity")
+
+
+# The strict-payload cases, each a distinct reason (small payloads: cheap to send in bulk).
+STRICT: tuple[Maker, ...] = (
+    null_id,
+    null_device_id,
+    null_attribute,
+    huge_number,
+    lone_surrogate,
+    nul_character,
+    deep_nesting,
+    plain_dtd,
+    small_billion_laughs,
+    external_dtd,
+)
+
+# Reason "" in a fuzzed message: a random mutation, the reason is the gateway's to find.
+UNKNOWN_REASON = ""
+
+
+def _mutate(payload: bytes, rng: random.Random) -> bytes:
+    data = bytearray(payload)
+    for _ in range(rng.randint(1, 4)):
+        action = rng.randrange(4)
+        at = rng.randrange(len(data) + 1)
+        if action == 0 and data:
+            data[min(at, len(data) - 1)] = rng.randrange(256)
+        elif action == 1:
+            data[at:at] = bytes(rng.choice(_SPLICES))
+        elif action == 2 and data:
+            del data[at : at + rng.randint(1, 8)]
+        else:
+            data[at:at] = rng.randbytes(rng.randint(1, 6))
+    return bytes(data)
+
+
+_SPLICES = (
+    b"\\u0000", b"\\ud800", b"\\udfff", b"1e999", b"-1e300", b"null", b"[[[[[[[[[[", b"]]]]",
+    b'"', b"\\", b"{", b"}", b",", b":", b"NaN", b"\xff", b"\xc3", b"\x00", b"<!DOCTYPE x>",
+    b"&x;", b"\xed\xa0\x80",
+)  # fmt: skip
+
+
+def fuzz_messages(
+    t: Targets, *, seed: int, count: int, at: datetime, now: datetime
+) -> list[BadMessage]:
+    """``count`` distinct hostile messages (topic and payload), seeded.
+
+    Most are the known hostile and strict cases with a unique token each (their
+    reason known); about a quarter are random mutations of valid payloads (reason
+    ``UNKNOWN_REASON``; a mutation may even still be valid). The oversized case
+    is sent rarely, to keep the volume small.
+    """
+    rng = random.Random(seed)
+    known = [m for m in (*HOSTILE, *STRICT) if m is not oversized]
+    seen: set[tuple[str, bytes]] = set()
+    out: list[BadMessage] = []
+    n = 0
+    while len(out) < count:
+        n += 1
+        token = f"F{seed % 1000:03d}{n:07d}"
+        roll = rng.random()
+        if roll < 0.0005:
+            message = oversized(t, token, at, now)
+        elif roll < 0.75:
+            message = rng.choice(known)(t, token, at, now)
+        else:
+            base = rng.choice(known)(t, token, at, now)
+            valid = _activity(token, device_time(at))
+            message = BadMessage(
+                base.topic if rng.random() < 0.3 else event_topic(t.sensor),
+                _mutate(valid if rng.random() < 0.6 else base.payload, rng),
+                UNKNOWN_REASON,
+            )
+        key = (message.topic, message.payload)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(message)
+    return out

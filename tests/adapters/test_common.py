@@ -83,31 +83,48 @@ def test_bad_timestamps(value: object, reason: str) -> None:
         b'{"a": NaN}',
         b'{"a": Infinity}',
         b'{"a": -Infinity}',
-        b'{"a": 1e400}',
-        b'{"a": ' + b"1" * 5000 + b"}",  # beyond Python's int-digit limit
-        b"[" * 200_000,  # nests deeper than the parser's stack
         b'{"a": 1} trailing',
         b"\xef\xbb\xbf{}",  # a BOM is not JSON
         b"",
         b"null",
         b'"online"',
+        b"[" * 5 + b"]" * 4,  # unbalanced but shallow: the parser's reason
     ],
-    ids=[
-        "nan",
-        "inf",
-        "-inf",
-        "overflow",
-        "huge-int",
-        "deep",
-        "trailing",
-        "bom",
-        "empty",
-        "null",
-        "string",
-    ],
+    ids=["nan", "inf", "-inf", "trailing", "bom", "empty", "null", "string", "unbalanced"],
 )
 def test_hostile_or_odd_json_is_invalid_json(payload: bytes) -> None:
     assert reason_of(lambda: load_json_object(raw(payload))) == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"a": 1e400}', "number_out_of_range"),
+        (b'{"a": 1e25}', "number_out_of_range"),
+        (b'{"a": -1e300}', "number_out_of_range"),
+        (b'{"a": 1000000000000001}', "number_out_of_range"),
+        (b'{"a": ' + b"1" * 5000 + b"}", "number_out_of_range"),  # beyond the int-digit limit
+        (b"[" * 200_000, "json_too_deep"),  # would exhaust the parser's stack
+        (b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}", "json_too_deep"),  # ~2 KB of nesting
+        (b'{"a": "x\\u0000y"}', "nul_character"),
+        (b'{"a\\u0000": 1}', "nul_character"),
+        (b'{"a": "\\ud800"}', "lone_surrogate"),
+        (b'{"a": "\\udc00x"}', "lone_surrogate"),
+    ],
+    ids=["1e400", "1e25", "-1e300", "int-over", "huge-int", "deep", "nested-2kb", "nul",
+         "nul-key", "surrogate", "low-surrogate"],
+)  # fmt: skip
+def test_json_limits_have_their_own_reasons(payload: bytes, reason: str) -> None:
+    assert reason_of(lambda: load_json_object(raw(payload))) == reason
+
+
+def test_json_within_limits_is_accepted() -> None:
+    value = load_json_object(
+        raw(b'{"a": 1e15, "b": -1000000000000000, "c": "\\ud83d\\ude00", "d": "\\\\u0000",'
+            b' "e": [[[[[[[1]]]]]]]}')
+    )  # fmt: skip
+    assert value["c"] == "\U0001f600"  # a surrogate pair is one character
+    assert value["d"] == "\\u0000"  # an escaped backslash, not a NUL
 
 
 def test_invalid_utf8() -> None:
@@ -214,3 +231,45 @@ def test_kind_resolution() -> None:
 )
 def test_topics_that_are_not_this_family_event_or_status(topic: str) -> None:
     assert reason_of(lambda: address_for(topic, Family.SENSOR)) == "bad_topic"
+
+
+GOOD = '"kind": "sensor.activity", "ts": "2026-11-23T02:14:05+01:00"'
+
+
+@pytest.mark.parametrize(
+    ("topic", "body", "reason"),
+    [
+        (SENSOR_TOPIC, '{"id": null, ' + GOOD + "}", "null_id"),
+        (SENSOR_TOPIC, '{"device_id": null, ' + GOOD + "}", "null_device_id"),
+        (SENSOR_TOPIC, '{"extra": null, ' + GOOD + "}", "null_attribute"),
+        (SENSOR_TOPIC, '{"level": null, ' + GOOD + "}", "null_field"),
+        (SENSOR_TOPIC, '{"note": 1e25, ' + GOOD + "}", "number_out_of_range"),
+        (SENSOR_TOPIC, '{"note": 1e300, ' + GOOD + "}", "number_out_of_range"),
+        (SENSOR_TOPIC, '{"note": "\\ud800", ' + GOOD + "}", "lone_surrogate"),
+        (SENSOR_TOPIC, '{"note": "a\\u0000", ' + GOOD + "}", "nul_character"),
+        (SENSOR_TOPIC, '{"id": "a\\u0000", ' + GOOD + "}", "nul_character"),
+        (SENSOR_TOPIC, '{"note": ' + "[" * 1000 + "]" * 1000 + ", " + GOOD + "}",
+         "json_too_deep"),
+        (SENSOR_TOPIC, '{"note": [1, 2], ' + GOOD + "}", "invalid_event"),
+        ("wgw/org-1/sensor/sensor-0012/status", '{"state": "online", "id": null}', "null_id"),
+        ("wgw/org-1/sensor/sensor-0012/status", '{"state": "online", "x": null}',
+         "null_attribute"),
+        ("wgw/org-1/lock/lock-1/event", '{"entries": [], "device_id": null}', "null_device_id"),
+        ("wgw/org-1/lock/lock-1/event",
+         '{"entries": [{"id": null, "kind": "lock.locked", "ts": 1795400000}]}', "null_id"),
+    ],
+    ids=["id-null", "device-id-null", "extra-null", "level-null", "1e25", "1e300", "surrogate",
+         "nul", "nul-id", "deep-attribute", "list-attribute", "status-id-null",
+         "status-extra-null", "batch-device-null", "entry-id-null"],
+)  # fmt: skip
+def test_strict_payloads_are_refused_with_their_own_reason(
+    topic: str, body: str, reason: str
+) -> None:
+    spec = next(s for s in SPECS if s.family.value == topic.split("/")[2])
+    assert reason_of(lambda: spec.decode(raw(body.encode(), topic))) == reason
+
+
+def test_numbers_at_the_documented_bounds_are_accepted() -> None:
+    body = '{"a": 1e15, "b": -1000000000000000, "c": 0.5, ' + GOOD + "}"
+    (event,) = sensor_decode(raw(body.encode()))
+    assert event.attributes["a"] == 1e15 and event.attributes["b"] == -(10**15)

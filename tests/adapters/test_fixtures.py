@@ -30,7 +30,9 @@ COMMON_BAD_REASONS = {
     "device_mismatch",
 }
 SCAIP_BAD_REASONS = {
-    "xml_forbidden",
+    "xml_dtd",
+    "xml_entities",
+    "xml_external_entity",
     "invalid_xml",
     "xml_encoding",
     "scaip_missing_tag",

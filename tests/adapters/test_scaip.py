@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 import pytest
@@ -63,21 +65,29 @@ def test_billion_laughs_is_refused_every_time() -> None:
         with pytest.raises(DecodeError) as info:
             alarm.decode(raw)
         reasons.add(info.value.reason)
-    assert reasons == {"xml_forbidden"}
+    assert reasons == {"xml_entities"}
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "why"),
     [
-        b'<!DOCTYPE mrq [<!ENTITY x SYSTEM "file:///etc/passwd">]><mrq><dte>&x;</dte></mrq>',
-        b'<!DOCTYPE mrq [<!ENTITY % p SYSTEM "http://example.invalid/p.dtd"> %p;]><mrq/>',
-        b'<!DOCTYPE mrq SYSTEM "http://example.invalid/mrq.dtd"><mrq/>',
-        b"<!DOCTYPE mrq><mrq/>",
+        (b'<!DOCTYPE mrq [<!ENTITY x SYSTEM "file:///etc/passwd">]><mrq><dte>&x;</dte></mrq>',
+         "xml_external_entity"),
+        (b'<!DOCTYPE mrq [<!ENTITY % p SYSTEM "http://example.invalid/p.dtd"> %p;]><mrq/>',
+         "xml_external_entity"),
+        (b'<!DOCTYPE mrq SYSTEM "http://example.invalid/mrq.dtd"><mrq/>', "xml_external_entity"),
+        (b'<!DOCTYPE mrq PUBLIC "-//x//EN" "http://example.invalid/m.dtd"><mrq/>',
+         "xml_external_entity"),
+        (b'<!DOCTYPE mrq [<!ENTITY a "aaaa">]><mrq><dte>&a;</dte></mrq>', "xml_entities"),
+        (b'<!DOCTYPE mrq [<!ENTITY % p "x">]><mrq/>', "xml_entities"),
+        (b"<!DOCTYPE mrq><mrq/>", "xml_dtd"),
+        (b"<!DOCTYPE mrq [<!ELEMENT mrq ANY>]><mrq/>", "xml_dtd"),
     ],
-    ids=["xxe-file", "parameter-entity", "external-dtd", "plain-doctype"],
-)
-def test_any_dtd_is_forbidden(payload: bytes) -> None:
-    assert reason(payload) == "xml_forbidden"
+    ids=["xxe-file", "parameter-entity", "external-dtd", "public-dtd", "internal-entity",
+         "internal-parameter-entity", "plain-doctype", "element-decl"],
+)  # fmt: skip
+def test_any_dtd_is_forbidden_with_a_reason_naming_what_it_tried(payload: bytes, why: str) -> None:
+    assert reason(payload) == why
 
 
 def test_size_cap_is_exact() -> None:
@@ -208,12 +218,95 @@ def test_listed_status_codes_have_their_kind_for_me_and_in(stc: str, kind: str) 
         ({"mty": "ME", "dty": "0003"}, "alarm.automatic"),
         ({"mty": "ME", "dty": "0012", "stc": "0117"}, "alarm.automatic"),
         ({"mty": "IN", "dty": "0012", "stc": "0117"}, "alarm.info"),
-        ({"mty": "IN", "dty": "0011", "stc": "0083"}, "alarm.info"),
+        ({"mty": "IN", "dty": "0011", "stc": "0083"}, "dispenser.dose_taken"),
         ({"mty": "IN", "dty": "0003"}, "alarm.info"),
     ],
 )
 def test_kind_rules(fields: dict[str, str], kind: str) -> None:
     assert scaip_kind(fields) == kind
+
+
+# Every status code DOMAIN.md §1 lists: (kind on an ME message, kind on an IN message).
+# The pill codes are dose kinds whatever the message type (DOMAIN.md §1, §4).
+DOMAIN_STC: dict[str, tuple[str, str]] = {
+    "0009": ("alarm.automatic", "alarm.automatic"),  # automatic alarm
+    "0010": ("alarm.button", "alarm.button"),  # manual alarm
+    "0016": ("device.battery_low", "device.battery_low"),
+    "0023": ("device.connection_lost", "device.connection_lost"),  # IP failed
+    "0112": ("device.connection_restored", "device.connection_restored"),  # IP restored
+    "0024": ("device.connection_lost", "device.connection_lost"),  # mobile failed
+    "0113": ("device.connection_restored", "device.connection_restored"),  # mobile restored
+    "0081": ("dispenser.dose_missed", "dispenser.dose_missed"),  # pill not taken
+    "0082": ("dispenser.dose_due", "dispenser.dose_due"),  # pill reminder
+    "0083": ("dispenser.dose_taken", "dispenser.dose_taken"),  # pill taken
+    "0085": ("device.power_lost", "device.power_lost"),
+    "0086": ("device.power_restored", "device.power_restored"),
+    "0092": ("alarm.reset", "alarm.reset"),  # automatic reset
+    "0093": ("alarm.reset", "alarm.reset"),  # manual reset
+    "0094": ("alarm.reset", "alarm.reset"),  # restoral
+    "0102": ("device.heartbeat", "device.heartbeat"),  # test transmission
+    "0103": ("device.heartbeat", "device.heartbeat"),
+    "0107": ("alarm.unauthorised_access", "alarm.unauthorised_access"),
+    "0110": ("alarm.assistance", "alarm.assistance"),
+    "0111": ("alarm.intervention_complete", "alarm.intervention_complete"),
+    # No kind of their own: an ME is still an alarm, an IN information.
+    "0117": ("alarm.automatic", "alarm.info"),  # lying in bed
+    "0118": ("alarm.automatic", "alarm.info"),  # locked
+    "0125": ("device.tamper", "device.tamper"),
+    "0127": ("alarm.automatic", "alarm.info"),  # unlocked
+}
+# Every device type DOMAIN.md §1 lists; only a fall detector changes a kind.
+DOMAIN_DTY = ("0003", "0004", "0005", "0011", "0012", "0013", "0014", "0015", "0032", "0043")
+FALL_DETECTOR = "0005"
+
+DOMAIN_MD = Path(__file__).resolve().parents[3] / "shared" / "DOMAIN.md"
+
+
+def _expected_kind(mty: str, dty: str, stc: str | None) -> str:
+    if mty == "PI":
+        return "device.heartbeat"
+    if mty == "RE":
+        return "alarm.reset"
+    if stc is None:
+        return (
+            "alarm.fall"
+            if dty == FALL_DETECTOR and mty == "ME"
+            else ("alarm.automatic" if mty == "ME" else "alarm.info")
+        )
+    # Only the automatic-alarm code itself (0009) from a fall detector is a fall.
+    if stc == "0009" and dty == FALL_DETECTOR:
+        return "alarm.fall"
+    return DOMAIN_STC[stc][0 if mty == "ME" else 1]
+
+
+_TABLE = [
+    (mty, dty, stc)
+    for mty in ("ME", "IN", "PI", "RE")
+    for dty in DOMAIN_DTY
+    for stc in (*DOMAIN_STC, None)
+]
+
+
+@pytest.mark.parametrize(("mty", "dty", "stc"), _TABLE, ids=lambda v: v or "no-stc")
+def test_every_domain_code_decodes_to_its_kind(mty: str, dty: str, stc: str | None) -> None:
+    fields = {"ref": "R1", "mty": mty, "cid": CID, "dty": dty, "stc": stc or ""}
+    events = alarm.decode(RawMessage("scaip/org-1/mrq", mrq_from(fields), RECEIVED_AT))
+    assert [e.kind for e in events] == [_expected_kind(mty, dty, stc)]
+    event = events[0]
+    assert event.family.value == "alarm"  # the unit's family, whatever it reports
+    assert event.attributes["scaip_dty"] == dty
+    if stc is not None:
+        assert event.attributes["scaip_stc"] == stc
+
+
+def test_the_table_covers_every_code_in_domain_md() -> None:
+    if not DOMAIN_MD.exists():
+        pytest.skip(f"{DOMAIN_MD} is not here")
+    section = DOMAIN_MD.read_text(encoding="utf-8").split("## 2.")[0]
+    stc_text = section.split("Status codes (`stc`)")[1].split("- Supervision")[0]
+    dty_text = section.split("Device types (`dty`)")[1].split("- Status codes")[0]
+    assert set(re.findall(r"\b\d{4}\b", stc_text)) == set(DOMAIN_STC)
+    assert set(re.findall(r"\b\d{4}\b", dty_text)) == set(DOMAIN_DTY)
 
 
 def test_reply_round_trips() -> None:
@@ -247,7 +340,9 @@ def test_reply_refuses_a_boolean_status() -> None:
     ("decode_reason", "snu"),
     [
         ("oversized", ReplyStatus.TOO_LONG),
-        ("xml_forbidden", ReplyStatus.INVALID_FORMAT),
+        ("xml_dtd", ReplyStatus.INVALID_FORMAT),
+        ("xml_entities", ReplyStatus.INVALID_FORMAT),
+        ("xml_external_entity", ReplyStatus.INVALID_FORMAT),
         ("invalid_xml", ReplyStatus.INVALID_FORMAT),
         ("scaip_missing_tag", ReplyStatus.MANDATORY_TAG_MISSING),
         ("device_mismatch", ReplyStatus.WRONG_DATA),

@@ -66,7 +66,8 @@ def test_everything_but_the_hostile_payloads_is_stored() -> None:
     assert set(reasons) <= {
         "invalid_json", "invalid_utf8", "invalid_event", "naive_timestamp", "unknown_kind",
         "device_mismatch", "unknown_device", "wrong_org", "wrong_family", "clock_skew",
-        "too_old", "oversized", "xml_forbidden", "xml_encoding", "scaip_missing_tag", "bad_topic",
+        "too_old", "oversized", "xml_entities", "xml_external_entity", "xml_encoding",
+        "scaip_missing_tag", "bad_topic",
     }  # fmt: skip
     for kind in ("device.heartbeat", "sensor.activity", "lock.unlocked", "dispenser.dose_taken"):
         assert kinds[kind] > 0
