@@ -80,6 +80,15 @@ def make_certificates(where: Path) -> None:
              cwd=where)  # fmt: skip
 
 
+def make_client_certificate(where: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate for ``name`` signed by the test CA of make_certificates."""
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=where)  # fmt: skip
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", cwd=where)  # fmt: skip
+    return where / f"{name}.crt", where / f"{name}.key"
+
+
 @dataclass
 class Broker:
     """The shipped TLS configuration running on free ports in a directory of its own."""
@@ -459,6 +468,14 @@ def test_a_rerun_keeps_the_passwords_already_given_out(tmp_path: Path, use_tool:
     assert all(line.split(":")[1].startswith("$7$") for line in lines)
 
 
+def _start_mosquitto(conf: Path) -> subprocess.Popen[bytes]:
+    binary = find_mosquitto()
+    assert binary is not None, "mosquitto is not installed: apt-get install mosquitto"
+    return subprocess.Popen(
+        [str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 @pytest.mark.broker
 def test_mosquitto_accepts_the_python_hash(broker_dir: Path) -> None:
     """The fallback for machines without mosquitto_passwd makes hashes Mosquitto checks."""
@@ -468,10 +485,7 @@ def test_mosquitto_accepts_the_python_hash(broker_dir: Path) -> None:
     conf = broker_dir / "m.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
                     f"password_file {broker_dir / 'passwd'}\n")  # fmt: skip
-    binary = find_mosquitto()
-    assert binary is not None, "mosquitto is not installed"
-    proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = _start_mosquitto(conf)
     try:
         wait_for_port(port, 10, proc=proc)
         assert _round_trip(port, "u", "right") == 0
@@ -526,3 +540,42 @@ def test_the_gateway_checks_the_brokers_name(broker_dir: Path) -> None:
             listener.close()
     assert results["localhost"] == "ok"
     assert "mismatch" in results["broker.example"].lower(), results
+
+
+@pytest.mark.broker
+async def test_the_gateway_presents_its_client_certificate(broker_dir: Path) -> None:
+    """A listener that requires client certificates takes the gateway's, and only with it."""
+    make_certificates(broker_dir)
+    cert, key = make_client_certificate(broker_dir, "gateway")
+    port = free_port()
+    conf = broker_dir / "m.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"cafile {broker_dir / 'ca.crt'}\ncertfile {broker_dir / 'broker.crt'}\n"
+        f"keyfile {broker_dir / 'broker.key'}\nrequire_certificate true\n"
+    )
+    if os.geteuid() == 0:
+        for path in broker_dir.glob("*.key"):
+            path.chmod(0o644)
+    proc = _start_mosquitto(conf)
+    mqtt = {"host": "localhost", "port": port, "tls_ca_file": str(broker_dir / "ca.crt")}
+    try:
+        wait_for_port(port, 10, proc=proc)
+        with_cert = load_settings(
+            None, mqtt={**mqtt, "tls_cert_file": str(cert), "tls_key_file": str(key)}
+        )
+        async with asyncio.timeout(10):
+            async with MqttSource(with_cert.mqtt, batch_max=10, linger=0.01) as source:
+                await until(lambda: source.connected, within_s=10)
+        # Without it the TLS handshake fails: the source keeps retrying, never connected.
+        without = MqttSource(load_settings(None, mqtt=mqtt).mqtt, batch_max=10, linger=0.01)
+        entering = asyncio.create_task(without.__aenter__())
+        await asyncio.sleep(1.5)
+        assert not without.connected and not entering.done()
+        entering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await entering
+        await without.__aexit__(None, None, None)
+    finally:
+        proc.terminate()
+        proc.wait(15)
