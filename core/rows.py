@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.events import Event
@@ -49,6 +49,8 @@ class WriteResult:
     inserted: int
     duplicates: int
     dead_letters: int
+    # The dead letters inserted, per reason (those already stored are not counted).
+    dead_letter_reasons: Mapping[str, int] = field(default_factory=dict)
 
 
 # The events table's columns in the order render_rows writes them.

@@ -34,13 +34,20 @@ class IngestMetrics:
 
     messages: int = 0
     events_in: Counter[str] = field(default_factory=Counter)  # decoded, per family
-    events_stored: int = 0  # new rows committed
+    events_stored: int = 0  # new rows committed (WriteResult.inserted)
     duplicates: int = 0  # redeliveries the idempotency key absorbed
-    dead_letters: Counter[str] = field(default_factory=Counter)  # per reason
+    # Dead letters committed, per reason (WriteResult.dead_letter_reasons): what
+    # `SELECT reason, count(*) FROM dead_letters` says, re-deliveries not counted again.
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    # Dead letters the pipeline decided on, per reason, before storage (a replayed
+    # message counts again here, not in dead_letters).
+    dead_letters_decoded: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     batch_rows_max: int = 0
     write_failures: int = 0
-    ignored: int = 0  # messages on topics that are not device traffic (our own alerts)
+    # Messages that are neither events nor dead letters: our own alerts, an empty
+    # retained status (clearing it), a lock batch with no entries.
+    ignored: int = 0
     batch_sizes: Histogram = field(default_factory=_batch_sizes)
     alert_latency: Histogram = field(default_factory=_alert_latency)
 
@@ -52,6 +59,7 @@ class IngestMetrics:
             "events_stored": self.events_stored,
             "duplicates": self.duplicates,
             "dead_letters": dict(self.dead_letters),
+            "dead_letters_decoded": dict(self.dead_letters_decoded),
             "batches": self.batches,
             "batch_rows_max": self.batch_rows_max,
             "write_failures": self.write_failures,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -81,6 +82,10 @@ class Pipeline:
             # A decoder bug must cost one message (kept, with its bytes), not the gateway.
             log.exception("decoder failed on a message on %s", raw.topic)
             return self._dead(raw, "decoder_error", f"{type(exc).__name__}: {exc}", org, None)
+        if not rows:
+            # An empty retained status (clearing it) or an empty batch: nothing happened.
+            self.metrics.ignored += 1
+            return _IGNORED
         for row in rows:
             self.metrics.events_in[row.event.family.value] += 1
         return Outcome(rows=rows)
@@ -125,14 +130,18 @@ class Pipeline:
                 f"{self._max_age.days} days",
                 event.device_id,
             )
-        if _has_nul(event):
-            raise _Refused("nul_character", "a text field holds a NUL character", event.device_id)
+        # The adapters refuse these in the payload; this is the last check before storage,
+        # so that PostgreSQL never refuses a batch for text it cannot hold.
+        bad = _unstorable_text(event)
+        if bad is not None:
+            raise _Refused(bad, f"a text field holds {_WHAT[bad]}", event.device_id)
         return event
 
     def _dead(
         self, raw: RawMessage, reason: str, detail: str, org: str | None, device_id: str | None
     ) -> Outcome:
-        self.metrics.dead_letters[reason] += 1
+        # Counted as decided; IngestMetrics.dead_letters counts what storage committed.
+        self.metrics.dead_letters_decoded[reason] += 1
         log.debug("dead letter on %s: %s (%s)", raw.topic, reason, detail)
         return Outcome(
             dead_letter=DeadLetter(
@@ -147,10 +156,20 @@ class Pipeline:
         )
 
 
-def _has_nul(event: Event) -> bool:
-    # PostgreSQL text and jsonb cannot hold U+0000; refuse it here with a reason.
-    if "\x00" in event.event_id or (event.actor and "\x00" in event.actor):
-        return True
-    return any(
-        ("\x00" in k) or (isinstance(v, str) and "\x00" in v) for k, v in event.attributes.items()
-    )
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_WHAT = {"nul_character": "a NUL character", "lone_surrogate": "a lone surrogate"}
+
+
+def _unstorable_text(event: Event) -> str | None:
+    """The reason a text of the event cannot be stored (NUL, lone surrogate), or None."""
+    search = _UNSTORABLE.search
+    texts = [event.event_id, event.actor or ""]
+    for key, value in event.attributes.items():
+        texts.append(key)
+        if isinstance(value, str):
+            texts.append(value)
+    for text in texts:
+        found = search(text)
+        if found is not None:
+            return "nul_character" if found.group() == "\x00" else "lone_surrogate"
+    return None

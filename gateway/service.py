@@ -609,6 +609,7 @@ class Gateway:
             m.batches += 1
             m.events_stored += result.inserted
             m.duplicates += result.duplicates
+            m.dead_letters.update(result.dead_letter_reasons)  # committed, not decided
             rows = sum(e.row_count for _, e in entries)
             m.batch_rows_max = max(m.batch_rows_max, rows)
 

@@ -77,7 +77,7 @@ def test_bad_messages_become_dead_letters_with_a_reason(
     assert outcome.dead_letter.payload == message.payload
     assert outcome.dead_letter.topic == topic
     assert outcome.dead_letter.detail  # a sentence for the person reading the table
-    assert p.metrics.dead_letters == {reason: 1}
+    assert p.metrics.dead_letters_decoded == {reason: 1}
 
 
 def test_device_time_within_the_skew_allowance_is_accepted() -> None:
@@ -140,3 +140,52 @@ def test_a_decoder_bug_costs_one_message_not_the_gateway(monkeypatch: pytest.Mon
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "decoder_error"
     assert "KeyError" in outcome.dead_letter.detail
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"kind": "device.heartbeat", "ts": 1795400000, "id": null}', "null_id"),
+        (b'{"kind": "device.heartbeat", "ts": 1795400000, "x": "\\ud800"}', "lone_surrogate"),
+        (b'{"kind": "device.heartbeat", "ts": 1795400000, "x": 1e300}', "number_out_of_range"),
+        (b'{"kind": "device.heartbeat", "ts": 1795400000, "x": ' + b"[" * 1000 + b"]" * 1000
+         + b"}", "json_too_deep"),
+    ],
+    ids=["null-id", "surrogate", "1e300", "deep"],
+)  # fmt: skip
+def test_strict_refusals_keep_the_raw_bytes(body: bytes, reason: str) -> None:
+    p = pipeline()
+    message = RawMessage("wgw/vallby/sensor/sensor-0001/event", body, NOW)
+    outcome = p.process(message)
+    assert outcome.dead_letter is not None and outcome.dead_letter.reason == reason
+    assert outcome.dead_letter.payload == body
+    assert p.metrics.dead_letters_decoded == {reason: 1}
+    assert p.metrics.dead_letters == {}  # counted when storage commits it
+
+
+def test_text_postgresql_cannot_hold_is_refused_before_storage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An adapter that let a lone surrogate through: the pipeline still refuses it.
+    from adapters import sensor
+
+    def leaky(message: RawMessage) -> list[Event]:
+        event = sensor.decode(
+            dataclasses.replace(message, payload=json.dumps(heartbeat()).encode())
+        )
+        return [event[0].model_copy(update={"attributes": {"x": "a\ud800"}})]
+
+    monkeypatch.setattr(
+        "gateway.pipeline.spec_for_topic",
+        lambda topic: dataclasses.replace(sensor.SPEC, decode=leaky),
+    )
+    outcome = pipeline().process(raw("wgw/vallby/sensor/sensor-0001/event", heartbeat()))
+    assert outcome.dead_letter is not None and outcome.dead_letter.reason == "lone_surrogate"
+
+
+def test_a_message_with_no_events_is_counted_as_ignored() -> None:
+    p = pipeline()
+    message = RawMessage("wgw/vallby/sensor/sensor-0001/status", b"", NOW, retained=True)
+    outcome = p.process(message)
+    assert outcome.rows == () and outcome.dead_letter is None
+    assert p.metrics.ignored == 1
