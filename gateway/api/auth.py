@@ -52,6 +52,8 @@ class LoginLimiter:
         self._limits = {"user": attempts, "addr": address_attempts}
         self._window = window_s
         self._failures: dict[str, deque[float]] = {}
+        # Key → the oldest failure of the lockout already logged (see first_refusal).
+        self._noted: dict[str, float] = {}
 
     @staticmethod
     def keys(account: str, address: str) -> tuple[str, str]:
@@ -72,7 +74,23 @@ class LoginLimiter:
                 wait = max(wait, failures[0] + self._window - now)
             elif not failures:
                 del self._failures[key]
+                self._noted.pop(key, None)
         return wait
+
+    def first_refusal(self, *keys: str) -> bool:
+        """Whether a refusal (after ``retry_after``) is the first of a lockout of these keys.
+
+        The security log holds one entry per lockout, not one per refused try:
+        a flood at a locked account costs no argon2 and writes no log entry.
+        """
+        new = False
+        for key in keys:
+            failures = self._failures.get(key) or deque()
+            locked = len(failures) >= self._limits[key.split(":", 1)[0]]
+            if locked and self._noted.get(key) != failures[0]:
+                self._noted[key] = failures[0]
+                new = True
+        return new
 
     def failed(self, *keys: str) -> float:
         """Count a failed attempt against each key; return its time, to take it back."""

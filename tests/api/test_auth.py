@@ -435,6 +435,22 @@ def test_an_address_is_held_at_its_own_higher_threshold(fake_time: _Time) -> Non
     assert limiter.retry_after(*limiter.keys("cecilia", "10.0.0.1")) == 60  # four from there
 
 
+def test_a_lockout_is_logged_once_not_per_refused_try(fake_time: _Time) -> None:
+    limiter = LoginLimiter(attempts=2, address_attempts=10, window_s=60)
+    keys = limiter.keys("anna", "10.0.0.1")
+    assert not limiter.first_refusal(*keys)  # not locked: nothing to log
+    limiter.failed(*keys)
+    limiter.failed(*keys)
+    assert limiter.retry_after(*keys) == 60
+    assert limiter.first_refusal(*keys)
+    assert not limiter.first_refusal(*keys)
+    fake_time.now += 61
+    assert limiter.retry_after(*keys) == 0  # the lockout is over and forgotten
+    limiter.failed(*keys)
+    limiter.failed(*keys)
+    assert limiter.first_refusal(*keys)  # a new lockout is logged again
+
+
 def test_the_hasher_uses_argon2id_and_rejects_what_does_not_match() -> None:
     hasher = PasswordHasher()
     stored = hasher.hash(PASSWORD)

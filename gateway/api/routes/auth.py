@@ -60,8 +60,12 @@ async def login(
     keys = ctx.limiter.keys(name, client)
     wait = ctx.limiter.retry_after(*keys)
     if wait > 0:
-        log_security(ctx, "login_locked", account=name, address=client,
-                     detail={"retry_after_s": int(wait) + 1})  # fmt: skip
+        # Counted each time; logged once per lockout (a flood must not fill the log).
+        if ctx.limiter.first_refusal(*keys):
+            log_security(ctx, "login_locked", account=name, address=client,
+                         detail={"retry_after_s": int(wait) + 1})  # fmt: skip
+        else:
+            ctx.security_events.labels(event="login_locked").inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"too many failed logins; try again in {int(wait) + 1} s",
