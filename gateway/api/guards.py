@@ -78,7 +78,8 @@ class UnstorableTextGuard:
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
-        if not content_type.endswith(_JSON_TYPES):
+        # FastAPI reads a body without a Content-Type as JSON too.
+        if content_type and not content_type.endswith(_JSON_TYPES):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []

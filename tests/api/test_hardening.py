@@ -92,6 +92,12 @@ async def test_unstorable_text_in_a_json_body_is_refused_with_422(
             url, content=json.dumps(body), headers={"Content-Type": "application/json"}
         )
         assert response.status_code == 422, (url, response.text)
+    # FastAPI reads a body without a Content-Type as JSON: it is checked as well.
+    bare = admin.build_request(
+        "POST", f"/api/alerts/{alert_id}/comment", content=json.dumps({"note": text}).encode()
+    )
+    assert "content-type" not in bare.headers
+    assert (await admin.send(bare)).status_code == 422
     # Nothing was changed or stored: the alert is still open and not acknowledged.
     assert (await admin.get(f"/api/alerts/{alert_id}")).json()["alert"]["state"] == "open"
 
