@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Bodies are read whole before the check (the API takes small JSON bodies only).
 _JSON_TYPES = ("application/json", "+json")
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def storable(text: str) -> bool:
@@ -78,8 +79,9 @@ class UnstorableTextGuard:
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
-        # FastAPI reads a body without a Content-Type as JSON too.
-        if content_type and not content_type.endswith(_JSON_TYPES):
+        # FastAPI reads a body without a Content-Type as JSON too; no route reads
+        # the body of a GET (the live stream's receive is left alone).
+        if scope["method"] in _NO_BODY or (content_type and not content_type.endswith(_JSON_TYPES)):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
