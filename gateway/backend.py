@@ -8,6 +8,7 @@ gateway in memory, so tests of alerting and escalation need no database.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,7 +108,8 @@ class MemorySink:
         if progress is not None:
             self.progress = progress
         rows = sum(e.row_count for e in entries)
-        return WriteResult(rows, 0, sum(len(e.dead) for e in entries))
+        reasons = Counter(d.reason for e in entries for d in e.dead)
+        return WriteResult(rows, 0, sum(reasons.values()), dict(reasons))
 
     async def probe(self) -> bool:
         """Whether ``up`` is set."""

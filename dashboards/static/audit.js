@@ -72,6 +72,7 @@ const MESSAGES = {
     "action.change": "Ändring",
     "action.remote_view": "Fjärrtillsyn",
     "action.export": "Export",
+    "action.security": "Säkerhetshändelse",
   },
   en: {
     "audit.title": "Access log audit",
@@ -123,6 +124,7 @@ const MESSAGES = {
     "action.change": "Change",
     "action.remote_view": "Remote view",
     "action.export": "Export",
+    "action.security": "Security event",
     // The server sends the Swedish labels (rules/access.py, REASON_LABELS).
     "reason.unknown_key": "unknown key",
     "reason.key_blocked": "blocked key",

@@ -13,7 +13,12 @@ const HEALTH_REFRESH_MS = 30_000;
 // How often the gateway's own health (/healthz: spool, database, broker) is asked for.
 const GATEWAY_HEALTH_MS = 5_000;
 // Gateway problems that mean alarms are not being received at all: shown like a priority 1.
-const CRITICAL_PROBLEMS = new Set(["broker_down", "spool_full", "spool_write_failed"]);
+const CRITICAL_PROBLEMS = new Set([
+  "broker_down",
+  "broker_refused",
+  "spool_full",
+  "spool_write_failed",
+]);
 // Retry a stream the browser gave up on (an HTTP error rather than a network one).
 const STREAM_RETRY_MS = 3_000;
 // Several pages at once (a replay after a reconnect) make one sound, not a din.

@@ -209,7 +209,7 @@ class GatewayCollector(Collector):
             events.add_metric([family], n)
         yield events
         dead = CounterMetricFamily(
-            "wgw_dead_letters", "Messages that could not become events, per reason.",
+            "wgw_dead_letters", "Messages that could not become events, stored, per reason.",
             labels=["reason"],
         )  # fmt: skip
         for reason, n in sorted(m.dead_letters.items()):
