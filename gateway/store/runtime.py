@@ -133,9 +133,7 @@ class PostgresBackend:
     async def prepare(self) -> str:
         """Wait for PostgreSQL (db.connect_timeout_s), migrate, open the pool."""
         await wait_for_database(self._db.dsn, self._db.connect_timeout_s)
-        report = await asyncio.to_thread(
-            migrate, self._db.dsn, timescaledb=self._db.timescaledb
-        )
+        report = await asyncio.to_thread(migrate, self._db.dsn, timescaledb=self._db.timescaledb)
         log.info(
             "storage ready (%s); applied migrations %s", report.variant, report.applied or "none"
         )
