@@ -233,30 +233,21 @@ class GatewayCollector(Collector):
             value=self._ctx.gateway.ingest_lag_s(),
         )
         spool = self._ctx.gateway.spool_status()
-        yield GaugeMetricFamily("wgw_spool_bytes", "Bytes in the local spool.", value=spool.bytes)
-        yield GaugeMetricFamily(
-            "wgw_spool_limit_bytes", "The spool's size limit.", value=spool.limit_bytes
-        )
-        yield GaugeMetricFamily(
-            "wgw_spool_full", "1 while acknowledgements are held because the spool is full.",
-            value=int(spool.full),
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "wgw_spool_waiting_rules", "Messages spooled, not yet judged by the rules.",
-            value=spool.waiting_rules,
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "wgw_spool_waiting_storage", "Journal entries in the spool not yet in PostgreSQL.",
-            value=spool.waiting_storage,
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "wgw_storage_lag_seconds", "Age of the oldest journal entry not yet in PostgreSQL.",
-            value=spool.oldest_unstored_s,
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "wgw_storage_up", "1 while PostgreSQL takes the spool's writes.",
-            value=int(spool.storage_up),
-        )  # fmt: skip
+        for name, text, value in (
+            ("wgw_spool_bytes", "Bytes in the local spool.", spool.bytes),
+            ("wgw_spool_limit_bytes", "The spool's size limit.", spool.limit_bytes),
+            ("wgw_spool_full", "1 while acknowledgements are held because the spool is full.",
+             int(spool.full)),
+            ("wgw_spool_waiting_rules", "Messages spooled, not yet judged by the rules.",
+             spool.waiting_rules),
+            ("wgw_spool_waiting_storage", "Journal entries in the spool not yet in PostgreSQL.",
+             spool.waiting_storage),
+            ("wgw_storage_lag_seconds", "Age of the oldest journal entry not yet in PostgreSQL.",
+             spool.oldest_unstored_s),
+            ("wgw_storage_up", "1 while PostgreSQL takes the spool's writes.",
+             int(spool.storage_up)),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(name, text, value=value)
         open_alerts = GaugeMetricFamily(
             "wgw_open_alerts", "Open alerts, per organisation and priority.",
             labels=["org", "priority"],
