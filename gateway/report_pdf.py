@@ -50,19 +50,28 @@ class _Report(FPDF):
 
 
 def _heading(pdf: FPDF, words: str) -> None:
+    # A heading starts a new page rather than sit alone at the foot of one.
+    if pdf.will_page_break(30):
+        pdf.add_page()
     pdf.ln(3)
     pdf.set_font(FONT, "B", 12)
     pdf.multi_cell(0, 7, _safe(words), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(FONT, size=9)
 
 
-def _table(pdf: FPDF, head: Sequence[str], rows: Sequence[Sequence[str]], lang: Lang) -> None:
+def _table(
+    pdf: FPDF,
+    head: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    lang: Lang,
+    widths: tuple[int, ...] | None = None,
+) -> None:
     """A table with a header row, or the word for none when it has no rows."""
     if not rows:
         pdf.cell(0, 6, text(lang, "none"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         return
-    pdf.set_font(FONT, size=9)
-    with pdf.table(first_row_as_headings=True, line_height=5.5) as table:
+    pdf.set_font(FONT, size=8 if widths else 9)
+    with pdf.table(first_row_as_headings=True, line_height=5, col_widths=widths) as table:
         for row in [head, *rows]:
             line = table.row()
             for value in row:
@@ -109,17 +118,18 @@ def night_pdf(report: NightReport, lang: Lang = "sv") -> bytes:
         pdf.image(io.BytesIO(chart.encode()), w=PAGE_W)
 
     _heading(pdf, text(lang, "times"))
-    ack, arr = text(lang, "acknowledge"), text(lang, "arrival")
+    measures = [
+        f"{text(lang, measure)}: {text(lang, column).lower()}"
+        for measure in ("acknowledge", "arrival")
+        for column in ("col.count", "col.median", "col.p90", "col.worst")
+    ]
     _table(
         pdf,
-        [text(lang, "col.priority"), text(lang, "col.alerts"),
-         f"{ack}: {text(lang, 'col.count').lower()}", f"{ack}: {text(lang, 'col.median')}",
-         f"{ack}: {text(lang, 'col.p90')}", f"{ack}: {text(lang, 'col.worst')}",
-         f"{arr}: {text(lang, 'col.count').lower()}", f"{arr}: {text(lang, 'col.median')}",
-         f"{arr}: {text(lang, 'col.p90')}", f"{arr}: {text(lang, 'col.worst')}"],
+        [text(lang, "col.priority"), text(lang, "col.alerts"), *measures],
         [_times(text(lang, "all"), r.alerts, r.acknowledge, r.arrival),
          *(_times(str(p.priority), p.alerts, p.acknowledge, p.arrival) for p in r.by_priority)],
         lang,
+        widths=(9, 8, 15, 17, 17, 17, 15, 17, 17, 17),  # room for "12 min 34 s" on one line
     )  # fmt: skip
     _heading(pdf, text(lang, "byKind"))
     _table(pdf, [text(lang, "col.priority"), text(lang, "col.kind"), text(lang, "col.count")],
