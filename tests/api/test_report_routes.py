@@ -314,3 +314,15 @@ async def test_the_charts_are_svg_of_the_nights_figures(night_api: RunningApi) -
     wrong = await client.get(CHART_URL, params={**night, "chart": "pie"})
     assert wrong.status_code == 422
     assert "hourly" in wrong.text
+
+
+async def test_the_rule_sets_night_window_wins_over_the_api_settings(prepared_dsn: str) -> None:
+    # The settings' hours are only for an organisation whose rule set names no night.
+    async with running_api(
+        prepared_dsn, api={"night_starts_hour": 20, "night_ends_hour": 6}
+    ) as api:
+        report = await report_of(await api.login(COORDINATOR_A))
+    assert report["window"] == "22:00-07:00"
+    assert (report["start"], report["end"]) == (
+        "2025-10-25T22:00:00+02:00", "2025-10-26T07:00:00+01:00",
+    )  # fmt: skip
