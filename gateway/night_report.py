@@ -73,8 +73,8 @@ def night_window(
 def tonight(now: datetime, window: DailyWindow, tz: ZoneInfo = STOCKHOLM) -> date:
     """The date of the night in progress at ``now``, or else of the next night to start."""
     today = now.astimezone(tz).date()
-    # The first night, from yesterday's on, that has not ended yet. Yesterday's
-    # is still on after midnight; today's is on, or coming, from its end on.
+    # The first night, from yesterday's on, that has not ended yet: after
+    # midnight yesterday's is still on; once it has ended, today's is coming or on.
     for day in (today - timedelta(days=1), today):
         if night_window(day, window, tz)[1] > now:
             return day
