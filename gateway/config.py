@@ -139,7 +139,8 @@ class ApiSettings(_Section):
     login_window_s: Annotated[float, Field(gt=0)] = 900.0
     # An alert open and not acknowledged this long counts as stale in the report.
     stale_after_min: Annotated[int, Field(ge=1)] = 30
-    # The report's night, local time (Europe/Stockholm): from this hour to the next.
+    # The report's night, local time (Europe/Stockholm), from this hour to the
+    # next, for an organisation whose rule set names no `night` window (it wins).
     night_starts_hour: Annotated[int, Field(ge=0, le=23)] = 22
     night_ends_hour: Annotated[int, Field(ge=0, le=23)] = 7
     # Battery at or below this percentage shows in the device-health panel.

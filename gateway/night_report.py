@@ -7,15 +7,22 @@ acknowledgement floods, stale alerts and chattering devices. The rows come from
 
 Definitions, so the figures can be checked by hand:
 
-- the night runs from ``starts_hour`` on the date to ``ends_hour`` (the next
-  morning when it is not later the same day), on the rule set's wall clock, so
-  a DST night is an hour shorter or longer; an alert belongs to the night it
-  was opened in (gateway time);
+- the night is the rule set's ``night`` window: from its start on the date to
+  its end (the next morning when it is not later the same day), on the rule
+  set's wall clock, so a DST night is an hour shorter or longer; an alert
+  belongs to the night it was opened in (gateway time);
+- tonight is the night in progress, or else the next one to start: during the
+  day the coming night, after midnight the one that began the evening before;
+- per hour: the night cut into hours from its start (whole hours on the wall
+  clock, so a DST night has 8 or 10), alerts counted by the hour they opened in;
 - time to acknowledge: the first transition to acknowledged minus the paging
   time, or minus the opening time for an alert that never paged (a late one);
 - time to arrival: ``arrived_at`` (staff opened the door of the home) or else
   the first on-site transition, minus the opening time;
-- median and worst (the largest) over the alerts that have the time at all;
+- median, quartiles, 90th percentile, best and worst over the alerts that
+  have the time at all; a percentile interpolates linearly between the two
+  nearest ranks (p of n sorted values sits at rank p·(n-1), counted from 0),
+  so the median is the usual one;
 - a flood: a staff member acknowledging more than ``FLOOD_COUNT`` alerts within
   ``FLOOD_WINDOW``; windows are half-open, each starts at an acknowledgement,
   and after a flood the search resumes at its window's end, so floods do not
@@ -33,31 +40,53 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from rules.calendar import STOCKHOLM
+from rules.calendar import STOCKHOLM, DailyWindow
 
 # Issue 4: "floods (more than 10 alerts per operator in 10 minutes)".
 FLOOD_COUNT = 10
 FLOOD_WINDOW = timedelta(minutes=10)
+
+Phase = Literal["coming", "in_progress", "ended"]
 
 # The engine's own moves carry these actors; every other actor is a staff user.
 SYSTEM_ACTOR_PREFIXES = ("rule:", "device:")
 
 
 def night_window(
-    day: date, *, starts_hour: int, ends_hour: int, tz: ZoneInfo = STOCKHOLM
+    day: date, window: DailyWindow, tz: ZoneInfo = STOCKHOLM
 ) -> tuple[datetime, datetime]:
-    """The night of ``day`` as two aware UTC instants, from the local start hour to the end hour."""
-    end_day = day if ends_hour > starts_hour else day + timedelta(days=1)
+    """The night of ``day`` as two aware UTC instants, from the window's local start to its end."""
+    end_day = day if window.end > window.start else day + timedelta(days=1)
     # Local wall-clock times made aware in the zone, then converted: the UTC
     # length of the night is what DST makes it (9 h, 8 h in spring, 10 h in autumn).
-    start = datetime.combine(day, time(starts_hour), tzinfo=tz)
-    end = datetime.combine(end_day, time(ends_hour), tzinfo=tz)
+    start = datetime.combine(day, window.start, tzinfo=tz)
+    end = datetime.combine(end_day, window.end, tzinfo=tz)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def tonight(now: datetime, window: DailyWindow, tz: ZoneInfo = STOCKHOLM) -> date:
+    """The date of the night in progress at ``now``, or else of the next night to start."""
+    today = now.astimezone(tz).date()
+    # The first night, from yesterday's on, that has not ended yet: after
+    # midnight yesterday's is still on; once it has ended, today's is coming or on.
+    for day in (today - timedelta(days=1), today):
+        if night_window(day, window, tz)[1] > now:
+            return day
+    return today + timedelta(days=1)  # a window that ended earlier today (e.g. 00:00-06:00)
+
+
+def night_phase(now: datetime, window: tuple[datetime, datetime]) -> Phase:
+    """Whether a night is still to come, in progress, or over at ``now``."""
+    start, end = window
+    if now < start:
+        return "coming"
+    return "in_progress" if now < end else "ended"
 
 
 def is_staff(actor: str) -> bool:
@@ -104,6 +133,11 @@ class Durations(BaseModel):
     count: int
     median_s: float | None
     worst_s: float | None
+    # The spread the report's box plot draws: best, quartiles and 90th percentile.
+    best_s: float | None
+    q1_s: float | None
+    q3_s: float | None
+    p90_s: float | None
 
 
 class PriorityTimes(BaseModel):
@@ -121,6 +155,22 @@ class KindCount(BaseModel):
     kind: str
     priority: int
     count: int
+
+
+class PriorityCount(BaseModel):
+    """How many alerts of one priority."""
+
+    priority: int
+    count: int
+
+
+class HourCount(BaseModel):
+    """The alerts opened in one hour of the night, per priority of the night (zeros kept)."""
+
+    start: datetime
+    end: datetime
+    alerts: int
+    by_priority: list[PriorityCount]
 
 
 class AlertRef(BaseModel):
@@ -166,6 +216,10 @@ class NightReport(BaseModel):
     date: date
     start: datetime
     end: datetime
+    window: str  # the rule set's night window it was cut by, "22:00-07:00"
+    timezone: str  # the wall clock of the window and of every time shown
+    phase: Phase  # at as_of: "coming", "in_progress" or "ended"
+    tonight: bool  # whether this is the night the report opens on at as_of
     as_of: datetime  # when it was made: open alerts are measured up to here
     stale_after_min: int
     flood_count: int
@@ -173,6 +227,7 @@ class NightReport(BaseModel):
     alerts: int
     unacknowledged: int  # alerts never acknowledged
     by_kind: list[KindCount]
+    by_hour: list[HourCount]
     acknowledge: Durations
     arrival: Durations
     by_priority: list[PriorityTimes]
@@ -200,13 +255,31 @@ def time_to_arrival(alert: AlertTiming) -> float | None:
     return _seconds(alert.arrived_at - alert.opened_at)
 
 
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of sorted values, interpolated between the nearest ranks."""
+    if not ordered:
+        raise ValueError("a percentile needs at least one value")
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def summarize(values: Iterable[float | None]) -> Durations:
-    """Median and worst of the values that are present."""
-    present = [v for v in values if v is not None]
+    """Median, spread and worst of the values that are present."""
+    present = sorted(v for v in values if v is not None)
     if not present:
-        return Durations(count=0, median_s=None, worst_s=None)
+        return Durations(
+            count=0, median_s=None, worst_s=None, best_s=None, q1_s=None, q3_s=None, p90_s=None
+        )
     return Durations(
-        count=len(present), median_s=float(statistics.median(present)), worst_s=max(present)
+        count=len(present),
+        median_s=float(statistics.median(present)),
+        worst_s=present[-1],
+        best_s=present[0],
+        q1_s=percentile(present, 25),
+        q3_s=percentile(present, 75),
+        p90_s=percentile(present, 90),
     )
 
 
@@ -216,6 +289,28 @@ def by_kind(alerts: Sequence[AlertTiming]) -> list[KindCount]:
     for a in alerts:
         counts[a.priority, a.kind] += 1
     return [KindCount(kind=k, priority=p, count=n) for (p, k), n in sorted(counts.items())]
+
+
+def by_hour(alerts: Sequence[AlertTiming], window: tuple[datetime, datetime]) -> list[HourCount]:
+    """Alerts per hour of the night and priority, every hour and every priority of the night."""
+    start, end = window
+    hour = timedelta(hours=1)
+    # Whole hours in UTC are whole hours on the Stockholm clock (its offsets are
+    # whole hours), and counting in UTC gives a DST night its 8 or 10 hours.
+    hours = -(-(end - start) // hour)  # a window ending at :30 keeps its last part-hour
+    priorities = sorted({a.priority for a in alerts})
+    counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+    for a in alerts:
+        counts[(a.opened_at - start) // hour, a.priority] += 1
+    return [
+        HourCount(
+            start=start + i * hour,
+            end=min(start + (i + 1) * hour, end),
+            alerts=sum(counts[i, p] for p in priorities),
+            by_priority=[PriorityCount(priority=p, count=counts[i, p]) for p in priorities],
+        )
+        for i in range(hours)
+    ]
 
 
 def by_priority(alerts: Sequence[AlertTiming]) -> list[PriorityTimes]:
@@ -314,7 +409,7 @@ def build_report(
     *,
     org: str,
     day: date,
-    window: tuple[datetime, datetime],
+    window: DailyWindow,
     alerts: Sequence[AlertTiming],
     acks: Sequence[Acknowledgement],
     stale_after: timedelta,
@@ -322,12 +417,16 @@ def build_report(
     tz: ZoneInfo = STOCKHOLM,
 ) -> NightReport:
     """Put one night's figures together; times are shown on the rule set's wall clock."""
-    start, end = window
+    start, end = night_window(day, window, tz)
     report = NightReport(
         org=org,
         date=day,
         start=start,
         end=end,
+        window=str(window),
+        timezone=str(tz),
+        phase=night_phase(as_of, (start, end)),
+        tonight=day == tonight(as_of, window, tz),
         as_of=as_of,
         stale_after_min=int(stale_after // timedelta(minutes=1)),
         flood_count=FLOOD_COUNT,
@@ -335,6 +434,7 @@ def build_report(
         alerts=len(alerts),
         unacknowledged=sum(1 for a in alerts if a.acknowledged_at is None),
         by_kind=by_kind(alerts),
+        by_hour=by_hour(alerts, (start, end)),
         acknowledge=summarize(time_to_acknowledge(a) for a in alerts),
         arrival=summarize(time_to_arrival(a) for a in alerts),
         by_priority=by_priority(alerts),
@@ -357,6 +457,10 @@ def _localized(report: NightReport, tz: ZoneInfo) -> NightReport:
             "start": local(report.start),
             "end": local(report.end),
             "as_of": local(report.as_of),
+            "by_hour": [
+                h.model_copy(update={"start": local(h.start), "end": local(h.end)})
+                for h in report.by_hour
+            ],
             "escalations": [
                 e.model_copy(update={"opened_at": local(e.opened_at)}) for e in report.escalations
             ],

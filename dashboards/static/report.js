@@ -1,7 +1,11 @@
 // The alarm-handling report: one night of one organisation, for deviation
-// reporting (avvikelserapportering), as tables and as a CSV download.
+// reporting (avvikelserapportering), as tables, charts, and CSV and PDF
+// downloads. It opens on tonight (the server decides which night that is, by
+// the rule set's night window). The charts are SVG drawn by the server, the
+// same drawing the PDF holds, in the page's language.
 
-import { has, t } from "./i18n.js";
+import { HttpError } from "./http.js";
+import { getLang, has, t } from "./i18n.js";
 import {
   $,
   cell,
@@ -12,7 +16,6 @@ import {
   getJson,
   initPage,
   signedInReader,
-  stockholmDate,
 } from "./pages.js";
 
 const PAGE = "/report";
@@ -26,6 +29,19 @@ const MESSAGES = {
     "report.org": "Organisation",
     "report.show": "Visa rapport",
     "report.csv": "Ladda ner CSV",
+    "report.pdf": "Ladda ner PDF",
+    "report.tonight": "I natt",
+    "report.tonightRule":
+      "Rapporten öppnar på i natt: natten enligt regeluppsättningens nattfönster, på Stockholms klocka. " +
+      "På dagen är det den kommande natten, efter midnatt den som pågår.",
+    "report.charts": "Diagram",
+    "report.chartsFailed": "Diagrammen kunde inte hämtas ({status}): {detail}",
+    "night.tonight": "I natt",
+    "night.other": "Natten som börjar {date}",
+    "night.window": "nattfönster {window}, {tz}",
+    "night.coming": "Natten har inte börjat än.",
+    "night.in_progress": "Natten pågår: siffrorna gäller fram till {time}.",
+    "night.ended": "Natten är slut.",
     "report.summary": "Sammanfattning",
     "report.times": "Tid till kvittering och till plats",
     "report.byKind": "Larm per typ och prioritet",
@@ -48,9 +64,11 @@ const MESSAGES = {
     "col.alerts": "Larm",
     "col.ackCount": "Kvitterade",
     "col.ackMedian": "Kvittering, median",
+    "col.ackP90": "Kvittering, p90",
     "col.ackWorst": "Kvittering, längst",
     "col.arrCount": "Framme",
     "col.arrMedian": "Till plats, median",
+    "col.arrP90": "Till plats, p90",
     "col.arrWorst": "Till plats, längst",
     "col.kind": "Typ",
     "col.count": "Antal",
@@ -74,6 +92,19 @@ const MESSAGES = {
     "report.org": "Organisation",
     "report.show": "Show report",
     "report.csv": "Download CSV",
+    "report.pdf": "Download PDF",
+    "report.tonight": "Tonight",
+    "report.tonightRule":
+      "The report opens on tonight: the night by the rule set's night window, on the Stockholm clock. " +
+      "During the day that is the coming night, after midnight the one in progress.",
+    "report.charts": "Charts",
+    "report.chartsFailed": "The charts could not be loaded ({status}): {detail}",
+    "night.tonight": "Tonight",
+    "night.other": "The night starting {date}",
+    "night.window": "night window {window}, {tz}",
+    "night.coming": "The night has not begun yet.",
+    "night.in_progress": "The night is in progress: figures up to {time}.",
+    "night.ended": "The night is over.",
     "report.summary": "Summary",
     "report.times": "Time to acknowledge and to arrive",
     "report.byKind": "Alerts by kind and priority",
@@ -96,9 +127,11 @@ const MESSAGES = {
     "col.alerts": "Alerts",
     "col.ackCount": "Acknowledged",
     "col.ackMedian": "Acknowledge, median",
+    "col.ackP90": "Acknowledge, p90",
     "col.ackWorst": "Acknowledge, worst",
     "col.arrCount": "Arrived",
     "col.arrMedian": "To arrival, median",
+    "col.arrP90": "To arrival, p90",
     "col.arrWorst": "To arrival, worst",
     "col.kind": "Kind",
     "col.count": "Count",
@@ -117,7 +150,9 @@ const MESSAGES = {
   },
 };
 
-const state = { report: null };
+const CHARTS = ["hourly", "spread"];
+
+const state = { report: null, charts: 0 };
 
 function kindLabel(kind) {
   const key = `kind.${kind}`;
@@ -159,6 +194,12 @@ function draw() {
     return;
   }
   $("report").hidden = false;
+  const note = $("report-night");
+  note.dataset.phase = r.phase;
+  note.dataset.tonight = String(r.tonight);
+  const which = r.tonight ? t("night.tonight") : t("night.other", { date: r.date });
+  const phase = t(`night.${r.phase}`, { time: formatTime(r.as_of) });
+  note.textContent = `${which} (${t("night.window", { window: r.window, tz: r.timezone })}). ${phase}`;
   $("report-summary").replaceChildren(
     ...summaryItem(t("sum.night"), `${formatTime(r.start)} – ${formatTime(r.end)}`),
     ...summaryItem(t("sum.alerts"), String(r.alerts)),
@@ -168,10 +209,10 @@ function draw() {
     ...summaryItem(t("sum.stale", { min: r.stale_after_min }), String(r.stale.length)),
     ...summaryItem(t("sum.asOf"), formatTime(r.as_of)),
   );
-  const note = document.createElement("p");
-  note.className = "muted small";
-  note.textContent = t("sum.floodRule", { count: r.flood_count, min: r.flood_window_min });
-  $("report-summary").append(note);
+  const floodRule = document.createElement("p");
+  floodRule.className = "muted small";
+  floodRule.textContent = t("sum.floodRule", { count: r.flood_count, min: r.flood_window_min });
+  $("report-summary").append(floodRule);
 
   const timing = (priority, alerts, ack, arr) => ({
     data: { priority: priority ?? "all" },
@@ -180,9 +221,11 @@ function draw() {
       [String(alerts), "num"],
       [String(ack.count), "num"],
       [formatDuration(ack.median_s), "num"],
+      [formatDuration(ack.p90_s), "num"],
       [formatDuration(ack.worst_s), "num"],
       [String(arr.count), "num"],
       [formatDuration(arr.median_s), "num"],
+      [formatDuration(arr.p90_s), "num"],
       [formatDuration(arr.worst_s), "num"],
     ],
   });
@@ -234,30 +277,77 @@ function draw() {
   );
 }
 
-function params() {
-  return new URLSearchParams({ date: $("r-date").value, org: $("r-org").value });
+/** The query of the night chosen: no date asks the server for tonight. */
+function params(extra = {}) {
+  const p = new URLSearchParams({ org: $("r-org").value, ...extra });
+  if ($("r-date").value) {
+    p.set("date", $("r-date").value);
+  }
+  return p;
 }
 
-function updateLink() {
-  const p = params();
-  p.set("format", "csv");
-  $("report-csv").href = `/api/reports/night?${p}`;
+function updateLinks() {
+  $("report-csv").href = `/api/reports/night?${params({ format: "csv" })}`;
+  $("report-pdf").href = `/api/reports/night.pdf?${params({ lang: getLang() })}`;
+}
+
+/** One chart as an SVG element, parsed as XML (never as HTML) from the server's drawing. */
+async function fetchChart(name) {
+  const path = `/api/reports/night.svg?${params({ chart: name, lang: getLang() })}`;
+  let response;
+  try {
+    response = await fetch(path, { headers: { Accept: "image/svg+xml" }, credentials: "same-origin" });
+  } catch {
+    throw new HttpError(0, t("page.network"));
+  }
+  const body = await response.text();
+  if (!response.ok) {
+    throw new HttpError(response.status, response.statusText);
+  }
+  const parsed = new DOMParser().parseFromString(body, "image/svg+xml");
+  return document.importNode(parsed.documentElement, true);
+}
+
+async function drawCharts() {
+  // A newer request (another night, a language switch) wins over a slower older one.
+  const mine = ++state.charts;
+  try {
+    const drawn = await Promise.all(CHARTS.map(fetchChart));
+    if (mine === state.charts) {
+      CHARTS.forEach((name, i) => $(`chart-${name}`).replaceChildren(drawn[i]));
+    }
+  } catch (exc) {
+    if (mine === state.charts) {
+      const status = exc instanceof HttpError ? exc.status : 0;
+      showError(t("report.chartsFailed", { status, detail: exc.message }));
+    }
+  }
+}
+
+function redraw() {
+  draw();
+  if (state.report) {
+    updateLinks();
+    drawCharts();
+  }
 }
 
 const showError = errorLine("report-error");
 
-async function onShow(event) {
-  event.preventDefault();
+async function show() {
   showError("");
-  if (!$("r-date").value || !$("r-org").value) {
+  if (!$("r-org").value) {
     return;
   }
-  updateLink();
   const submit = $("report-submit");
   submit.disabled = true;
   try {
     state.report = await getJson(`/api/reports/night?${params()}`, PAGE);
+    // Tonight asked without a date: show which date the server took it to be.
+    $("r-date").value = state.report.date;
+    updateLinks();
     draw();
+    await drawCharts();
   } catch (exc) {
     state.report = null;
     $("report").hidden = true;
@@ -267,12 +357,21 @@ async function onShow(event) {
   }
 }
 
+function onShow(event) {
+  event.preventDefault();
+  show();
+}
+
+function onTonight() {
+  $("r-date").value = "";
+  show();
+}
+
 async function start() {
-  initPage(MESSAGES, draw);
-  // The last night that has ended: the one that started yesterday evening.
-  $("r-date").value = stockholmDate(-1);
+  initPage(MESSAGES, redraw);
   $("report-form").addEventListener("submit", onShow);
-  $("report-form").addEventListener("input", updateLink);
+  $("report-form").addEventListener("input", updateLinks);
+  $("report-tonight").addEventListener("click", onTonight);
   const me = await signedInReader({
     page: PAGE,
     roles: READER_ROLES,
@@ -281,6 +380,7 @@ async function start() {
     submit: "report-submit",
   });
   if (me === null) {
+    $("report-tonight").disabled = true;
     return;
   }
   let orgs = [];
@@ -303,7 +403,11 @@ async function start() {
   if (orgs.length === 0) {
     showError(t("report.noOrgs"));
   }
-  updateLink();
+  updateLinks();
+  // It opens on tonight: the night in progress, or the coming one during the day.
+  if (orgs.length > 0) {
+    await show();
+  }
   document.body.dataset.ready = "true";
 }
 

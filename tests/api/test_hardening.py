@@ -229,10 +229,12 @@ _READS: dict[str, str | None] = {
     "/api/audit/extract": "access_log",
     "/api/audit/verify": "access_log",
     "/api/reports/night": "night_report",
+    "/api/reports/night.pdf": "night_report",
+    "/api/reports/night.svg": None,  # a chart: counts and times, no device or person
     "/api/reports/organisations": None,
 }
 _QUERIES = {"/api/audit/extract": {"person": UNIT[SENSOR_A1]}, "/api/reports/night": {
-    "date": "2026-01-10"}}  # fmt: skip
+    "date": "2026-01-10"}, "/api/reports/night.svg": {"chart": "spread"}}  # fmt: skip
 
 
 def test_every_read_route_is_classified() -> None:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
+import pypdf
 import pytest
 
+from core.clock import FrozenClock
 from gateway.night_report import CSV_FIELDS
+from gateway.report_text import duration
+from rules.calendar import STOCKHOLM
 from tests.api.conftest import (
     ADMIN_A,
     ADMIN_ALL,
@@ -24,6 +32,7 @@ from tests.api.conftest import (
     Shared,
     db_rows,
     eventually,
+    running_api,
 )
 from tests.gateway.test_report_store import NIGHT, build_night
 
@@ -99,8 +108,14 @@ async def test_the_figures_of_a_constructed_dst_night_are_exact(night_api: Runni
         (2, "dispenser.dose_missed", 1),
         (2, "sensor.not_back_in_bed", 1),
     ]
-    assert report["acknowledge"] == {"count": 2, "median_s": 210.0, "worst_s": 300.0}
-    assert report["arrival"] == {"count": 2, "median_s": 1080.0, "worst_s": 1200.0}
+    assert report["acknowledge"] == {
+        "count": 2, "median_s": 210.0, "worst_s": 300.0,
+        "best_s": 120.0, "q1_s": 165.0, "q3_s": 255.0, "p90_s": 282.0,
+    }  # fmt: skip
+    assert report["arrival"] == {
+        "count": 2, "median_s": 1080.0, "worst_s": 1200.0,
+        "best_s": 960.0, "q1_s": 1020.0, "q3_s": 1140.0, "p90_s": 1176.0,
+    }  # fmt: skip
     assert [e["alert_id"] for e in report["escalations"]] == ["a2"]
     assert report["floods"] == [
         {"actor": "bo", "start": "2025-10-26T04:00:00+01:00",
@@ -156,19 +171,158 @@ async def test_the_csv_is_one_flat_table_with_a_section_column(night_api: Runnin
 async def test_reading_and_downloading_the_report_are_logged(night_api: RunningApi) -> None:
     client = await night_api.login(COORDINATOR_A)
     await report_of(client)
-    await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), "format": "csv"})
+    night = {"date": NIGHT.isoformat()}
+    await client.get(NIGHT_URL, params={**night, "format": "csv"})
+    # A chart shows no device or person: not logged. The PDF is an export.
+    assert (await client.get(CHART_URL, params={**night, "chart": "spread"})).status_code == 200
+    assert (await client.get(PDF_URL, params=night)).status_code == 200
     logged: list[tuple[Any, ...]] = []
 
-    async def both() -> bool:
+    async def all_three() -> bool:
         logged[:] = await db_rows(
             night_api.dsn,
             "SELECT org, action, subject, detail FROM access_log WHERE actor = %s ORDER BY seq",
             COORDINATOR_A,
         )
-        return len(logged) == 2
+        return len(logged) == 3
 
-    await eventually(both, what="the report reads in the access log")
+    await eventually(all_three, what="the report reads in the access log")
     assert logged == [
         (ORG_A, "read", "night_report", {"via": "api", "date": "2025-10-25", "format": "json"}),
         (ORG_A, "export", "night_report", {"via": "api", "date": "2025-10-25", "format": "csv"}),
+        (ORG_A, "export", "night_report", {"via": "api", "date": "2025-10-25", "format": "pdf"}),
     ]
+
+
+PDF_URL = "/api/reports/night.pdf"
+CHART_URL = "/api/reports/night.svg"
+
+
+def stockholm(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=STOCKHOLM)
+
+
+@pytest.fixture
+async def frozen_night(prepared_dsn: str) -> AsyncIterator[tuple[RunningApi, FrozenClock]]:
+    """The DST night in the database and an API whose clock stands at 04:30 that night."""
+    await asyncio.to_thread(build_night, prepared_dsn)
+    clock = FrozenClock(stockholm("2025-10-26T04:30"))
+    async with running_api(prepared_dsn, clock=clock) as running:
+        yield running, clock
+
+
+async def test_without_a_date_the_report_is_tonight_not_the_night_before(
+    frozen_night: tuple[RunningApi, FrozenClock],
+) -> None:
+    api, clock = frozen_night
+    client = await api.login(COORDINATOR_A)
+    # 04:30, after midnight: the night in progress began the evening before and
+    # has its four alerts; the night before that had none.
+    report = await report_of_tonight(client)
+    assert (report["date"], report["phase"], report["tonight"]) == (
+        "2025-10-25", "in_progress", True,
+    )  # fmt: skip
+    assert (report["window"], report["timezone"]) == ("22:00-07:00", "Europe/Stockholm")
+    assert report["alerts"] == 4
+    previous = await report_of(client, date="2025-10-24")
+    assert (previous["alerts"], previous["tonight"], previous["phase"]) == (0, False, "ended")
+    # During the day tonight is the coming night: on the 26th, the night of the 26th.
+    clock.advance(stockholm("2025-10-26T14:00") - clock.now())
+    later = await report_of_tonight(client)
+    assert (later["date"], later["phase"], later["alerts"]) == ("2025-10-26", "coming", 0)
+
+
+async def report_of_tonight(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get(NIGHT_URL)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def pdf_text(body: bytes) -> str:
+    """The PDF's text, its whitespace made single spaces."""
+    reader = pypdf.PdfReader(io.BytesIO(body))
+    return re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
+
+
+async def test_the_pdf_has_the_figures_of_the_json_report(
+    frozen_night: tuple[RunningApi, FrozenClock],
+) -> None:
+    api, _ = frozen_night
+    client = await api.login(COORDINATOR_A)
+    report = await report_of(client)
+    response = await client.get(PDF_URL, params={"date": NIGHT.isoformat()})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="night-report-{ORG_A}-2025-10-25.pdf"'
+    )
+    text = pdf_text(response.content)
+    summary = [
+        f"Organisation {ORG_A}",
+        "Natten 2025-10-25 22:00 - 2025-10-26 07:00",
+        "Nattfönster 22:00-07:00 (Europe/Stockholm)",
+        f"Larm {report['alerts']}",
+        f"Aldrig kvitterade {report['unacknowledged']}",
+        f"Eskalerade {len(report['escalations'])}",
+        f"Larmstormar {len(report['floods'])}",
+        f"Väntade över 30 min {len(report['stale'])}",
+    ]
+    for figure in summary:
+        assert figure in text, figure
+
+    def times(who: str, alerts: int, ack: dict[str, Any], arr: dict[str, Any]) -> str:
+        spans = [duration(d[k]) for d in (ack, arr) for k in ("median_s", "p90_s", "worst_s")]
+        return " ".join([who, str(alerts), str(ack["count"]), *spans[:3], str(arr["count"]),
+                         *spans[3:]])  # fmt: skip
+
+    # Every row of the times table, with the JSON's figures, in the PDF's words.
+    assert times("Alla", report["alerts"], report["acknowledge"], report["arrival"]) in text
+    for p in report["by_priority"]:
+        assert times(str(p["priority"]), p["alerts"], p["acknowledge"], p["arrival"]) in text
+    for k in report["by_kind"]:
+        assert f"{k['priority']} {k['kind']} {k['count']}" in text
+    for s in report["stale"]:
+        assert f"{s['device_id']} {duration(s['waited_s'])}" in text
+    [flood] = report["floods"]
+    assert f"{flood['actor']} 2025-10-26 04:00 {flood['count']}" in text
+    [chatter] = report["chattering"]
+    assert (
+        f"{chatter['device_id']} {chatter['kinds'][0]} {chatter['alerts']} {chatter['repeats']}"
+        in text
+    )
+    # The charts are drawn into it too: their axis words are text in the PDF.
+    assert "Antal larm" in text and "Timme (Europe/Stockholm)" in text and "Minuter" in text
+    english = pdf_text((await client.get(PDF_URL, params={"lang": "en"})).content)
+    assert f"Alerts {report['alerts']}" in english and "Never acknowledged 2" in english
+
+
+async def test_the_charts_are_svg_of_the_nights_figures(night_api: RunningApi) -> None:
+    client = await night_api.login(AUDITOR_A)
+    night = {"date": NIGHT.isoformat()}
+    response = await client.get(CHART_URL, params={**night, "chart": "hourly", "lang": "en"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(response.text)
+    svg = "{http://www.w3.org/2000/svg}"
+    bars = [
+        int(b.get("data-count", "")) for b in root.iter(f"{svg}rect") if b.get("class") == "bar"
+    ]
+    assert sum(bars) == 4  # the night's four alerts
+    title = root.find(f"{svg}title")
+    assert title is not None and title.text == "Alerts per hour and priority"
+    wrong = await client.get(CHART_URL, params={**night, "chart": "pie"})
+    assert wrong.status_code == 422
+    assert "hourly" in wrong.text
+
+
+async def test_the_rule_sets_night_window_wins_over_the_api_settings(prepared_dsn: str) -> None:
+    # The settings' hours are only for an organisation whose rule set names no night.
+    async with running_api(
+        prepared_dsn, api={"night_starts_hour": 20, "night_ends_hour": 6}
+    ) as api:
+        report = await report_of(await api.login(COORDINATOR_A))
+    assert report["window"] == "22:00-07:00"
+    assert (report["start"], report["end"]) == (
+        "2025-10-25T22:00:00+02:00", "2025-10-26T07:00:00+01:00",
+    )  # fmt: skip

@@ -10,19 +10,23 @@ from gateway.night_report import (
     Acknowledgement,
     AlertTiming,
     build_report,
+    by_hour,
     chattering_devices,
     csv_rows,
     floods,
     is_staff,
     night_window,
+    percentile,
     stale_alerts,
     summarize,
     time_to_acknowledge,
     time_to_arrival,
+    tonight,
 )
-from rules.calendar import STOCKHOLM
+from rules.calendar import STOCKHOLM, DailyWindow
 
 T = datetime(2025, 11, 20, 21, 0, tzinfo=UTC)  # 22:00 in Stockholm (CET)
+NIGHT = DailyWindow.parse("22:00-07:00")
 
 
 def at(minutes: float) -> datetime:
@@ -50,7 +54,7 @@ def alert(n: int, **changes: object) -> AlertTiming:
 
 def test_a_night_is_nine_hours_and_a_dst_night_eight_or_ten() -> None:
     def night(day: date) -> tuple[datetime, datetime]:
-        return night_window(day, starts_hour=22, ends_hour=7)
+        return night_window(day, NIGHT)
 
     assert night(date(2025, 11, 20)) == (T, datetime(2025, 11, 21, 6, tzinfo=UTC))
     # Summer time begins at 02:00 on 30 March 2025: 22:00 CET to 07:00 CEST.
@@ -63,7 +67,7 @@ def test_a_night_is_nine_hours_and_a_dst_night_eight_or_ten() -> None:
 
 
 def test_a_window_that_ends_later_the_same_day_stays_on_that_day() -> None:
-    start, end = night_window(date(2025, 11, 21), starts_hour=0, ends_hour=6, tz=STOCKHOLM)
+    start, end = night_window(date(2025, 11, 21), DailyWindow.parse("00:00-06:00"), tz=STOCKHOLM)
     assert (start, end) == (
         datetime(2025, 11, 20, 23, tzinfo=UTC),
         datetime(2025, 11, 21, 5, tzinfo=UTC),
@@ -78,9 +82,13 @@ def test_staff_are_everyone_but_the_engine_and_devices() -> None:
 def test_median_and_worst_of_the_times_present() -> None:
     assert summarize([30.0, None, 10.0, 20.0]).model_dump() == {
         "count": 3, "median_s": 20.0, "worst_s": 30.0,
+        "best_s": 10.0, "q1_s": 15.0, "q3_s": 25.0, "p90_s": 28.0,
     }  # fmt: skip
     assert summarize([10.0, 40.0]).median_s == 25.0
-    assert summarize([None]).model_dump() == {"count": 0, "median_s": None, "worst_s": None}
+    assert summarize([None]).model_dump() == {
+        "count": 0, "median_s": None, "worst_s": None,
+        "best_s": None, "q1_s": None, "q3_s": None, "p90_s": None,
+    }  # fmt: skip
 
 
 def test_acknowledging_counts_from_paging_or_from_opening_when_never_paged() -> None:
@@ -157,11 +165,10 @@ def test_the_report_shows_local_times_and_flattens_to_the_documented_csv() -> No
         alert(1, acknowledged_at=at(3), arrived_at=at(11), escalated=True),
         alert(2, priority=2, kind="sensor.fall", acknowledged_at=at(62)),
     ]
-    window = night_window(date(2025, 11, 20), starts_hour=22, ends_hour=7)
     report = build_report(
         org="vallby",
         day=date(2025, 11, 20),
-        window=window,
+        window=NIGHT,
         alerts=alerts,
         acks=acks("anna", [0.5 * m for m in range(11)]),
         stale_after=timedelta(minutes=30),
@@ -170,8 +177,9 @@ def test_the_report_shows_local_times_and_flattens_to_the_documented_csv() -> No
     assert report.start.isoformat() == "2025-11-20T22:00:00+01:00"
     assert report.escalations[0].opened_at.isoformat() == "2025-11-20T22:01:00+01:00"
     assert (report.alerts, report.unacknowledged) == (2, 0)
-    assert report.acknowledge.model_dump() == {"count": 2, "median_s": 1860.0, "worst_s": 3600.0}
-    assert report.arrival.model_dump() == {"count": 1, "median_s": 600.0, "worst_s": 600.0}
+    ack, arrival = report.acknowledge, report.arrival
+    assert (ack.count, ack.median_s, ack.worst_s, ack.p90_s) == (2, 1860.0, 3600.0, 3252.0)
+    assert (arrival.count, arrival.median_s, arrival.worst_s) == (1, 600.0, 600.0)
     rows = csv_rows(report)
     assert all(tuple(r) == CSV_FIELDS for r in rows)
     assert all(r["org"] == "vallby" for r in rows)
@@ -188,3 +196,75 @@ def test_the_report_shows_local_times_and_flattens_to_the_documented_csv() -> No
     assert (stale["alert_id"], stale["waited_s"], stale["end"]) == (
         "a:2", "3600.0", "2025-11-20T23:02:00+01:00",
     )  # fmt: skip
+
+
+def test_percentiles_interpolate_between_the_nearest_ranks() -> None:
+    values = [60.0, 120.0, 180.0, 240.0, 600.0]
+    assert [percentile(values, p) for p in (0, 25, 50, 75, 90, 100)] == [
+        60.0, 120.0, 180.0, 240.0, 456.0, 600.0,
+    ]  # fmt: skip
+    assert percentile([42.0], 90) == 42.0
+    spread = summarize([600.0, None, 60.0, 240.0, 180.0, 120.0])
+    assert (spread.best_s, spread.q1_s, spread.median_s, spread.q3_s, spread.p90_s) == (
+        60.0, 120.0, 180.0, 240.0, 456.0,
+    )  # fmt: skip
+
+
+def test_alerts_are_counted_per_hour_of_the_night_and_priority() -> None:
+    window = night_window(date(2025, 11, 20), NIGHT)
+    alerts = [
+        alert(0),  # 22:00 sharp: the first hour
+        alert(59, priority=2),  # 22:59: still the first hour
+        alert(60, priority=2),  # 23:00: the second
+        alert(61),
+        alert(9 * 60 - 1, priority=3),  # 06:59: the last hour
+    ]
+    hours = by_hour(alerts, window)
+    assert len(hours) == 9
+    assert hours[0].start == T and hours[-1].end == window[1]
+    table = [(h.alerts, [(c.priority, c.count) for c in h.by_priority]) for h in hours]
+    assert table[0] == (2, [(1, 1), (2, 1), (3, 0)])
+    assert table[1] == (2, [(1, 1), (2, 1), (3, 0)])
+    assert table[2:8] == [(0, [(1, 0), (2, 0), (3, 0)])] * 6
+    assert table[8] == (1, [(1, 0), (2, 0), (3, 1)])
+    assert sum(h.alerts for h in hours) == len(alerts)
+
+
+def test_a_dst_night_has_ten_hours_and_the_repeated_hour_twice() -> None:
+    # 26 October 2025: 03:00 CEST becomes 02:00 CET, so 02 comes twice.
+    window = night_window(date(2025, 10, 25), NIGHT)
+    hours = by_hour([], window)
+    assert [f"{h.start.astimezone(STOCKHOLM):%H}" for h in hours] == [
+        "22", "23", "00", "01", "02", "02", "03", "04", "05", "06",
+    ]  # fmt: skip
+    assert all(h.by_priority == [] and h.alerts == 0 for h in hours)
+
+
+def stockholm(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=STOCKHOLM)
+
+
+def test_tonight_is_the_coming_night_by_day_and_the_night_in_progress_after_midnight() -> None:
+    evening = date(2025, 11, 20)
+    # During the day the coming night; in the evening the one begun; after midnight
+    # still that one (not the night before it), until the window ends at 07:00.
+    for now in ("2025-11-20 07:00", "2025-11-20 14:00", "2025-11-20 22:30",
+                "2025-11-21 00:00", "2025-11-21 03:00", "2025-11-21 06:59"):  # fmt: skip
+        assert tonight(stockholm(now), NIGHT) == evening, now
+    assert tonight(stockholm("2025-11-20 06:59"), NIGHT) == date(2025, 11, 19)
+    # A window that ends the same day: once it is over, tonight is tomorrow's.
+    small_hours = DailyWindow.parse("00:00-06:00")
+    assert tonight(stockholm("2025-11-21 03:00"), small_hours) == date(2025, 11, 21)
+    assert tonight(stockholm("2025-11-21 14:00"), small_hours) == date(2025, 11, 22)
+
+
+def test_the_report_says_whether_its_night_is_tonight_and_how_far_it_is() -> None:
+    def made(day: date, minutes: float) -> tuple[str, bool]:
+        report = build_report(org="vallby", day=day, window=NIGHT, alerts=[], acks=[],
+                              stale_after=timedelta(minutes=30), as_of=at(minutes))  # fmt: skip
+        assert (report.window, report.timezone) == ("22:00-07:00", "Europe/Stockholm")
+        return report.phase, report.tonight
+
+    assert made(date(2025, 11, 20), -8 * 60) == ("coming", True)  # 14:00 that day
+    assert made(date(2025, 11, 20), 5 * 60) == ("in_progress", True)  # 03:00
+    assert made(date(2025, 11, 19), 5 * 60) == ("ended", False)  # the night before

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from datetime import date, timedelta
-from typing import Annotated
+from datetime import date, time, timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -20,16 +21,39 @@ from gateway.api.deps import (
     csv_download,
     log_access,
 )
-from gateway.night_report import CSV_FIELDS, NightReport, build_report, csv_rows, night_window
+from gateway.charts import CHARTS
+from gateway.night_report import (
+    CSV_FIELDS,
+    NightReport,
+    build_report,
+    csv_rows,
+    night_window,
+    tonight,
+)
+from gateway.report_pdf import night_pdf
+from gateway.report_text import Lang
 from gateway.store.reports import known_organisations, night_alerts, staff_acknowledgements
 from gateway.store.users import User
 from rules.auditlog import Action
-from rules.calendar import STOCKHOLM
+from rules.calendar import STOCKHOLM, DailyWindow
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 # Nights a report can be about: a night needs the next morning to exist.
 _FIRST_DAY, _LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+# The rule set's window that is the report's night.
+NIGHT = "night"
+
+NightDate = Annotated[
+    date | None,
+    Query(
+        alias="date",
+        description="the evening the night starts; without it tonight: the night in progress,"
+        " or else the next to start (during the day the coming night, after midnight the"
+        " one begun the evening before), by the rule set's night window",
+    ),
+]
+ReportLang = Annotated[Lang, Query(description="the language of the text")]
 
 
 def _one_org(user: User, org: str | None) -> str:
@@ -48,6 +72,52 @@ def _one_org(user: User, org: str | None) -> str:
     )
 
 
+async def _night_report(
+    user: User, ctx: Context, conn: Connection, day: date | None, org: str | None
+) -> NightReport:
+    """The report of one night of one organisation in scope; no date: tonight's."""
+    name = _one_org(user, org)
+    if day is not None and not _FIRST_DAY <= day <= _LAST_DAY:
+        # A valid date, but no night the calendar can hold starts on it: no such report.
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no report for that night: date must be between {_FIRST_DAY} and {_LAST_DAY}",
+        )
+    api = ctx.settings.api
+    alerting = ctx.console.alerting
+    engine = alerting.engines.get(alerting.engine_key(name))
+    # The night is the organisation's rule-set night window, on its own wall
+    # clock; the api settings' hours serve an organisation without a rule set
+    # (or one that names no night).
+    window = DailyWindow(time(api.night_starts_hour), time(api.night_ends_hour))
+    tz = STOCKHOLM
+    if engine is not None:
+        tz = engine.ruleset.tz
+        window = engine.ruleset.windows.get(NIGHT, window)
+    now = ctx.clock.now()
+    day = tonight(now, window, tz) if day is None else day
+    start, end = night_window(day, window, tz)
+    orgs = [name]
+    return build_report(
+        org=name,
+        day=day,
+        window=window,
+        alerts=await night_alerts(conn, orgs=orgs, start=start, end=end),
+        acks=await staff_acknowledgements(conn, orgs=orgs, start=start, end=end),
+        stale_after=timedelta(minutes=api.stale_after_min),
+        as_of=now,
+        tz=tz,
+    )
+
+
+def _log_read(ctx: Context, user: User, report: NightReport, fmt: str) -> None:
+    # It names devices and the staff who handled their alerts: a read like any
+    # other, and a file taken away (CSV, PDF) an export.
+    log_access(ctx, user, org=report.org, action=Action.READ if fmt == "json" else Action.EXPORT,
+               subject="night_report",
+               detail={"date": report.date.isoformat(), "format": fmt})  # fmt: skip
+
+
 @router.get(
     "/night",
     response_model=NightReport,
@@ -62,49 +132,80 @@ async def night(
     user: ReportReader,
     ctx: Context,
     conn: Connection,
-    day: Annotated[date, Query(alias="date", description="the evening the night starts")],
+    day: NightDate = None,
     org: OrgFilter = None,
     fmt: Format = "json",
 ) -> Response:
     """One night's alarm handling: counts, time to acknowledge and arrive, floods, stale alerts."""
-    name = _one_org(user, org)
-    if not _FIRST_DAY <= day <= _LAST_DAY:
-        # A valid date, but no night the calendar can hold starts on it: no such report.
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"no report for that night: date must be between {_FIRST_DAY} and {_LAST_DAY}",
-        )
-    api = ctx.settings.api
-    alerting = ctx.console.alerting
-    engine = alerting.engines.get(alerting.engine_key(name))
-    # The night is the organisation's rule-set night, on its own wall clock.
-    tz = STOCKHOLM if engine is None else engine.ruleset.tz
-    start, end = night_window(
-        day, starts_hour=api.night_starts_hour, ends_hour=api.night_ends_hour, tz=tz
-    )
-    orgs = [name]
-    alerts = await night_alerts(conn, orgs=orgs, start=start, end=end)
-    acks = await staff_acknowledgements(conn, orgs=orgs, start=start, end=end)
-    report = build_report(
-        org=name,
-        day=day,
-        window=(start, end),
-        alerts=alerts,
-        acks=acks,
-        stale_after=timedelta(minutes=api.stale_after_min),
-        as_of=ctx.clock.now(),
-        tz=tz,
-    )
-    # It names devices and the staff who handled their alerts: a read like any other.
-    log_access(ctx, user, org=name, action=Action.EXPORT if fmt == "csv" else Action.READ,
-               subject="night_report", detail={"date": day.isoformat(), "format": fmt})  # fmt: skip
+    report = await _night_report(user, ctx, conn, day, org)
+    _log_read(ctx, user, report, fmt)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(csv_rows(report))
-        return csv_download(out.getvalue(), f"night-report-{name}-{day.isoformat()}")
+        return csv_download(out.getvalue(), _stem(report))
     return JSONResponse(report.model_dump(mode="json"))
+
+
+@router.get(
+    "/night.pdf",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the report as a PDF"},
+        403: {},
+        404: {"description": "no report: a night out of range, or no organisation chosen"},
+        503: {},
+    },
+)
+async def night_pdf_file(
+    user: ReportReader,
+    ctx: Context,
+    conn: Connection,
+    day: NightDate = None,
+    org: OrgFilter = None,
+    lang: ReportLang = "sv",
+) -> Response:
+    """The night's report as a PDF for the deviation report: the page's figures and charts."""
+    report = await _night_report(user, ctx, conn, day, org)
+    _log_read(ctx, user, report, "pdf")
+    # fpdf2 is pure Python and CPU-bound: off the event loop, like a query.
+    body = await asyncio.to_thread(night_pdf, report, lang)
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{_stem(report)}.pdf"'},
+    )
+
+
+@router.get(
+    "/night.svg",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "one chart of the report"},
+        403: {},
+        404: {"description": "no report: a night out of range, or no organisation chosen"},
+        503: {},
+    },
+)
+async def night_chart(
+    user: ReportReader,
+    ctx: Context,
+    conn: Connection,
+    chart: Annotated[Literal["hourly", "spread"], Query(description="which chart")],
+    day: NightDate = None,
+    org: OrgFilter = None,
+    lang: ReportLang = "sv",
+) -> Response:
+    """One chart of the night: alerts per hour by priority, or the spread of the times."""
+    report = await _night_report(user, ctx, conn, day, org)
+    # Not an access-log read: a chart shows counts and times only, no device or
+    # person, and the page's report read beside it is logged.
+    return Response(CHARTS[chart](report, lang), media_type="image/svg+xml")
+
+
+def _stem(report: NightReport) -> str:
+    return f"night-report-{report.org}-{report.date.isoformat()}"
 
 
 @router.get("/organisations", responses={503: {}})
