@@ -24,7 +24,8 @@ ON CONFLICT DO NOTHING
 # writing the same change twice changes nothing.
 _UPDATE_ALERT = """
 UPDATE alerts SET state = %s, paged_at = %s, last_seen_at = %s, count = %s, escalated = %s,
-                  late = %s, outcome = %s, handled_by = %s, closed_at = coalesce(closed_at, %s)
+                  escalation_tier = %s, escalated_to = %s, late = %s, outcome = %s,
+                  handled_by = %s, closed_at = coalesce(closed_at, %s)
 WHERE alert_id = %s
 """
 _INSERT_TRANSITION = """
@@ -72,8 +73,9 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         await cur.executemany(
             _UPDATE_ALERT,
             [
-                (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
-                 a.outcome, a.handled_by, work.closed_at.get(a.alert_id), a.alert_id)
+                (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated,
+                 a.escalation.tier, list(a.escalation.to), a.late, a.outcome, a.handled_by,
+                 work.closed_at.get(a.alert_id), a.alert_id)
                 for a in work.alerts.values()
             ],
         )  # fmt: skip
