@@ -348,5 +348,8 @@ def _collect(work: AlertWork, effect: Effect) -> None:
         work.opened.add(alert.alert_id)
     if isinstance(effect, AlertOpened | AlertCleared | AlertTransitioned):
         work.add_transition(effect.transition)
-    elif not isinstance(effect, AlertRepeated | AlertEscalated):
+    elif isinstance(effect, AlertEscalated):
+        reached = alert.escalation
+        work.escalations.append((alert.alert_id, reached.tier, effect.at, reached.to))
+    elif not isinstance(effect, AlertRepeated):
         raise TypeError(f"unhandled effect {effect!r}")

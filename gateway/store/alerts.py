@@ -33,6 +33,12 @@ INSERT INTO alert_transitions (alert_id, at, actor, from_state, to_state, note)
 SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
 ON CONFLICT DO NOTHING
 """
+# Each tier once: whom it named and when (a replayed batch writes it again).
+_INSERT_ESCALATION = """
+INSERT INTO alert_escalations (alert_id, tier, at, recipients)
+SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
+ON CONFLICT DO NOTHING
+"""
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (incident_id, org, opened_at, cleared_at, device_ids, silent)
 VALUES (%s, %s, %s, %s, %s, %s)
@@ -87,6 +93,12 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
                  t.to_state.value, t.note, t.alert_id)
                 for t in work.transitions
             ],
+        )  # fmt: skip
+    if work.escalations:
+        await cur.executemany(
+            _INSERT_ESCALATION,
+            [(alert_id, tier, at, list(to), alert_id)
+             for alert_id, tier, at, to in work.escalations],
         )  # fmt: skip
     for incident in work.incidents.values():
         await cur.execute(

@@ -392,6 +392,10 @@ async def test_an_unacknowledged_fall_reaches_its_tier_for_its_recipients_until_
             return found == [(1, ["role:coordinator"])]
 
         await eventually(stored, what="the tier stored")
+        # Each tier reached is a row of its own: when, and whom it named.
+        assert await db_rows(
+            api.dsn, "SELECT tier, at, recipients FROM alert_escalations WHERE alert_id = %s", fall
+        ) == [(1, paged + timedelta(minutes=2), ["role:coordinator"])]
 
         # Acknowledged: the tier reached stays, no further one comes.
         operator = await api.login(OPERATOR_A)
