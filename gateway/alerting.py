@@ -20,6 +20,7 @@ from rules import (
     AlertRepeated,
     AlertTransitioned,
     Effect,
+    Escalation,
     Incident,
     IncidentCleared,
     IncidentOpened,
@@ -62,6 +63,17 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "reason": alert.reason,
         "outcome": alert.outcome,
         "handled_by": alert.handled_by,
+        "escalation": escalation_json(alert.escalation),
+    }
+
+
+def escalation_json(escalation: Escalation) -> dict[str, Any]:
+    """An alert's escalation as JSON: the tier reached, its recipients, and the next tier."""
+    return {
+        "tier": escalation.tier,
+        "to": list(escalation.to),
+        "next_at": escalation.next_at.isoformat() if escalation.next_at else None,
+        "next_to": None if escalation.next_to is None else list(escalation.next_to),
     }
 
 
@@ -336,5 +348,8 @@ def _collect(work: AlertWork, effect: Effect) -> None:
         work.opened.add(alert.alert_id)
     if isinstance(effect, AlertOpened | AlertCleared | AlertTransitioned):
         work.add_transition(effect.transition)
-    elif not isinstance(effect, AlertRepeated | AlertEscalated):
+    elif isinstance(effect, AlertEscalated):
+        reached = alert.escalation
+        work.escalations.append((alert.alert_id, reached.tier, effect.at, reached.to))
+    elif not isinstance(effect, AlertRepeated):
         raise TypeError(f"unhandled effect {effect!r}")

@@ -1,4 +1,4 @@
-"""`wgw users add|list`: staff accounts for the console and API."""
+"""`wgw users add|groups|list`: staff accounts for the console and API."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from core.errors import ConfigError
 from core.ids import is_org_id
 from gateway.api.auth import PasswordHasher
 from gateway.cli_support import migrated_dsn
-from gateway.store.users import ALL_ORGS, Role, User, list_users, save_user
+from gateway.store.users import ALL_ORGS, Role, User, list_users, save_user, set_groups
+from rules.model import GROUP_NAME_PATTERN, is_group_name
 
 # NIST SP 800-63B (5.1.1.2) asks for at least 8 characters; a shared night-patrol
 # tablet deserves a little more.
@@ -32,12 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add.add_argument("--name", default="", help="display name shown in the console")
     add.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="a named group the account is in, which an escalation tier may name as "
+        "'group:<name>' (repeat for more)",
+    )
+    add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     add.set_defaults(func=cmd_add)
+    groups = sub.add_parser("groups", help=cmd_groups.__doc__)
+    groups.add_argument("username", help="the account")
+    groups.add_argument("group", nargs="*", help="its groups from now on (none: no groups)")
+    groups.set_defaults(func=cmd_groups)
     listing = sub.add_parser("list", help=cmd_list.__doc__)
     listing.set_defaults(func=cmd_list)
-    for p in (add, listing):
+    for p in (add, groups, listing):
         p.add_argument("--config", type=Path, help="TOML settings file")
 
 
@@ -62,10 +74,35 @@ def cmd_add(args: argparse.Namespace) -> int:
     for org in orgs:
         if org != ALL_ORGS and not is_org_id(org):
             raise ConfigError(f"--org {org!r} is not an organisation id (A-Z a-z 0-9 . _ -)")
-    user = User(username, args.name, Role(args.role), orgs)
+    user = User(username, args.name, Role(args.role), orgs, _groups(args.group, "--group"))
     password_hash = PasswordHasher().hash(_password(args))
     save_user(migrated_dsn(args), user=user, password_hash=password_hash)
-    print(f"account {username} saved: role {user.role.value}, organisations {', '.join(orgs)}")
+    in_groups = f", groups {', '.join(user.groups)}" if user.groups else ""
+    print(
+        f"account {username} saved: role {user.role.value}, "
+        f"organisations {', '.join(orgs)}{in_groups}"
+    )
+    return 0
+
+
+def _groups(names: list[str], what: str) -> tuple[str, ...]:
+    groups = tuple(dict.fromkeys(names))
+    for name in groups:
+        if not is_group_name(name):
+            raise ConfigError(
+                f"{what} {name!r} is not a group name: use a-z, 0-9, '_' and '-', starting "
+                f"with a letter, at most 64 ({GROUP_NAME_PATTERN})"
+            )
+    return groups
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    """Set the named groups an account is in (escalations name them as 'group:<name>')."""
+    username = args.username.strip().lower()
+    groups = _groups(args.group, "group")
+    if not set_groups(migrated_dsn(args), username=username, groups=groups):
+        raise ConfigError(f"no account {username!r}; create it with `wgw users add` first")
+    print(f"account {username}: groups {', '.join(groups) or '(none)'}")
     return 0
 
 
@@ -73,5 +110,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     """List the accounts (never their passwords)."""
     for user, disabled in list_users(migrated_dsn(args)):
         state = " (disabled)" if disabled else ""
-        print(f"{user.username:20} {user.role.value:12} {','.join(user.orgs)}{state}")
+        groups = f" groups {','.join(user.groups)}" if user.groups else ""
+        print(f"{user.username:20} {user.role.value:12} {','.join(user.orgs)}{groups}{state}")
     return 0

@@ -17,6 +17,7 @@ from rules import lifecycle
 from rules.lifecycle import TransitionError
 from rules.model import (
     FINAL_STATES,
+    NOT_ESCALATED,
     Alert,
     AlertCleared,
     AlertEscalated,
@@ -26,6 +27,7 @@ from rules.model import (
     AlertTransitioned,
     DeviceInfo,
     Effect,
+    Escalation,
     Incident,
     IncidentCleared,
     IncidentOpened,
@@ -502,6 +504,9 @@ class RuleEngine:
                 late=current.late and late,
                 paged_at=raised_at if promoted else current.paged_at,
             )
+            if promoted:
+                # Escalation runs from the live page.
+                repeated = self._scheduled(repeated)
             self._open[key] = repeated
             return AlertRepeated(repeated, event_id, promoted)
         alert = Alert(
@@ -524,6 +529,7 @@ class RuleEngine:
             event_id=event_id,
             match=match,
         )
+        alert = self._scheduled(alert)
         self._open[key] = alert
         self._by_id[alert.alert_id] = key
         return AlertOpened(alert, lifecycle.opening(alert, actor=f"rule:{rule_id}", note=reason))
@@ -596,6 +602,8 @@ class RuleEngine:
         moved, row = lifecycle.transition(
             self._open[key], to, actor=actor, at=self._clock.now(), note=note, outcome=outcome
         )
+        # Taken by staff: no further tier is due (the tier reached stays on record).
+        moved = self._scheduled(moved)
         if to in FINAL_STATES:
             self._forget(key)
         else:
@@ -774,13 +782,36 @@ class RuleEngine:
 
     def _escalate(self, now: datetime, effects: list[Effect]) -> None:
         for key, alert in list(self._open.items()):
-            if alert.state is not AlertState.OPEN or alert.escalated or alert.paged_at is None:
+            due = alert.escalation.next_at
+            if due is None or now < due:
                 continue
-            limit = self._rs.escalation_limit(alert.priority)
-            if limit is not None and now - alert.paged_at >= limit:
-                escalated = replace(alert, escalated=True)
-                self._open[key] = escalated
-                effects.append(AlertEscalated(escalated, now, limit // timedelta(minutes=1)))
+            tiers = self._rs.escalation_tiers(alert.priority)
+            current = alert
+            # Tier by tier, each its own page: after a long stop several may be due at once.
+            while (due := current.escalation.next_at) is not None and due <= now:
+                tier = tiers[current.escalation.tier]
+                reached = Escalation(tier=current.escalation.tier + 1, to=tier.to)
+                current = self._scheduled(replace(current, escalated=True, escalation=reached))
+                effects.append(AlertEscalated(current, now, tier.after_min))
+            self._open[key] = current
+
+    def _scheduled(self, alert: Alert) -> Alert:
+        """The alert with its next escalation tier worked out from the rule set.
+
+        None is due once staff have taken it, while it has not paged (late),
+        or after the priority's last tier.
+        """
+        current = alert.escalation
+        tiers = self._rs.escalation_tiers(alert.priority)
+        next_at: datetime | None = None
+        next_to: tuple[str, ...] | None = None
+        paged_at = alert.paged_at
+        if alert.state is AlertState.OPEN and paged_at is not None and current.tier < len(tiers):
+            upcoming = tiers[current.tier]
+            next_at, next_to = paged_at + upcoming.after, upcoming.to
+        if (next_at, next_to) == (current.next_at, current.next_to):
+            return alert
+        return replace(alert, escalation=replace(current, next_at=next_at, next_to=next_to))
 
     def _local(self, at: datetime) -> str:
         return at.astimezone(self._rs.tz).strftime("%Y-%m-%d %H:%M %Z")
@@ -824,7 +855,8 @@ class RuleEngine:
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineStateError(f"saved rule state is malformed: {exc!r}") from exc
         now = self._clock.now()
-        self._open = {(a.device_id, a.rule_id): a for a in alerts}
+        # The next tier follows the rule set in force now, which may have changed.
+        self._open = {(a.device_id, a.rule_id): self._scheduled(a) for a in alerts}
         self._by_id = {a.alert_id: (a.device_id, a.rule_id) for a in alerts}
         self._timers = {}
         for timer in timers:
@@ -844,6 +876,9 @@ def _value(value: object) -> object:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, Escalation):
+        # The next tier is worked out again from the rule set on import.
+        return {"tier": value.tier, "to": list(value.to)}
     return value
 
 
@@ -881,7 +916,15 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         match=data["match"],
         outcome=data["outcome"],
         handled_by=data.get("handled_by"),
+        escalation=_escalation_from_json(data.get("escalation"), escalated=bool(data["escalated"])),
     )
+
+
+def _escalation_from_json(data: Mapping[str, Any] | None, *, escalated: bool) -> Escalation:
+    if data is None:
+        # Saved before escalation had tiers: an escalated alert had reached the one there was.
+        return Escalation(tier=1) if escalated else NOT_ESCALATED
+    return Escalation(tier=int(data["tier"]), to=tuple(str(r) for r in data["to"]))
 
 
 def _timer_to_json(timer: _Timer) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -77,6 +78,49 @@ def incident_id_for(org: str, opened_at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """How far an unacknowledged alert has escalated, and what comes next.
+
+    A recipient is ``"role:<role>"`` (every account of that role in the alert's
+    organisation) or ``"group:<name>"`` (every account in that named group).
+    """
+
+    tier: int = 0  # tiers reached; 0: not escalated yet
+    to: tuple[str, ...] = ()  # the recipients of the tier reached
+    # When the next tier is due and whom it names; None once there is none
+    # (the last tier reached, the priority never escalates, or staff took it).
+    next_at: datetime | None = None
+    next_to: tuple[str, ...] | None = None
+
+
+NOT_ESCALATED = Escalation()
+
+# The roles an escalation may name: those that handle alerts (an auditor does not).
+ESCALATION_ROLES = ("operator", "coordinator", "admin")
+# A named group of staff accounts ("nattledning", "jour-norr").
+GROUP_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+_GROUP_NAME = re.compile(GROUP_NAME_PATTERN)
+
+
+def is_group_name(text: str) -> bool:
+    """Whether a text is a valid name for a group of staff accounts."""
+    return _GROUP_NAME.fullmatch(text) is not None
+
+
+def parse_recipient(text: str) -> tuple[str, str]:
+    """Split ``"role:<role>"`` or ``"group:<name>"`` into kind and name; ValueError if neither."""
+    kind, _, name = text.partition(":")
+    if kind == "role" and name in ESCALATION_ROLES:
+        return kind, name
+    if kind == "group" and is_group_name(name):
+        return kind, name
+    raise ValueError(
+        f"expected a recipient 'role:<{'|'.join(ESCALATION_ROLES)}>' or 'group:<name>' "
+        f"(name: a-z 0-9 _ -, starting with a letter), got {text!r}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """One alert as the console shows it; changed only through lifecycle transitions."""
 
@@ -108,6 +152,8 @@ class Alert:
     outcome: str | None = None  # set when resolved
     # The staff member who last moved it (kvitterat, på väg, …): who is handling it.
     handled_by: str | None = None
+    # Its escalation tier; ``escalated`` says whether it reached the first.
+    escalation: Escalation = NOT_ESCALATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +240,14 @@ class AlertTransitioned:
 
 @dataclass(frozen=True, slots=True)
 class AlertEscalated:
-    """An alert stayed unacknowledged past its priority's limit: page more widely."""
+    """An alert stayed unacknowledged past a tier of its priority: page that tier's recipients.
+
+    ``alert.escalation`` names the tier reached and its recipients.
+    """
 
     alert: Alert
     at: datetime
-    limit_min: int
+    after_min: float  # how long it had been unacknowledged by then (the tier's limit)
 
     @property
     def pages(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -29,7 +31,9 @@ from pydantic_core import ErrorDetails
 from core.errors import ConfigError
 from core.events import ALL_KINDS, DeviceId, Family
 from rules.calendar import DailyWindow
-from rules.model import Priority
+from rules.model import Priority, parse_recipient
+
+logger = logging.getLogger(__name__)
 
 
 class RuleSetError(ConfigError):
@@ -58,6 +62,14 @@ Kind = Annotated[str, AfterValidator(_known_kind)]
 Kinds = Annotated[tuple[Kind, ...], Field(min_length=1)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Window = Annotated[DailyWindow, PlainValidator(_window), PlainSerializer(str)]
+
+
+def _recipient(text: str) -> str:
+    parse_recipient(text)
+    return text
+
+
+Recipient = Annotated[str, AfterValidator(_recipient)]
 
 
 class _Model(BaseModel):
@@ -167,6 +179,31 @@ class AccessRule(_Rule):
     kinds: Kinds  # the openings that are checked against keys, grants, shifts and plans
 
 
+class EscalationTier(_Model):
+    """One step of a priority's escalation: unacknowledged this long after paging, tell these."""
+
+    after_min: Annotated[float, Field(gt=0, le=24 * 60)]
+    to: Annotated[tuple[Recipient, ...], Field(min_length=1)]
+
+    @field_validator("to")
+    @classmethod
+    def _distinct(cls, to: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(to)) != len(to):
+            raise ValueError(f"expected each recipient once, got {list(to)}")
+        return to
+
+    @property
+    def after(self) -> timedelta:
+        """How long after paging the tier is due."""
+        return timedelta(minutes=self.after_min)
+
+
+# Whom an organisation's old single `escalation_min` limit now escalates to:
+# the old escalation paged everyone who handles the organisation's alarms, and
+# so does this one tier.
+LEGACY_RECIPIENTS = ("role:coordinator", "role:operator")
+
+
 Rule = Annotated[
     ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule | AccessRule,
     Field(discriminator="type"),
@@ -192,13 +229,13 @@ def _zone(name: str) -> str:
 
 
 class RuleSet(_Model):
-    """A validated rule set: rules, windows, escalation limits and per-device settings."""
+    """A validated rule set: rules, windows, escalation tiers and per-device settings."""
 
     version: Literal[1]
     timezone: Annotated[str, AfterValidator(_zone)]
     late_after_min: Annotated[int, Field(ge=0)]
     windows: dict[Name, Window]
-    escalation_min: dict[Priority, Annotated[int, Field(ge=1)] | None]
+    escalation: dict[Priority, tuple[EscalationTier, ...]]
     outcomes: Annotated[tuple[Name, ...], Field(min_length=1)]
     rules: dict[Name, Rule]
     devices: dict[DeviceId, dict[Name, dict[str, Any]]] = Field(default_factory=dict)
@@ -210,11 +247,18 @@ class RuleSet(_Model):
     def _references(self) -> RuleSet:
         self._tz = ZoneInfo(self.timezone)
         problems: list[str] = []
-        if missing := [p.value for p in Priority if p not in self.escalation_min]:
+        if missing := [p.value for p in Priority if p not in self.escalation]:
             problems.append(
-                f"key escalation_min: expected a limit in minutes (or null) for every "
-                f"priority; missing {missing}"
+                f"key escalation: expected tiers (or an empty list) for every priority; "
+                f"missing {missing}"
             )
+        for priority, tiers in sorted(self.escalation.items()):
+            limits = [tier.after_min for tier in tiers]
+            if any(later <= earlier for earlier, later in itertools.pairwise(limits)):
+                problems.append(
+                    f"key escalation.{priority.value}: expected tiers in order of after_min, "
+                    f"each later than the one before; got {[f'{m:g}' for m in limits]}"
+                )
         supervision = [rid for rid, rule in self.rules.items() if rule.type == "supervision"]
         if len(supervision) > 1:
             problems.append(f"key rules: expected at most one supervision rule, got {supervision}")
@@ -295,10 +339,9 @@ class RuleSet(_Model):
         """Whether ``rule`` raises for a condition beginning at ``at`` (its window)."""
         return rule.window is None or self.windows[rule.window].contains(at, self._tz)
 
-    def escalation_limit(self, priority: Priority) -> timedelta | None:
-        """How long an alert of ``priority`` may stay unacknowledged; None: forever."""
-        minutes = self.escalation_min[priority]
-        return None if minutes is None else timedelta(minutes=minutes)
+    def escalation_tiers(self, priority: Priority) -> tuple[EscalationTier, ...]:
+        """The tiers an unacknowledged alert of ``priority`` escalates through, in order."""
+        return self.escalation[priority]
 
 
 def default_rules_text() -> str:
@@ -386,11 +429,53 @@ def _yaml_mapping(text: str, source: str) -> dict[str, Any]:
     return loaded
 
 
+def _upgrade_escalation(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Turn a file's old ``escalation_min`` (one limit per priority) into one tier each.
+
+    Older organisation files keep loading: a number becomes one tier after that
+    many minutes to LEGACY_RECIPIENTS, null becomes no tiers. A warning says
+    how to write it now.
+    """
+    if "escalation_min" not in data:
+        return data
+    data = dict(data)
+    legacy = data.pop("escalation_min")
+    if not isinstance(legacy, Mapping):
+        raise RuleSetError(
+            [f"{source}: key escalation_min: expected a mapping of priority to minutes; "
+             "better, write `escalation` tiers (see the default rule set)"]
+        )  # fmt: skip
+    tiers = data.get("escalation")
+    given = {str(p) for p in tiers} if isinstance(tiers, Mapping) else set()
+    upgraded: dict[Any, Any] = dict(tiers) if isinstance(tiers, Mapping) else {}
+    problems: list[str] = []
+    for priority, minutes in legacy.items():
+        key = f"{source}: key escalation_min.{priority}"
+        if str(priority) in given:
+            problems.append(f"{key}: escalation.{priority} is given too; keep only `escalation`")
+        elif minutes is None:
+            upgraded[priority] = []
+        elif isinstance(minutes, int) and not isinstance(minutes, bool) and minutes >= 1:
+            upgraded[priority] = [{"after_min": minutes, "to": list(LEGACY_RECIPIENTS)}]
+        else:
+            problems.append(f"{key}: expected whole minutes (1 or more) or null, got {minutes!r}")
+    if problems:
+        raise RuleSetError(problems)
+    logger.warning(
+        "%s: key escalation_min is the old form; read as one tier per priority to %s. "
+        "Write `escalation` tiers instead (see the default rule set)",
+        source,
+        ", ".join(LEGACY_RECIPIENTS),
+    )
+    data["escalation"] = upgraded
+    return data
+
+
 def parse_ruleset(default_text: str, override_text: str | None = None, *, source: str) -> RuleSet:
     """Merge an override text onto the default text and validate; ``source`` names the file."""
-    data = _yaml_mapping(default_text, "default rule set")
+    data = _upgrade_escalation(_yaml_mapping(default_text, "default rule set"), "default rule set")
     if override_text is not None:
-        data = _merge(data, _yaml_mapping(override_text, source))
+        data = _merge(data, _upgrade_escalation(_yaml_mapping(override_text, source), source))
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:

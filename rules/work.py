@@ -34,6 +34,8 @@ class AlertWork:
     access: list[EntryDraft] = field(default_factory=list)
     # (alert id, at, who, note)
     comments: list[tuple[str, datetime, str, str]] = field(default_factory=list)
+    # (alert id, tier, at, recipients): each escalation tier as it was reached.
+    escalations: list[tuple[str, int, datetime, tuple[str, ...]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -45,6 +47,7 @@ class AlertWork:
             or self.chattering
             or self.access
             or self.comments
+            or self.escalations
         )
 
     def absorb(self, later: AlertWork) -> None:
@@ -61,6 +64,7 @@ class AlertWork:
         self.chattering |= later.chattering
         self.access.extend(later.access)
         self.comments.extend(later.comments)
+        self.escalations.extend(later.escalations)
 
     def add_transition(self, transition: Transition) -> None:
         """Record a transition (and when a final one closed its alert)."""

@@ -4,6 +4,7 @@
 // one event per change. Actions are POSTs with the session's CSRF token; the
 // stream confirms them to every console, this one included.
 
+import { renderEscalation, tickEscalations } from "./escalation.js";
 import { HttpError, readJson } from "./http.js";
 import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
 
@@ -563,6 +564,7 @@ function updateItem(li, alert) {
   age.dataset.since = String(Date.parse(alert.opened_at));
   age.setAttribute("aria-label", t("alert.age"));
   age.textContent = formatAge(Date.now() - Date.parse(alert.opened_at));
+  renderEscalation(li, alert, state.user, formatAge);
 
   if (li.dataset.state !== alert.state || li.dataset.buttonsFor !== String(isHandler())) {
     const hadFocus = li.contains(document.activeElement) && document.activeElement !== li;
@@ -706,6 +708,7 @@ function tickAges() {
   for (const el of document.querySelectorAll("#queue .alert-age")) {
     el.textContent = formatAge(now - Number(el.dataset.since));
   }
+  tickEscalations($("queue"), now, formatAge);
 }
 
 function renderIncidents() {

@@ -24,12 +24,19 @@ ON CONFLICT DO NOTHING
 # writing the same change twice changes nothing.
 _UPDATE_ALERT = """
 UPDATE alerts SET state = %s, paged_at = %s, last_seen_at = %s, count = %s, escalated = %s,
-                  late = %s, outcome = %s, handled_by = %s, closed_at = coalesce(closed_at, %s)
+                  escalation_tier = %s, escalated_to = %s, late = %s, outcome = %s,
+                  handled_by = %s, closed_at = coalesce(closed_at, %s)
 WHERE alert_id = %s
 """
 _INSERT_TRANSITION = """
 INSERT INTO alert_transitions (alert_id, at, actor, from_state, to_state, note)
 SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
+ON CONFLICT DO NOTHING
+"""
+# Each tier once: whom it named and when (a replayed batch writes it again).
+_INSERT_ESCALATION = """
+INSERT INTO alert_escalations (alert_id, tier, at, recipients)
+SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
 ON CONFLICT DO NOTHING
 """
 _UPSERT_INCIDENT = """
@@ -72,8 +79,9 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
         await cur.executemany(
             _UPDATE_ALERT,
             [
-                (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
-                 a.outcome, a.handled_by, work.closed_at.get(a.alert_id), a.alert_id)
+                (a.state.value, a.paged_at, a.last_seen_at, a.count, a.escalated,
+                 a.escalation.tier, list(a.escalation.to), a.late, a.outcome, a.handled_by,
+                 work.closed_at.get(a.alert_id), a.alert_id)
                 for a in work.alerts.values()
             ],
         )  # fmt: skip
@@ -85,6 +93,12 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
                  t.to_state.value, t.note, t.alert_id)
                 for t in work.transitions
             ],
+        )  # fmt: skip
+    if work.escalations:
+        await cur.executemany(
+            _INSERT_ESCALATION,
+            [(alert_id, tier, at, list(to), alert_id)
+             for alert_id, tier, at, to in work.escalations],
         )  # fmt: skip
     for incident in work.incidents.values():
         await cur.execute(

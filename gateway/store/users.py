@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import psycopg
+
+from rules.model import parse_recipient
 
 
 class Role(StrEnum):
@@ -31,6 +34,8 @@ class User:
     display_name: str
     role: Role
     orgs: tuple[str, ...]  # ("*",) for every organisation
+    # Named groups an escalation tier may name as "group:<name>" ("nattledning").
+    groups: tuple[str, ...] = ()
 
     def sees(self, org: str) -> bool:
         """Whether this account's scope covers an organisation."""
@@ -56,31 +61,75 @@ def token_digest(token: str) -> bytes:
 
 
 _UPSERT_USER = """
-INSERT INTO users (username, display_name, role, orgs, password_hash)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO users (username, display_name, role, orgs, groups, password_hash)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (username) DO UPDATE SET
     display_name = EXCLUDED.display_name, role = EXCLUDED.role, orgs = EXCLUDED.orgs,
-    password_hash = EXCLUDED.password_hash, disabled = false, updated_at = now()
+    groups = EXCLUDED.groups, password_hash = EXCLUDED.password_hash, disabled = false,
+    updated_at = now()
 """
+# The columns every User is read from, in _user's order.
+_USER_COLUMNS = "u.username, u.display_name, u.role, u.orgs, u.groups"
+
+
+def _user(row: Sequence[Any]) -> User:
+    name, display, role, orgs, groups = row[:5]
+    return User(name, display, Role(role), tuple(orgs), tuple(groups))
 
 
 def save_user(dsn: str, *, user: User, password_hash: str) -> None:
-    """Create an account, or replace its role, scope and password (sessions end)."""
+    """Create an account, or replace its role, scope, groups and password (sessions end)."""
     with psycopg.connect(dsn) as conn:
         conn.execute(
             _UPSERT_USER,
-            (user.username, user.display_name, user.role.value, list(user.orgs), password_hash),
-        )
+            (user.username, user.display_name, user.role.value, list(user.orgs),
+             list(user.groups), password_hash),
+        )  # fmt: skip
         conn.execute("DELETE FROM sessions WHERE username = %s", (user.username,))
+
+
+def set_groups(dsn: str, *, username: str, groups: Sequence[str]) -> bool:
+    """Replace an account's groups (its sessions go on); False if there is no such account."""
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(
+            "UPDATE users SET groups = %s, updated_at = now() WHERE username = %s",
+            (list(groups), username),
+        )
+        return cur.rowcount == 1
 
 
 def list_users(dsn: str) -> list[tuple[User, bool]]:
     """Every account with whether it is disabled, by name."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT username, display_name, role, orgs, disabled FROM users ORDER BY username"
+            f"SELECT {_USER_COLUMNS}, u.disabled FROM users u ORDER BY u.username"
         ).fetchall()
-    return [(User(u, d, Role(r), tuple(o)), bool(off)) for u, d, r, o, off in rows]
+    return [(_user(row), bool(row[5])) for row in rows]
+
+
+async def users_for_recipients(
+    conn: psycopg.AsyncConnection[Any], *, org: str, recipients: Sequence[str]
+) -> list[User]:
+    """The enabled accounts an escalation tier's recipients name for an alert of ``org``, by name.
+
+    ``recipients`` are as in the alert JSON's ``escalation.to``: ``"role:<role>"``
+    names every account of that role whose organisations include ``org`` (or
+    are all, ``*``), ``"group:<name>"`` every such account in that group. An
+    account named twice is listed once. ValueError for a text that is neither.
+    """
+    roles: list[str] = []
+    groups: list[str] = []
+    for recipient in recipients:
+        kind, name = parse_recipient(recipient)
+        (roles if kind == "role" else groups).append(name)
+    cur = await conn.execute(
+        f"SELECT {_USER_COLUMNS} FROM users u"
+        " WHERE NOT u.disabled AND (%(org)s = ANY(u.orgs) OR %(all)s = ANY(u.orgs))"
+        " AND (u.role = ANY(%(roles)s::text[]) OR u.groups && %(groups)s::text[])"
+        " ORDER BY u.username",
+        {"org": org, "all": ALL_ORGS, "roles": roles, "groups": groups},
+    )
+    return [_user(row) for row in await cur.fetchall()]
 
 
 async def find_login(
@@ -88,15 +137,14 @@ async def find_login(
 ) -> tuple[User, str] | None:
     """An enabled account and its password hash, for checking a login."""
     cur = await conn.execute(
-        "SELECT username, display_name, role, orgs, password_hash FROM users"
-        " WHERE username = %s AND NOT disabled",
+        f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u"
+        " WHERE u.username = %s AND NOT u.disabled",
         (username,),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    name, display, role, orgs, password_hash = row
-    return User(name, display, Role(role), tuple(orgs)), str(password_hash)
+    return _user(row), str(row[5])
 
 
 async def update_password_hash(
@@ -132,7 +180,7 @@ async def find_session(
 ) -> Session | None:
     """The live session of a token, or None if unknown, expired or its account disabled."""
     cur = await conn.execute(
-        "SELECT u.username, u.display_name, u.role, u.orgs, s.csrf_token, s.expires_at"
+        f"SELECT {_USER_COLUMNS}, s.csrf_token, s.expires_at"
         " FROM sessions s JOIN users u USING (username)"
         " WHERE s.token_sha256 = %s AND s.expires_at > %s AND NOT u.disabled",
         (token_digest(token), now),
@@ -140,8 +188,7 @@ async def find_session(
     row = await cur.fetchone()
     if row is None:
         return None
-    name, display, role, orgs, csrf, expires = row
-    return Session(User(name, display, Role(role), tuple(orgs)), csrf, expires)
+    return Session(_user(row), row[5], row[6])
 
 
 async def end_session(conn: psycopg.AsyncConnection[Any], *, token: str) -> None:

@@ -103,7 +103,7 @@ ADMIN_ALL = "admin"
 
 USERS = (
     User(OPERATOR_A, "Natt Patrull A", Role.OPERATOR, (ORG_A,)),
-    User(COORDINATOR_A, "Samordnare A", Role.COORDINATOR, (ORG_A,)),
+    User(COORDINATOR_A, "Samordnare A", Role.COORDINATOR, (ORG_A,), ("nattledning",)),
     User(AUDITOR_A, "Granskare A", Role.AUDITOR, (ORG_A,)),
     User(ADMIN_A, "Admin A", Role.ADMIN, (ORG_A,)),
     User(OPERATOR_B, "Natt Patrull B", Role.OPERATOR, (ORG_B,)),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
+from core.clock import FrozenClock
 from gateway.store.auditlog import verify
+from gateway.store.users import users_for_recipients
 from tests.api.conftest import (
     ADMIN_A,
     ADMIN_ALL,
@@ -27,6 +31,7 @@ from tests.api.conftest import (
     Shared,
     db_rows,
     eventually,
+    running_api,
 )
 
 pytestmark = pytest.mark.db
@@ -345,3 +350,64 @@ async def test_a_malformed_organisation_is_refused_and_the_gateway_keeps_running
 
     await eventually(stored, what="the acknowledgement in PostgreSQL")
     assert (await api.client().get("/healthz")).status_code == 200
+
+
+async def test_an_unacknowledged_fall_reaches_its_tier_for_its_recipients_until_acknowledged(
+    prepared_dsn: str,
+) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    async with running_api(prepared_dsn, clock=clock) as api:
+        fall = await api.raise_alert(SENSOR_A1)
+        coordinator = await api.login(COORDINATOR_A)
+        (alert,) = (await coordinator.get("/api/alerts")).json()
+        paged = datetime.fromisoformat(alert["opened_at"])
+        escalation = alert["escalation"]
+        assert (escalation["tier"], escalation["to"], escalation["next_to"]) == (
+            0, [], ["role:coordinator"]
+        )  # fmt: skip
+        assert datetime.fromisoformat(escalation["next_at"]) == paged + timedelta(minutes=2)
+        assert not alert["escalated"]
+
+        # Two minutes unacknowledged by the gateway's clock: the first tier.
+        clock.advance(paged + timedelta(minutes=2) - clock.now())
+        await eventually(lambda: api.open_alerts()[0].escalated, what="the first tier")
+        (alert,) = (await coordinator.get("/api/alerts")).json()
+        escalation = alert["escalation"]
+        assert alert["escalated"]
+        assert (escalation["tier"], escalation["to"], escalation["next_to"]) == (
+            1, ["role:coordinator"], ["role:operator"]
+        )  # fmt: skip
+        assert datetime.fromisoformat(escalation["next_at"]) == paged + timedelta(minutes=5)
+        # The tier's recipients are the organisation's coordinators.
+        async with await psycopg.AsyncConnection.connect(api.dsn) as conn:
+            told = await users_for_recipients(conn, org=ORG_A, recipients=escalation["to"])
+        assert [u.username for u in told] == [COORDINATOR_A]
+
+        async def stored() -> bool:
+            found = await db_rows(
+                api.dsn,
+                "SELECT escalation_tier, escalated_to FROM alerts WHERE alert_id = %s",
+                fall,
+            )
+            return found == [(1, ["role:coordinator"])]
+
+        await eventually(stored, what="the tier stored")
+        # Each tier reached is a row of its own: when, and whom it named.
+        assert await db_rows(
+            api.dsn, "SELECT tier, at, recipients FROM alert_escalations WHERE alert_id = %s", fall
+        ) == [(1, paged + timedelta(minutes=2), ["role:coordinator"])]
+
+        # Acknowledged: the tier reached stays, no further one comes.
+        operator = await api.login(OPERATOR_A)
+        acked = (await operator.post(f"/api/alerts/{fall}/acknowledge", json={})).json()
+        assert acked["escalation"] == {
+            "tier": 1, "to": ["role:coordinator"], "next_at": None, "next_to": None
+        }  # fmt: skip
+        clock.advance(timedelta(minutes=10))
+        api.gateway.tick_now()
+        (alert,) = (await operator.get("/api/alerts")).json()
+        assert alert["escalation"]["tier"] == 1
+        history = (await operator.get("/api/alerts/history")).json()
+        assert [
+            (a["alert_id"], a["escalation"]["tier"], a["escalation"]["to"]) for a in history
+        ] == [(fall, 1, ["role:coordinator"])]

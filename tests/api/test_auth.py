@@ -118,10 +118,13 @@ async def test_login_sets_a_strict_httponly_session_cookie_and_tells_who_is_logg
     assert cookie["path"] == "/"
     assert not cookie["secure"]  # api.secure_cookies = false in these tests (plain HTTP)
     assert cookie.value not in response.text  # the token only travels in the cookie
+    assert body["groups"] == ["nattledning"]
     me = await client.get("/api/auth/me")
     assert me.status_code == 200
     assert me.json()["username"] == COORDINATOR_A
     assert me.json()["csrf_token"] == body["csrf_token"]
+    # The console highlights an alert escalated to a group of the account's.
+    assert me.json()["groups"] == ["nattledning"]
 
 
 @pytest.mark.db

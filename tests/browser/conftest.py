@@ -58,7 +58,18 @@ PASSWORD = "nattpass-2026-test"
 NORA = User("nora.natt", "Nora Nattsson", Role.OPERATOR, (ORG,))
 OLLE = User("olle.patrull", "Olle Olsson", Role.OPERATOR, (ORG,))
 GUN = User("gun.granskare", "Gun Granskare", Role.AUDITOR, ("*",))
-USERS = (NORA, OLLE, GUN)
+# An organisation whose own rule set escalates a fall within half a minute, to a
+# named group first: SIV is in that group, KARL is not.
+FAST_ORG = "hemtjanst-ostra"
+FAST_RULES = """\
+escalation:
+  1:
+    - {after_min: 0.5, to: ["group:nattledning"]}
+    - {after_min: 60, to: ["role:operator"]}
+"""
+SIV = User("siv.ledare", "Siv Ledare", Role.OPERATOR, (FAST_ORG,), ("nattledning",))
+KARL = User("karl.kvist", "Karl Kvist", Role.OPERATOR, (FAST_ORG,))
+USERS = (NORA, OLLE, GUN, SIV, KARL)
 
 # Supervision sensors of the home-care organisation, in two areas; each test
 # falls on sensors of its own so the tests share one gateway without meeting.
@@ -81,6 +92,14 @@ FOREIGN = DeviceRecord(
     org=OTHER_ORG,
     unit="Tallbacken 3",
     area="Tallbacken",
+    heartbeat_interval_s=3600,
+)
+FAST_SENSOR = DeviceRecord(
+    device_id="ostra-sensor-01",
+    family=Family.SENSOR,
+    org=FAST_ORG,
+    unit="Östra 5",
+    area="Öster",
     heartbeat_interval_s=3600,
 )
 
@@ -276,7 +295,7 @@ def console_gateway(
     create_database(pg_server.dsn, name)
     dsn = pg_server.dsn.rsplit("/", 1)[0] + f"/{name}"
     migrate(dsn)
-    import_devices(dsn, [*SENSORS, FOREIGN])
+    import_devices(dsn, [*SENSORS, FOREIGN, FAST_SENSOR])
     hasher = PasswordHasher()
     for user in USERS:
         save_user(dsn, user=user, password_hash=hasher.hash(PASSWORD))
@@ -285,12 +304,15 @@ def console_gateway(
     # A fixed port, not 0: a console reconnects to the address it was loaded from.
     port = _free_port()
     home = tmp_path_factory.mktemp("console")
+    fast_rules = home / "fast-rules.yaml"
+    fast_rules.write_text(FAST_RULES, encoding="utf-8")
     env = gateway_env(
         dsn=dsn,
         broker_port=broker.port,
         client_id=f"wgw-{uuid.uuid4().hex[:8]}",
         spool_dir=home / "spool",
         WGW_API__PORT=str(port),
+        WGW_RULES__ORG_FILES=json.dumps({FAST_ORG: str(fast_rules)}),
     )
     process = GatewayProcess(env, home / "gateway.log")
     gateway = ConsoleGateway(f"http://127.0.0.1:{port}/", dsn, broker, process)

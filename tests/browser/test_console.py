@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from tests.browser.conftest import (
+    FAST_SENSOR,
     FOREIGN,
     GUN,
+    KARL,
     NORA,
     OLLE,
     SCREENSHOTS,
     SENSORS,
+    SIV,
     ConsoleGateway,
     LinkCutter,
     PageErrors,
@@ -488,3 +492,63 @@ async def test_connection_lost_banner_and_catch_up(
         # Each of the three falls paged once: live, replayed, and after the restart.
         await expect(page.locator("body")).to_have_attribute("data-pages", "3")
         await assert_not_reloaded(page)
+
+
+async def test_an_escalation_counts_down_and_reaches_its_recipients_only(
+    browser: Browser, console_gateway: ConsoleGateway
+) -> None:
+    # FAST_ORG's rule set: a fall escalates after 30 s to group:nattledning (Siv's,
+    # not Karl's), and after an hour to every operator.
+    (_, siv), (_, karl) = await asyncio.gather(
+        open_console(browser, console_gateway.url, SIV),
+        open_console(browser, console_gateway.url, KARL),
+    )
+    await asyncio.to_thread(console_gateway.fall, FAST_SENSOR)
+    at_siv, at_karl = queued(siv, FAST_SENSOR), queued(karl, FAST_SENSOR)
+    await expect(at_siv).to_be_visible(timeout=5000)
+    await expect(at_karl).to_be_visible(timeout=5000)
+    # Before the first tier: a countdown to it, on every console, and no highlight.
+    for item in (at_siv, at_karl):
+        await expect(item.locator(".escalation-next")).to_have_text(
+            re.compile(r"^Eskaleras om 00:([0-2]\d|30) till gruppen nattledning$")
+        )
+        await expect(item.locator(".badge-to-me")).to_be_hidden()
+    first = await at_siv.locator(".escalation-next").text_content()
+    # It counts down by the second without a word from the server.
+    await expect(at_siv.locator(".escalation-next")).not_to_have_text(first or "")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await siv.screenshot(path=str(SCREENSHOTS / "escalation-countdown.png"))
+
+    # The tier is reached: Siv is told it is hers, Karl sees whom it went to.
+    await expect(at_siv).to_have_attribute("data-escalation-tier", "1", timeout=45_000)
+    await expect(at_siv.locator(".badge-to-me")).to_have_text(
+        re.compile("eskalerat till dig", re.IGNORECASE)
+    )
+    await expect(at_siv).to_have_class(re.compile(r"\bescalated-to-me\b"))
+    await expect(at_karl).to_have_attribute("data-escalation-tier", "1", timeout=10_000)
+    await expect(at_karl.locator(".badge-to-me")).to_be_hidden()
+    await expect(at_karl).not_to_have_class(re.compile(r"\bescalated-to-me\b"))
+    await expect(at_karl.locator(".escalation-to")).to_have_text(
+        "Eskalerat till gruppen nattledning"
+    )
+    # The next tier, an hour after the fall, to every operator.
+    for item in (at_siv, at_karl):
+        await expect(item.locator(".escalation-next")).to_have_text(
+            re.compile(r"^Eskaleras om 59:\d\d till Nattpatrull$")
+        )
+    await siv.screenshot(path=str(SCREENSHOTS / "escalation-to-you.png"))
+    await siv.click("#lang-switch")
+    await expect(at_siv.locator(".badge-to-me")).to_have_text("Escalated to you")
+    await expect(at_siv.locator(".escalation-next")).to_have_text(
+        re.compile(r"^Escalates in 59:\d\d to Night patrol$")
+    )
+    await siv.click("#lang-switch")
+
+    # Karl takes it: the highlight goes and no further tier is counted down.
+    await at_karl.locator('[data-action="acknowledge"]').click()
+    await expect(at_siv).to_have_attribute("data-state", "acknowledged")
+    await expect(at_siv.locator(".badge-to-me")).to_be_hidden()
+    await expect(at_siv.locator(".escalation-next")).to_be_hidden()
+    await expect(at_siv.locator(".escalation-to")).to_have_text(
+        "Eskalerat till gruppen nattledning"
+    )

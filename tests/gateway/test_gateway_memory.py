@@ -90,6 +90,11 @@ async def test_an_unacknowledged_fall_escalates_on_the_tick_after_its_limit() ->
         work = gw.gateway.tick_now()
         assert gw.effects("fall") == ["AlertOpened", "AlertEscalated"]
         assert [a.escalated for a in work.alerts.values()] == [True]
+        # The first tier of priority 1: the coordinators, then every operator at 5 min.
+        (alert,) = work.alerts.values()
+        assert (alert.escalation.tier, alert.escalation.to, alert.escalation.next_to) == (
+            1, ("role:coordinator",), ("role:operator",)
+        )  # fmt: skip
 
 
 async def test_alerts_go_out_while_the_sink_is_away_and_are_stored_in_order_after() -> None:

@@ -264,7 +264,7 @@ def test_a_journal_entry_with_rows_and_dead_letters_comes_back() -> None:
 
 def test_a_journal_record_of_another_version_is_refused_clearly() -> None:
     record = encode_entry(JournalEntry(lanes=(1, 1)))
-    other = b"\x02" + record[1:]
+    other = bytes([record[0] + 1]) + record[1:]  # the next version's mark
     with pytest.raises(JournalFormatError, match="another version"):
         decode_entry(other)
     with pytest.raises(JournalFormatError):

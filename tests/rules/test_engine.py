@@ -20,6 +20,7 @@ from rules.model import (
     AlertTransitioned,
     DeviceInfo,
     Effect,
+    Escalation,
     Priority,
 )
 from tests.rules import ORG, event, make_engine, run, se
@@ -134,17 +135,68 @@ def test_a_reset_older_than_the_alert_does_not_clear_it() -> None:
     assert len(engine.open_alerts()) == 1
 
 
-def test_an_unacknowledged_alert_escalates_once_after_its_priority_limit() -> None:
+def test_an_unacknowledged_alert_escalates_tier_by_tier_to_its_recipients() -> None:
     engine, clock = make_engine(T0, DEVICES)
-    engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
+    opened = _only(engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG), AlertOpened)
+    assert opened.alert.escalation == Escalation(
+        tier=0, to=(), next_at=T0 + timedelta(minutes=2), next_to=("role:coordinator",)
+    )
+    assert not opened.alert.escalated
+    _heartbeats(engine, "alarm-1", 1, 10)
     assert run(engine, clock, T0 + timedelta(minutes=1, seconds=59), step_s=1) == []
     clock.advance(timedelta(seconds=1))
-    escalated = _only(engine.tick(clock.now()), AlertEscalated)
-    assert escalated.pages
-    assert escalated.limit_min == 2
-    assert escalated.alert.escalated
-    assert escalated.alert.state is AlertState.OPEN
-    assert run(engine, clock, T0 + timedelta(minutes=2, seconds=50)) == []
+    first = _only(engine.tick(clock.now()), AlertEscalated)
+    assert first.pages
+    assert (first.at, first.after_min) == (T0 + timedelta(minutes=2), 2)
+    assert first.alert.escalated
+    assert first.alert.state is AlertState.OPEN
+    assert first.alert.escalation == Escalation(
+        tier=1,
+        to=("role:coordinator",),
+        next_at=T0 + timedelta(minutes=5),
+        next_to=("role:operator",),
+    )
+    assert engine.get(first.alert.alert_id) == first.alert
+    assert run(engine, clock, T0 + timedelta(minutes=4, seconds=59), step_s=1) == []
+    clock.advance(timedelta(seconds=1))
+    second = _only(engine.tick(clock.now()), AlertEscalated)
+    assert second.after_min == 5
+    assert second.alert.escalation == Escalation(tier=2, to=("role:operator",))
+    # The last tier is reached: nothing more comes.
+    assert run(engine, clock, T0 + timedelta(minutes=9)) == []
+
+
+def test_acknowledging_stops_the_tiers_and_keeps_the_one_reached() -> None:
+    engine, clock = make_engine(T0, DEVICES)
+    opened = _only(engine.on_event(event("alarm-1", "alarm.fall", T0), org=ORG), AlertOpened)
+    _heartbeats(engine, "alarm-1", 1, 20)
+    run(engine, clock, T0 + timedelta(minutes=3))
+    acked = engine.act(opened.alert.alert_id, AlertState.ACKNOWLEDGED, actor="staff-7")
+    assert acked.alert.escalation == Escalation(tier=1, to=("role:coordinator",))
+    assert run(engine, clock, T0 + timedelta(minutes=20)) == []
+
+
+def test_tiers_missed_while_stopped_each_page_on_the_first_tick() -> None:
+    engine, clock = make_engine(T0, DEVICES)
+    engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
+    clock.advance(timedelta(minutes=6))
+    effects = engine.tick(clock.now())
+    tiers = [e.alert.escalation.tier for e in effects if isinstance(e, AlertEscalated)]
+    assert tiers == [1, 2]
+
+
+def test_an_organisation_s_own_tiers_name_groups() -> None:
+    engine, clock = make_engine(
+        T0,
+        DEVICES,
+        "escalation:\n  3: [{after_min: 0.5, to: ['group:nattledning', 'role:admin']}]\n",
+    )
+    engine.on_event(event("alarm-1", "device.power_lost", T0), org=ORG)
+    _heartbeats(engine, "alarm-1", 1, 3)
+    effects = run(engine, clock, T0 + timedelta(minutes=2), step_s=1)
+    escalated = _only([e for e in effects if isinstance(e, AlertEscalated)], AlertEscalated)
+    assert escalated.at == T0 + timedelta(seconds=30)
+    assert escalated.alert.escalation.to == ("group:nattledning", "role:admin")
 
 
 def test_an_acknowledged_alert_does_not_escalate() -> None:
@@ -298,3 +350,40 @@ def test_unreadable_state_is_refused() -> None:
         engine.import_state({"version": 99})
     with pytest.raises(EngineStateError, match="malformed"):
         engine.import_state({"version": 1, "alerts": [{"alert_id": "a:1"}]})
+
+
+def test_the_tier_reached_survives_a_restart_and_the_next_follows_the_new_rule_set() -> None:
+    engine, clock = make_engine(T0, DEVICES)
+    engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
+    clock.advance(timedelta(minutes=2))
+    engine.tick(clock.now())
+    saved = json.loads(json.dumps(engine.export_state()))
+    # Restarted with a rule set whose second tier for priority 1 comes later.
+    later = (
+        "escalation:\n  1:\n    - {after_min: 2, to: [role:coordinator]}\n"
+        "    - {after_min: 8, to: [group:jour]}\n"
+    )
+    restarted, clock = make_engine(T0 + timedelta(minutes=3), DEVICES, later)
+    restarted.import_state(saved)
+    (alert,) = restarted.open_alerts()
+    assert alert.escalation == Escalation(
+        tier=1, to=("role:coordinator",), next_at=T0 + timedelta(minutes=8), next_to=("group:jour",)
+    )
+    _heartbeats(restarted, "alarm-1", 3, 9)
+    effects = run(restarted, clock, T0 + timedelta(minutes=8))
+    escalated = _only([e for e in effects if isinstance(e, AlertEscalated)], AlertEscalated)
+    assert escalated.alert.escalation.tier == 2
+
+
+def test_state_saved_before_tiers_reads_an_escalated_alert_as_at_the_first() -> None:
+    engine, clock = make_engine(T0, DEVICES)
+    engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
+    clock.advance(timedelta(minutes=2))
+    engine.tick(clock.now())
+    saved = json.loads(json.dumps(engine.export_state()))
+    for alert in saved["alerts"]:
+        del alert["escalation"]
+    restarted, _ = make_engine(T0 + timedelta(minutes=3), DEVICES)
+    restarted.import_state(saved)
+    (alert,) = restarted.open_alerts()
+    assert (alert.escalation.tier, alert.escalation.next_to) == (1, ("role:operator",))

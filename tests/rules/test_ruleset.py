@@ -70,8 +70,12 @@ def test_the_defaults_carry_the_domain_numbers() -> None:
     assert fall.priority is Priority.CRITICAL
     assert rs.late_after == timedelta(minutes=15)
     assert str(rs.windows["night"]) == "22:00-07:00"
-    assert rs.escalation_limit(Priority.CRITICAL) == timedelta(minutes=2)
-    assert rs.escalation_limit(Priority.LOW) is None
+    # After 2 min unacknowledged to the coordinator, after 5 to every operator.
+    assert [(t.after, t.to) for t in rs.escalation_tiers(Priority.CRITICAL)] == [
+        (timedelta(minutes=2), ("role:coordinator",)),
+        (timedelta(minutes=5), ("role:operator",)),
+    ]
+    assert rs.escalation_tiers(Priority.LOW) == ()
 
 
 def test_an_empty_organisation_file_changes_nothing(tmp_path: Path) -> None:
@@ -87,7 +91,10 @@ def test_an_organisation_overrides_thresholds_hours_limits_and_persons(tmp_path:
 windows:
   night: "21:00-06:30"
   evening: "15:00-21:00"
-escalation_min: {1: 1}
+escalation:
+  1:
+    - {after_min: 1, to: ["group:nattledning"]}
+    - {after_min: 4, to: ["role:coordinator", "group:jour-norr"]}
 rules:
   not_back_in_bed: {within_min: 15}
   battery_low: {below: 15, clears_at: 25}
@@ -118,8 +125,12 @@ devices:
     assert rs.applies_at(bed, se(2026, 11, 23, 21, 30))
     assert rs.applies_at(rs.rule_for("not_back_in_bed", "sensor-0043"), se(2026, 11, 23, 12))
     assert not rs.rules["refill_low"].enabled
-    assert rs.escalation_limit(Priority.CRITICAL) == timedelta(minutes=1)
-    assert rs.escalation_limit(Priority.HIGH) == timedelta(minutes=5)
+    # A priority's tiers are replaced as a whole; the others stay the default's.
+    assert [(t.after_min, t.to) for t in rs.escalation_tiers(Priority.CRITICAL)] == [
+        (1, ("group:nattledning",)),
+        (4, ("role:coordinator", "group:jour-norr")),
+    ]
+    assert rs.escalation_tiers(Priority.HIGH)[0].after == timedelta(minutes=5)
     door = rs.rules["door_open_too_long"]
     assert isinstance(door, ImmediateRule)  # a new type replaces the rule wholly
     assert "evening_wandering" in rs.rules
@@ -156,7 +167,7 @@ def test_references_are_checked(tmp_path: Path) -> None:
         """
 rules:
   not_back_in_bed: {window: nite}
-escalation_min: {1: 2, 2: 5, 3: 15, 4: null}
+escalation: {4: []}
 devices:
   sensor-0042:
     not_back_in_bed: {within_min: 0}
@@ -202,6 +213,40 @@ devices:
             "rules:\n  new_one: {type: absence, title: X, priority: 2}",
             "key rules.new_one.start: required, but missing",
         ),
+        (
+            "escalation:\n  1: [{after_min: 2, to: [operator]}]",
+            "key escalation.1.0.to.0: expected a recipient 'role:<operator|coordinator|admin>'",
+        ),
+        (
+            "escalation:\n  1: [{after_min: 2, to: ['role:auditor']}]",
+            "got 'role:auditor'",
+        ),
+        (
+            "escalation:\n  1: [{after_min: 2, to: ['group:Natt Ledning']}]",
+            "got 'group:Natt Ledning'",
+        ),
+        ("escalation:\n  2: [{after_min: 5, to: []}]", "key escalation.2.0.to: expected"),
+        (
+            "escalation:\n  2: [{after_min: 5, to: [role:operator, role:operator]}]",
+            "key escalation.2.0.to: expected each recipient once",
+        ),
+        ("escalation:\n  3: [{after_min: 0, to: [role:operator]}]", "key escalation.3.0.after_min"),
+        (
+            "escalation:\n  1:\n    - {after_min: 5, to: [role:operator]}\n"
+            "    - {after_min: 2, to: [role:coordinator]}",
+            "key escalation.1: expected tiers in order of after_min, each later than the one "
+            "before; got ['5', '2']",
+        ),
+        (
+            "escalation:\n  1: [{after_min: 2, to: [role:operator], who: me}]",
+            "key escalation.1.0.who: not a known key",
+        ),
+        ("escalation_min: {1: soon}", "key escalation_min.1: expected whole minutes"),
+        (
+            "escalation_min: {1: 3}\nescalation:\n  1: [{after_min: 2, to: [role:operator]}]",
+            "key escalation_min.1: escalation.1 is given too; keep only `escalation`",
+        ),
+        ("escalation_min: 5", "key escalation_min: expected a mapping of priority to minutes"),
         ("- just\n- a list", "expected a mapping of settings at the top level"),
         ("rules: {fall: [unclosed", "not valid YAML"),
     ],
@@ -220,3 +265,19 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
 
 def test_a_good_file_checks_clean(tmp_path: Path) -> None:
     assert check_ruleset_file(_write(tmp_path, "rules:\n  fall: {priority: 1}\n")) == []
+
+
+def test_an_old_escalation_min_file_still_loads_as_one_tier_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write(tmp_path, "escalation_min: {1: 3, 3: null}\n")
+    rs = load_ruleset(default_rules_text(), path)
+    # One tier to everyone who handles the organisation's alarms, as that escalation reached.
+    assert [(t.after_min, t.to) for t in rs.escalation_tiers(Priority.CRITICAL)] == [
+        (3, ("role:coordinator", "role:operator"))
+    ]
+    assert rs.escalation_tiers(Priority.MEDIUM) == ()
+    assert rs.escalation_tiers(Priority.HIGH) == load_ruleset(
+        default_rules_text()
+    ).escalation_tiers(Priority.HIGH)
+    assert f"{path}: key escalation_min is the old form" in caplog.text

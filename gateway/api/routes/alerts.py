@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 
+class EscalationPublic(BaseModel):
+    """How far an unacknowledged alert has escalated, and the next tier if one is due.
+
+    A recipient is "role:<role>" (that role's accounts in the alert's
+    organisation) or "group:<name>" (the accounts in that named group).
+    """
+
+    tier: int = Field(ge=0, description="tiers reached; 0: not escalated")
+    to: list[str] = Field(description="the recipients of the tier reached")
+    next_at: datetime | None = Field(description="when the next tier is due, if one is")
+    next_to: list[str] | None = Field(description="the next tier's recipients, if one is due")
+
+
 class AlertPublic(BaseModel):
     """An alert as the console shows it."""
 
@@ -56,6 +69,7 @@ class AlertPublic(BaseModel):
     last_seen_at: datetime
     count: int
     escalated: bool
+    escalation: EscalationPublic
     late: bool
     reason: str
     outcome: str | None

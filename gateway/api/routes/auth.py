@@ -21,6 +21,7 @@ from gateway.api.deps import (
 )
 from gateway.store.users import (
     Role,
+    User,
     create_session,
     end_session,
     find_login,
@@ -47,7 +48,21 @@ class UserPublic(BaseModel):
     display_name: str
     role: Role
     orgs: list[str]
+    # Its named groups: an alert escalated to "group:<name>" of one is escalated to it.
+    groups: list[str]
     csrf_token: str
+
+    @classmethod
+    def of(cls, user: User, csrf_token: str) -> UserPublic:
+        """The public form of an account with its session's CSRF token."""
+        return cls(
+            username=user.username,
+            display_name=user.display_name,
+            role=user.role,
+            orgs=list(user.orgs),
+            groups=list(user.groups),
+            csrf_token=csrf_token,
+        )
 
 
 @router.post("/login", responses={401: {}, 429: {}, 503: {}})
@@ -110,26 +125,13 @@ async def login(
         secure=ctx.settings.api.secure_cookies,
         path="/",
     )
-    return UserPublic(
-        username=user.username,
-        display_name=user.display_name,
-        role=user.role,
-        orgs=list(user.orgs),
-        csrf_token=csrf,
-    )
+    return UserPublic.of(user, csrf)
 
 
 @router.get("/me", responses={401: {}})
 async def me(session: CurrentSession) -> UserPublic:
     """The logged-in account and its CSRF token."""
-    u = session.user
-    return UserPublic(
-        username=u.username,
-        display_name=u.display_name,
-        role=u.role,
-        orgs=list(u.orgs),
-        csrf_token=session.csrf_token,
-    )
+    return UserPublic.of(session.user, session.csrf_token)
 
 
 @router.post("/logout", status_code=204, responses={401: {}, 403: {}})
