@@ -14,7 +14,7 @@ from core.clock import Clock
 from core.errors import GatewayError
 from core.events import Event
 from rules import lifecycle
-from rules.lifecycle import TransitionError
+from rules.lifecycle import HandoverRequired, TransitionError
 from rules.model import (
     FINAL_STATES,
     Alert,
@@ -579,8 +579,14 @@ class RuleEngine:
         actor: str,
         note: str = "",
         outcome: str | None = None,
+        actor_name: str | None = None,
+        takeover: bool = False,
     ) -> AlertTransitioned:
-        """Apply a staff action (acknowledge, en route, on site, resolve) to an open alert."""
+        """Apply a staff action (acknowledge, en route, on site, resolve) to an open alert.
+
+        A step on an alert someone else is handling raises HandoverRequired
+        unless ``takeover`` says so; then the takeover is a row of its own.
+        """
         key = self._by_id.get(alert_id)
         if key is None:
             raise TransitionError(f"alert {alert_id} is not open")
@@ -593,14 +599,21 @@ class RuleEngine:
                 f"alert {alert_id}: expected an outcome from {list(self._rs.outcomes)}, "
                 f"got {outcome!r}"
             )
+        alert, now, handover = self._open[key], self._clock.now(), None
+        if lifecycle.needs_takeover(alert, actor):
+            if not takeover:
+                raise HandoverRequired(alert)
+            # The step is checked first: a refused step must not leave a takeover behind.
+            lifecycle.transition(alert, to, actor=actor, at=now, note=note, outcome=outcome)
+            alert, handover = lifecycle.takeover(alert, actor=actor, at=now, actor_name=actor_name)
         moved, row = lifecycle.transition(
-            self._open[key], to, actor=actor, at=self._clock.now(), note=note, outcome=outcome
+            alert, to, actor=actor, at=now, note=note, outcome=outcome, actor_name=actor_name
         )
         if to in FINAL_STATES:
             self._forget(key)
         else:
             self._open[key] = moved
-        return AlertTransitioned(moved, row)
+        return AlertTransitioned(moved, row, handover)
 
     @property
     def ruleset(self) -> RuleSet:
@@ -881,6 +894,7 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         match=data["match"],
         outcome=data["outcome"],
         handled_by=data.get("handled_by"),
+        handled_by_name=data.get("handled_by_name"),
     )
 
 

@@ -108,6 +108,7 @@ class Alert:
     outcome: str | None = None  # set when resolved
     # The staff member who last moved it (kvitterat, på väg, …): who is handling it.
     handled_by: str | None = None
+    handled_by_name: str | None = None  # their display name, as the console shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,8 @@ class Transition:
     from_state: AlertState | None  # None for the row that opens the alert
     to_state: AlertState
     note: str = ""
+    # A takeover (from_state == to_state): the staff user who was handling it before.
+    took_over_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,8 @@ class AlertTransitioned:
 
     alert: Alert
     transition: Transition
+    # Taken over from another handler first: that row comes before ``transition``.
+    handover: Transition | None = None
 
     @property
     def pages(self) -> bool:
