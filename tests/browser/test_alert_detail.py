@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 
 # Invented: no real home's way in.
 NOTES = "Nyckelbox vid entrén, kod 2580. Hunden Bamse är snäll."
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def queued(page: Page, device: DeviceRecord) -> Locator:
@@ -105,7 +105,7 @@ async def test_opening_an_alert_shows_its_story_and_a_comment_reaches_another_se
     # An hour before tonight's fall the person left the bed, and went back.
     now = datetime.now(UTC)
     for event, ago in (("left_bed", timedelta(hours=1)), ("in_bed", timedelta(minutes=50))):
-        body = {"event": event, "ts": (now - ago).isoformat()}
+        body: dict[str, object] = {"event": event, "ts": (now - ago).isoformat()}
         await asyncio.to_thread(console_gateway.publish, device, body)
     await asyncio.to_thread(console_gateway.fall, device)
     item = queued(nora, device)
