@@ -67,7 +67,9 @@ def transition(
     if to is AlertState.CLEARED:
         handler, handler_name = alert.handled_by, alert.handled_by_name
     else:
-        handler, handler_name = actor, actor_name or actor
+        # The same handler's next step keeps the name it was given, if none comes now.
+        known = alert.handled_by_name if actor == alert.handled_by else None
+        handler, handler_name = actor, actor_name or known or actor
     moved = replace(
         alert, state=to, outcome=outcome, handled_by=handler, handled_by_name=handler_name
     )
