@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
+from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
@@ -233,3 +234,40 @@ async def test_a_takeover_asks_first_and_the_trail_names_both(
     await expect(trail.nth(3)).to_contain_text("På väg")
     await expect(trail.nth(3)).to_contain_text("Olle Olsson")
     await nora.screenshot(path=str(SCREENSHOTS / "takeover-trail.png"), full_page=True)
+
+
+async def test_a_position_is_shown_as_coordinates_with_a_geo_link_and_no_map(
+    browser: Browser, console_gateway: ConsoleGateway
+) -> None:
+    device = SENSORS[6]
+    await asyncio.to_thread(console_gateway.fall, device)
+    context, page = await open_console(
+        browser, console_gateway.url, NORA, viewport=PHONE, phone=True
+    )
+    await expect(queued(page, device)).to_be_visible(timeout=5000)
+    # A sensor's fall carries no position (a mobile alarm's SCAIP lge does, parsed by
+    # another piece): the real answer gets one added, as that alarm's would have.
+    position = {"lat": 59.329323, "lon": 18.068581, "at": "2026-12-02T02:14:05+00:00"}
+
+    async def with_position(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        body["alert"]["position"] = position
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r"/api/alerts/a(:|%3A)[0-9a-f]+$"), with_position)
+    # Nothing is fetched from any other host (no map tiles).
+    elsewhere: list[str] = []
+    context.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith(console_gateway.url.rstrip("/"))
+            else elsewhere.append(request.url)
+        ),
+    )
+    await open_detail(page, device)
+    shown = section(page, "position")
+    await expect(shown).to_contain_text("59.32932, 18.06858")
+    await expect(shown.locator("a")).to_have_attribute("href", "geo:59.329323,18.068581")
+    assert elsewhere == []
