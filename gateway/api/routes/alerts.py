@@ -240,7 +240,7 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
     # Door codes are the most sensitive part: the log says whether they were shown.
     log_access(ctx, user, org=alert.org, action=Action.READ, subject=alert.device_id,
                person=alert.unit or None,
-               detail={"alert_id": alert_id, "entry_notes": entry_notes is not None})  # fmt: skip
+               detail={"alert_id": alert_id, "entry_notes": bool(entry_notes)})  # fmt: skip
     return AlertDetail(
         alert=alert,
         transitions=[TransitionPublic.model_validate(t) for t in transitions],
