@@ -3,29 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from core.events import Family, RawMessage
+from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
 from tests.api.conftest import (
     AUDITOR_A,
     COORDINATOR_A,
     DEVICES,
     OPERATOR_A,
+    ORG_A,
     SENSOR_A1,
     SENSOR_A2,
     RunningApi,
     db_rows,
     device_message,
     eventually,
+    running_api,
 )
 
 pytestmark = pytest.mark.db
 
 # Invented: no real home's way in.
 NOTES = "Nyckelbox vid porten, kod 4711. Katten Misse får inte gå ut."
+
+
+LOCK_A1 = "lock-a001"
+
+
+def _lock_message(kind: str, at: datetime, *, actor: str) -> RawMessage:
+    """A door lock's JSON event: the key that acted is its actor."""
+    body = {"id": f"L-{uuid.uuid4().hex[:8]}", "kind": kind, "ts": at.isoformat(), "actor": actor}
+    return RawMessage(f"wgw/{ORG_A}/lock/{LOCK_A1}/event", json.dumps(body).encode(), at)
 
 
 async def _reads(api: RunningApi, actor: str, alert_id: str) -> list[dict[str, Any]]:
@@ -48,12 +63,19 @@ async def _resolved(api: RunningApi, alert_id: str) -> None:
 
 
 async def test_the_detail_shows_trail_comments_home_events_earlier_alerts_devices_and_notes(
-    api: RunningApi,
+    prepared_dsn: str,
 ) -> None:
-    record = next(d for d in DEVICES if d.device_id == SENSOR_A1)
-    await asyncio.to_thread(
-        import_devices, api.dsn, [record.model_copy(update={"entry_notes": NOTES})]
-    )
+    # The home has a door lock beside its sensor; the notes are kept with the sensor.
+    # Both are registered before the gateway starts, so it knows the lock at once.
+    sensor = next(d for d in DEVICES if d.device_id == SENSOR_A1)
+    lock = DeviceRecord(device_id=LOCK_A1, family=Family.LOCK, org=ORG_A, unit=sensor.unit)
+    notes = sensor.model_copy(update={"entry_notes": NOTES})
+    await asyncio.to_thread(import_devices, prepared_dsn, [notes, lock])
+    async with running_api(prepared_dsn) as api:
+        await _detail_of_a_home(api)
+
+
+async def _detail_of_a_home(api: RunningApi) -> None:
     operator = await api.login(OPERATOR_A)
 
     # An earlier alarm of the home, handled and closed.
@@ -68,6 +90,7 @@ async def test_the_detail_shows_trail_comments_home_events_earlier_alerts_device
             device_message(SENSOR_A1, "device.heartbeat", at=now - timedelta(hours=5)),
             device_message(SENSOR_A1, "sensor.left_bed", at=now - timedelta(hours=1)),
             device_message(SENSOR_A1, "sensor.in_bed", at=now - timedelta(minutes=50)),
+            _lock_message("lock.unlocked", now - timedelta(hours=2), actor="key-0042"),
             # Another home's event is not this home's story.
             device_message(SENSOR_A2, "sensor.left_bed", at=now - timedelta(hours=1)),
         ]
@@ -96,6 +119,8 @@ async def test_the_detail_shows_trail_comments_home_events_earlier_alerts_device
     assert (SENSOR_A1, "sensor.left_bed") in events
     assert (SENSOR_A2, "sensor.left_bed") not in events
     assert "device.heartbeat" not in {kind for _, kind in events}
+    unlocked = next(e for e in detail["events"] if e["kind"] == "lock.unlocked")
+    assert (unlocked["device_id"], unlocked["actor"]) == (LOCK_A1, "key-0042")
     bed = next(e for e in detail["events"] if e["kind"] == "sensor.left_bed")
     assert datetime.fromisoformat(bed["at"]) == (now - timedelta(hours=1))
     [gap] = [e for e in detail["events"] if e["kind"] == "device.heartbeat_gap"]
@@ -104,8 +129,11 @@ async def test_the_detail_shows_trail_comments_home_events_earlier_alerts_device
     assert [
         (a["alert_id"], a["state"], a["handled_by_name"]) for a in detail["earlier_alerts"]
     ] == [(earlier, "resolved", "Natt Patrull A")]
-    assert [(d["device_id"], d["offline"]) for d in detail["devices"]] == [(SENSOR_A1, False)]
-    assert detail["devices"][0]["last_contact"] is not None
+    assert [(d["device_id"], d["offline"]) for d in detail["devices"]] == [
+        (LOCK_A1, False),
+        (SENSOR_A1, False),
+    ]
+    assert all(d["last_contact"] is not None for d in detail["devices"])
     assert detail["entry_notes"] == [NOTES]
 
     # An auditor reads the alert, never the way in.
