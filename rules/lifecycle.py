@@ -21,7 +21,7 @@ class HandoverRequired(TransitionError):
         self.handled_by_name = alert.handled_by_name or self.handled_by
         super().__init__(
             f"alert {alert.alert_id} is being handled by {self.handled_by_name} "
-            f"({self.handled_by}); say takeover to take it over from them"
+            f"({self.handled_by}); to take it over, send the step again with takeover: true"
         )
 
 
