@@ -47,6 +47,8 @@ export async function openDetail(alertId) {
   view.data = null;
   $("detail-body").replaceChildren();
   $("detail-title").textContent = t("detail.loading");
+  $("detail-summary").textContent = "";
+  $("detail-comment-form").hidden = true;
   $("detail-error").hidden = true;
   const dialog = $("detail-dialog");
   if (!dialog.open) {
