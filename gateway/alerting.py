@@ -63,6 +63,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "reason": alert.reason,
         "outcome": alert.outcome,
         "handled_by": alert.handled_by,
+        "handled_by_name": alert.handled_by_name,
         "escalation": escalation_json(alert.escalation),
     }
 
@@ -268,13 +269,16 @@ class Alerting:
         actor: str,
         note: str = "",
         outcome: str | None = None,
+        actor_name: str | None = None,
+        takeover: bool = False,
     ) -> tuple[Alert, AlertWork]:
         """Apply a staff action; publish it and return the moved alert with the work to store."""
         alert = self.find(alert_id)
         if alert is None:
             raise TransitionError(f"alert {alert_id} is not open")
         engine = self.engines[self.engine_key(alert.org)]
-        effect = engine.act(alert_id, to, actor=actor, note=note, outcome=outcome)
+        effect = engine.act(alert_id, to, actor=actor, note=note, outcome=outcome,
+                            actor_name=actor_name, takeover=takeover)  # fmt: skip
         return effect.alert, self._handle([(effect, None)])
 
     def tick(self, now: datetime, *, heard_until: datetime | None = None) -> AlertWork:
@@ -346,6 +350,8 @@ def _collect(work: AlertWork, effect: Effect) -> None:
     work.alerts[alert.alert_id] = alert
     if isinstance(effect, AlertOpened):
         work.opened.add(alert.alert_id)
+    if isinstance(effect, AlertTransitioned) and effect.handover is not None:
+        work.add_transition(effect.handover)
     if isinstance(effect, AlertOpened | AlertCleared | AlertTransitioned):
         work.add_transition(effect.transition)
     elif isinstance(effect, AlertEscalated):

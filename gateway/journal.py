@@ -156,7 +156,7 @@ class Progress:
 
 # Bumped whenever JournalEntry or what it holds changes shape: a spool written
 # by another version is refused with a clear message instead of misread.
-_VERSION = b"\x02"  # 2: alerts carry their escalation tier
+_VERSION = b"\x02"  # 2: alerts carry their escalation tier and their handler's name
 
 
 class JournalFormatError(GatewayError):

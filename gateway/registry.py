@@ -29,6 +29,9 @@ class DeviceRecord(BaseModel):
     # The district or team whose night patrol answers for it; the console filters by it.
     area: Annotated[str, Field(max_length=100)] = ""
     heartbeat_interval_s: Annotated[int, Field(gt=0, le=86_400)] = 60
+    # How the patrol gets into the home (key box, door code, pets); shown with
+    # the unit's alerts only to roles that act on alarms.
+    entry_notes: Annotated[str, Field(max_length=1000)] = ""
 
 
 def parse_registry(text: str, *, source: str) -> list[DeviceRecord]:

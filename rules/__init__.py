@@ -2,7 +2,7 @@
 
 from rules.calendar import DailyWindow
 from rules.engine import EngineStateError, RuleEngine
-from rules.lifecycle import TransitionError, transition
+from rules.lifecycle import HandoverRequired, TransitionError, transition
 from rules.model import (
     ALLOWED_TRANSITIONS,
     Alert,
@@ -45,6 +45,7 @@ __all__ = [
     "Effect",
     "EngineStateError",
     "Escalation",
+    "HandoverRequired",
     "Incident",
     "IncidentCleared",
     "IncidentOpened",

@@ -14,7 +14,7 @@ from core.clock import Clock
 from core.errors import GatewayError
 from core.events import Event
 from rules import lifecycle
-from rules.lifecycle import TransitionError
+from rules.lifecycle import HandoverRequired, TransitionError
 from rules.model import (
     FINAL_STATES,
     NOT_ESCALATED,
@@ -585,8 +585,14 @@ class RuleEngine:
         actor: str,
         note: str = "",
         outcome: str | None = None,
+        actor_name: str | None = None,
+        takeover: bool = False,
     ) -> AlertTransitioned:
-        """Apply a staff action (acknowledge, en route, on site, resolve) to an open alert."""
+        """Apply a staff action (acknowledge, en route, on site, resolve) to an open alert.
+
+        A step on an alert someone else is handling raises HandoverRequired
+        unless ``takeover`` says so; then the takeover is a row of its own.
+        """
         key = self._by_id.get(alert_id)
         if key is None:
             raise TransitionError(f"alert {alert_id} is not open")
@@ -599,8 +605,15 @@ class RuleEngine:
                 f"alert {alert_id}: expected an outcome from {list(self._rs.outcomes)}, "
                 f"got {outcome!r}"
             )
+        alert, now, handover = self._open[key], self._clock.now(), None
+        if lifecycle.needs_takeover(alert, actor):
+            if not takeover:
+                raise HandoverRequired(alert)
+            # The step is checked first: a refused step must not leave a takeover behind.
+            lifecycle.transition(alert, to, actor=actor, at=now, note=note, outcome=outcome)
+            alert, handover = lifecycle.takeover(alert, actor=actor, at=now, actor_name=actor_name)
         moved, row = lifecycle.transition(
-            self._open[key], to, actor=actor, at=self._clock.now(), note=note, outcome=outcome
+            alert, to, actor=actor, at=now, note=note, outcome=outcome, actor_name=actor_name
         )
         # Taken by staff: no further tier is due (the tier reached stays on record).
         moved = self._scheduled(moved)
@@ -608,7 +621,7 @@ class RuleEngine:
             self._forget(key)
         else:
             self._open[key] = moved
-        return AlertTransitioned(moved, row)
+        return AlertTransitioned(moved, row, handover)
 
     @property
     def ruleset(self) -> RuleSet:
@@ -917,6 +930,7 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         outcome=data["outcome"],
         handled_by=data.get("handled_by"),
         escalation=_escalation_from_json(data.get("escalation"), escalated=bool(data["escalated"])),
+        handled_by_name=data.get("handled_by_name"),
     )
 
 

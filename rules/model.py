@@ -154,6 +154,7 @@ class Alert:
     handled_by: str | None = None
     # Its escalation tier; ``escalated`` says whether it reached the first.
     escalation: Escalation = NOT_ESCALATED
+    handled_by_name: str | None = None  # their display name, as the console shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,8 @@ class Transition:
     from_state: AlertState | None  # None for the row that opens the alert
     to_state: AlertState
     note: str = ""
+    # A takeover (from_state == to_state): the staff user who was handling it before.
+    took_over_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,8 @@ class AlertTransitioned:
 
     alert: Alert
     transition: Transition
+    # Taken over from another handler first: that row comes before ``transition``.
+    handover: Transition | None = None
 
     @property
     def pages(self) -> bool:

@@ -5,6 +5,9 @@
 // stream confirms them to every console, this one included.
 
 import { renderEscalation, tickEscalations } from "./escalation.js";
+import {
+  closeDetail, confirmTakeover, detailAlertChanged, handlerName, initDetail, openDetail,
+} from "./detail.js";
 import { HttpError, readJson } from "./http.js";
 import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
 
@@ -238,6 +241,7 @@ function stopConsole() {
   state.incidents.clear();
   state.hadSnapshot = false;
   $("queue").replaceChildren();
+  closeDetail();
 }
 
 function renderUser() {
@@ -401,6 +405,7 @@ function onAlertChange(change) {
     scheduleHealth();
   }
   renderQueue();
+  detailAlertChanged(alert);
 }
 
 // ---------------------------------------------------------------- queue
@@ -556,7 +561,7 @@ function updateItem(li, alert) {
   li.querySelector(".device").textContent = labelled(t("alert.device"), alert.device_id);
   li.querySelector(".state-label").textContent = t(`state.${alert.state}`);
   li.querySelector(".handler").textContent = alert.handled_by
-    ? t("alert.handledBy", { name: alert.handled_by })
+    ? t("alert.handledBy", { name: handlerName(alert) })
     : t("alert.unhandled");
 
   const age = li.querySelector(".alert-age");
@@ -790,7 +795,19 @@ function formatClock(iso) {
 
 // ---------------------------------------------------------------- actions
 
+/** Whether a step on this alert would take it from someone else (the API asks for takeover). */
+function needsTakeover(alert) {
+  return Boolean(alert?.handled_by) && alert.handled_by !== state.user?.username;
+}
+
 async function act(alertId, action, body) {
+  const known = state.alerts.get(alertId);
+  if (!body.takeover && needsTakeover(known)) {
+    if (!(await confirmTakeover(handlerName(known)))) {
+      return false;
+    }
+    body = { ...body, takeover: true };
+  }
   try {
     const moved = await api("POST", `/api/alerts/${encodeURIComponent(alertId)}/${action}`, body);
     const known = state.alerts.get(alertId);
@@ -809,6 +826,10 @@ async function act(alertId, action, body) {
     } else if (exc instanceof HttpError && exc.status === 409) {
       notify(`${t("msg.conflict")} (${exc.detail})`, "error");
       await refreshQueue();
+      // Someone took it meanwhile: ask, as for a takeover seen in advance.
+      if (!body.takeover && needsTakeover(state.alerts.get(alertId))) {
+        return act(alertId, action, body);
+      }
     } else {
       notify(t("msg.failed", { detail: exc.message }), "error");
     }
@@ -828,11 +849,12 @@ async function refreshQueue() {
 
 function onQueueClick(event) {
   const button = event.target.closest("button[data-action]");
-  if (!button) {
-    return;
+  const li = event.target.closest("[data-alert-id]");
+  if (button) {
+    runAction(li.dataset.alertId, button.dataset.action, button);
+  } else if (li) {
+    openDetail(li.dataset.alertId); // a tap on the card opens its whole story
   }
-  const li = button.closest("[data-alert-id]");
-  runAction(li.dataset.alertId, button.dataset.action, button);
 }
 
 async function runAction(alertId, action, button) {
@@ -940,6 +962,11 @@ function onQueueKey(event) {
   else if (event.key === "ArrowUp") target = items[index - 1];
   else if (event.key === "Home") target = items[0];
   else if (event.key === "End") target = items[items.length - 1];
+  else if (event.key === "i" && event.target === li) {
+    event.preventDefault();
+    openDetail(li.dataset.alertId);
+    return;
+  }
   else if ((event.key === "Enter" || event.key === " ") && event.target === li) {
     // Enter on the item takes its next step, as one tap on its first button.
     const button = li.querySelector("button[data-action]");
@@ -1170,6 +1197,7 @@ async function main() {
     closeResolve();
   });
   document.addEventListener("keydown", onGlobalKey);
+  initDetail({ api, alertLabel, canAct: isHandler, onUnauthorised: showLogin });
   document.addEventListener("pointerdown", unlockAudio, { capture: true });
   document.addEventListener("keydown", unlockAudio, { capture: true });
 

@@ -29,8 +29,8 @@ UPDATE alerts SET state = %s, paged_at = %s, last_seen_at = %s, count = %s, esca
 WHERE alert_id = %s
 """
 _INSERT_TRANSITION = """
-INSERT INTO alert_transitions (alert_id, at, actor, from_state, to_state, note)
-SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
+INSERT INTO alert_transitions (alert_id, at, actor, from_state, to_state, note, took_over_from)
+SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM alerts WHERE alert_id = %s)
 ON CONFLICT DO NOTHING
 """
 # Each tier once: whom it named and when (a replayed batch writes it again).
@@ -90,7 +90,7 @@ async def store(cur: psycopg.AsyncCursor[Any], work: AlertWork) -> None:
             _INSERT_TRANSITION,
             [
                 (t.alert_id, t.at, t.actor, t.from_state.value if t.from_state else None,
-                 t.to_state.value, t.note, t.alert_id)
+                 t.to_state.value, t.note, t.took_over_from, t.alert_id)
                 for t in work.transitions
             ],
         )  # fmt: skip

@@ -61,10 +61,16 @@ a.occurred_at, a.opened_at, a.paged_at, a.last_seen_at, a.count, a.escalated, a.
 a.reason, a.outcome, a.handled_by, a.arrived_at, a.closed_at, a.chattering,
 coalesce(d.unit, '') AS unit, coalesce(d.area, '') AS area,
 json_build_object('tier', a.escalation_tier, 'to', a.escalated_to, 'next_at', NULL,
-                  'next_to', NULL) AS escalation
+                  'next_to', NULL) AS escalation,
+coalesce(nullif(u.display_name, ''), a.handled_by) AS handled_by_name
 """
 # A stored alert names the tier it reached; the next tier is the live engine's
 # to tell (the API shows an open alert from there), so it is null here.
+_ALERT_FROM = """
+FROM alerts a LEFT JOIN devices d USING (device_id) LEFT JOIN users u ON u.username = a.handled_by
+"""
+# A staff actor's display name; the engine's own ("rule:fall") keep their id.
+_NAME_OF = "coalesce((SELECT nullif(display_name, '') FROM users WHERE username = {0}), {0})"
 
 
 async def alert_history(
@@ -74,39 +80,46 @@ async def alert_history(
     since: datetime | None,
     until: datetime | None,
     limit: int,
+    device_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Stored alerts opened in a period, newest first."""
+    """Stored alerts opened in a period (of some devices: a home's), newest first."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d USING (device_id)"
+            f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM}"
             " WHERE (%(orgs)s::text[] IS NULL OR a.org = ANY(%(orgs)s))"
+            " AND (%(devices)s::text[] IS NULL OR a.device_id = ANY(%(devices)s))"
             " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s)"
             " AND (%(until)s::timestamptz IS NULL OR a.opened_at < %(until)s)"
             " ORDER BY a.opened_at DESC LIMIT %(limit)s",
-            {"orgs": orgs, "since": since, "until": until, "limit": limit},
-        )
+            {"orgs": orgs, "devices": device_ids, "since": since, "until": until,
+             "limit": limit},
+        )  # fmt: skip
         return list(await cur.fetchall())
 
 
 async def alert_detail(
     conn: psycopg.AsyncConnection[Any], *, alert_id: str
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
-    """A stored alert with its transitions and comments, oldest first (None if unknown)."""
+    """A stored alert with its transitions and comments, oldest first (None if unknown).
+
+    Staff are named by their display names too; a takeover names both.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d USING (device_id)"
-            " WHERE a.alert_id = %s",
-            (alert_id,),
+            f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE a.alert_id = %s", (alert_id,)
         )
         alert = await cur.fetchone()
         await cur.execute(
-            "SELECT at, actor, from_state, to_state, note FROM alert_transitions"
-            " WHERE alert_id = %s ORDER BY at, id",
+            "SELECT at, actor, from_state, to_state, note, took_over_from,"
+            f" {_NAME_OF.format('t.actor')} AS actor_name,"
+            f" {_NAME_OF.format('t.took_over_from')} AS took_over_from_name"
+            " FROM alert_transitions t WHERE alert_id = %s ORDER BY at, id",
             (alert_id,),
         )
         transitions = list(await cur.fetchall())
         await cur.execute(
-            "SELECT at, actor, note FROM alert_comments WHERE alert_id = %s ORDER BY at, id",
+            f"SELECT at, actor, note, {_NAME_OF.format('c.actor')} AS actor_name"
+            " FROM alert_comments c WHERE alert_id = %s ORDER BY at, id",
             (alert_id,),
         )
         comments = list(await cur.fetchall())

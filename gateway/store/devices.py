@@ -13,14 +13,16 @@ from gateway.registry import DeviceRecord
 from rules.model import DeviceInfo
 
 _UPSERT = """
-INSERT INTO devices (device_id, family, org, unit, area, heartbeat_interval_s)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO devices (device_id, family, org, unit, area, heartbeat_interval_s, entry_notes)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (device_id) DO UPDATE SET
     family = EXCLUDED.family, org = EXCLUDED.org, unit = EXCLUDED.unit, area = EXCLUDED.area,
-    heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, updated_at = now()
-WHERE (devices.family, devices.org, devices.unit, devices.area, devices.heartbeat_interval_s)
+    heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, entry_notes = EXCLUDED.entry_notes,
+    updated_at = now()
+WHERE (devices.family, devices.org, devices.unit, devices.area, devices.heartbeat_interval_s,
+       devices.entry_notes)
       IS DISTINCT FROM (EXCLUDED.family, EXCLUDED.org, EXCLUDED.unit, EXCLUDED.area,
-                        EXCLUDED.heartbeat_interval_s)
+                        EXCLUDED.heartbeat_interval_s, EXCLUDED.entry_notes)
 """
 
 
@@ -30,7 +32,15 @@ def import_devices(dsn: str, records: Sequence[DeviceRecord]) -> int:
         cur.executemany(
             _UPSERT,
             [
-                (r.device_id, r.family.value, r.org, r.unit, r.area, r.heartbeat_interval_s)
+                (
+                    r.device_id,
+                    r.family.value,
+                    r.org,
+                    r.unit,
+                    r.area,
+                    r.heartbeat_interval_s,
+                    r.entry_notes,
+                )
                 for r in records
             ],
         )

@@ -217,7 +217,7 @@ async def test_acknowledge_and_resolve_from_the_console(
 
     await item.locator('[data-action="acknowledge"]').click()
     await expect(item).to_have_attribute("data-state", "acknowledged")
-    await expect(item.locator(".handler")).to_have_text("Hanteras av nora.natt")
+    await expect(item.locator(".handler")).to_have_text("Hanteras av Nora Nattsson")
     await expect(item.locator(".state-label")).to_have_text("Kvitterat")
     await item.locator('[data-action="en-route"]').click()
     await expect(item).to_have_attribute("data-state", "en_route")
@@ -280,19 +280,22 @@ async def test_a_second_session_sees_each_change_without_reload(
 
     await at_nora.locator('[data-action="acknowledge"]').click()
     await expect(at_olle).to_have_attribute("data-state", "acknowledged")
-    await expect(at_olle.locator(".handler")).to_have_text("Hanteras av nora.natt")
+    await expect(at_olle.locator(".handler")).to_have_text("Hanteras av Nora Nattsson")
     await expect(at_olle.locator("[data-action]")).to_have_text(["På väg", "Åtgärdat…"])
 
-    # Olle takes over on the road; Nora's console follows.
+    # Olle takes over on the road, saying so; Nora's console follows.
     await at_olle.locator('[data-action="en-route"]').click()
+    await expect(olle.locator("#takeover-question")).to_have_text("Ta över från Nora Nattsson?")
+    await olle.locator("#takeover-confirm").click()
     await expect(at_nora).to_have_attribute("data-state", "en_route")
-    await expect(at_nora.locator(".handler")).to_have_text("Hanteras av olle.patrull")
+    await expect(at_nora.locator(".handler")).to_have_text("Hanteras av Olle Olsson")
 
-    # Both open the resolve dialog; Nora is first. Olle is told, not left guessing.
+    # Both open the resolve dialog; Nora is first (taking it back). Olle is told, not left guessing.
     await at_olle.locator('[data-action="resolve"]').click()
     await at_nora.locator('[data-action="resolve"]').click()
     await nora.locator("#resolve-dialog").get_by_label("Falsklarm").check()
     await nora.locator('[data-action="confirm-resolve"]').click()
+    await nora.locator("#takeover-confirm").click()
     await expect(at_nora).to_have_count(0)
     await expect(at_olle).to_have_count(0)
     await olle.locator("#resolve-dialog").get_by_label("Hjälp given").check()
@@ -345,7 +348,7 @@ async def test_switching_to_english_relabels_the_page(
     await expect(item.locator('[data-action="acknowledge"]')).to_have_text("Acknowledge")
     await expect(page.locator("#user-name")).to_contain_text("Night patrol")
     await item.locator('[data-action="acknowledge"]').click()
-    await expect(item.locator(".handler")).to_have_text("Handled by nora.natt")
+    await expect(item.locator(".handler")).to_have_text("Handled by Nora Nattsson")
     await expect(item.locator("[data-action]")).to_have_text(["En route", "Resolve…"])
     await assert_not_reloaded(page)
 

@@ -45,6 +45,19 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     assert load_registry_file(path) == records
 
 
+def test_entry_notes_travel_with_the_unit_through_yaml_csv_and_export(tmp_path: Path) -> None:
+    csv_text = (
+        "device_id,family,org,unit,entry_notes\n"
+        'lock-0007,lock,vallby-hemtjanst,Lgh 1204,"Nyckelbox vid porten, kod 1234. Katt."\n'
+    )
+    [record] = parse_registry(csv_text, source="devices.csv")
+    assert record.entry_notes == "Nyckelbox vid porten, kod 1234. Katt."
+    path = tmp_path / "out.yaml"
+    path.write_text(dump_registry_yaml([record]))
+    assert load_registry_file(path) == [record]
+    assert parse_registry(YAML, source="devices.yaml")[0].entry_notes == ""  # optional
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -55,6 +68,10 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
             "'heartbeat_interval_s'",
         ),
         ("devices:\n  - {device_id: a1, family: lock, org: o, colour: red}\n", "'colour'"),
+        (
+            f"devices:\n  - {{device_id: a1, family: lock, org: o, entry_notes: {'x' * 1001}}}\n",
+            "'entry_notes'",
+        ),
         (
             "devices:\n  - {device_id: a1, family: lock, org: o}\n"
             "  - {device_id: a1, family: lock, org: o}\n",

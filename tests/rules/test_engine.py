@@ -10,7 +10,7 @@ import pytest
 
 from core.events import Family
 from rules.engine import EngineStateError, RuleEngine
-from rules.lifecycle import TransitionError
+from rules.lifecycle import HandoverRequired, TransitionError
 from rules.model import (
     AlertCleared,
     AlertEscalated,
@@ -247,6 +247,42 @@ def test_staff_move_an_alert_to_resolved_with_an_outcome() -> None:
     # The (device, rule) slot is free again: a new fall is a new alert.
     again = engine.on_event(event("alarm-1", "alarm.fall", T0 + timedelta(minutes=9)), org=ORG)
     assert isinstance(again[0], AlertOpened)
+
+
+def test_a_step_on_someone_elses_alert_is_a_said_takeover_kept_across_a_restart() -> None:
+    engine, clock = make_engine(T0, DEVICES)
+    opened = _only(engine.on_event(event("alarm-1", "alarm.fall", T0), org=ORG), AlertOpened)
+    alert_id = opened.alert.alert_id
+    acked = engine.act(alert_id, AlertState.ACKNOWLEDGED, actor="staff-7", actor_name="Sju")
+    assert (acked.alert.handled_by_name, acked.handover) == ("Sju", None)
+    clock.advance(timedelta(minutes=1))
+    with pytest.raises(HandoverRequired, match="handled by Sju") as refused:
+        engine.act(alert_id, AlertState.EN_ROUTE, actor="staff-8")
+    assert (refused.value.handled_by, refused.value.handled_by_name) == ("staff-7", "Sju")
+    # A step the lifecycle refuses takes nothing over.
+    with pytest.raises(TransitionError, match="cannot go from acknowledged to on_site"):
+        engine.act(alert_id, AlertState.ON_SITE, actor="staff-8", takeover=True)
+    assert engine.open_alerts()[0].handled_by == "staff-7"
+
+    moved = engine.act(
+        alert_id, AlertState.EN_ROUTE, actor="staff-8", actor_name="Åtta", takeover=True
+    )
+    assert moved.handover is not None
+    assert (moved.handover.from_state, moved.handover.to_state, moved.handover.actor) == (
+        AlertState.ACKNOWLEDGED, AlertState.ACKNOWLEDGED, "staff-8",
+    )  # fmt: skip
+    assert moved.handover.took_over_from == "staff-7"
+    assert (moved.transition.to_state, moved.transition.took_over_from) == (
+        AlertState.EN_ROUTE,
+        None,
+    )
+    assert (moved.alert.handled_by, moved.alert.handled_by_name) == ("staff-8", "Åtta")
+    # The same handler's next step needs no takeover.
+    assert engine.act(alert_id, AlertState.ON_SITE, actor="staff-8").handover is None
+
+    restarted, _ = make_engine(clock.now(), DEVICES)
+    restarted.import_state(json.loads(json.dumps(engine.export_state())))
+    assert restarted.open_alerts()[0].handled_by_name == "Åtta"
 
 
 def test_a_late_event_is_marked_late_never_pages_and_never_escalates() -> None:

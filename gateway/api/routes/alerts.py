@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from core.errors import StorageUnavailable
+from gateway import store
 from gateway.alerting import alert_json
 from gateway.api.deps import (
+    HANDLERS,
     STORABLE,
     STRICT_BODY,
     AlertId,
@@ -27,17 +29,27 @@ from gateway.api.deps import (
     log_queue_read,
 )
 from gateway.api.places import places_of
+from gateway.api.routes.devices import DeviceHealthPublic, judge_health
 from gateway.store import connection
 from gateway.store.console import alert_detail, alert_history
+from gateway.store.homes import home_devices, home_events
 from gateway.store.users import User
 from rules import Alert, TransitionError
 from rules.auditlog import Action, DetailValue, EntryDraft
+from rules.lifecycle import needs_takeover
 from rules.model import AlertState
 from rules.work import AlertWork
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+
+# The detail shows the home's events from this long before the alert opened
+# (the evening before a night alarm) until it closed, or now.
+EVENTS_BEFORE = timedelta(hours=12)
+# ... and the home's alerts of this long before it.
+EARLIER_ALERTS = timedelta(days=30)
+EARLIER_ALERTS_MAX = 50
 
 
 class EscalationPublic(BaseModel):
@@ -74,6 +86,7 @@ class AlertPublic(BaseModel):
     reason: str
     outcome: str | None
     handled_by: str | None
+    handled_by_name: str | None = None  # the display name of handled_by
     unit: str = ""
     area: str = ""
     arrived_at: datetime | None = None
@@ -89,6 +102,10 @@ class TransitionPublic(BaseModel):
     from_state: str | None
     to_state: str
     note: str
+    actor_name: str  # the display name of a staff actor; the engine's keep their id
+    # A takeover (from_state == to_state) names who handled the alert before.
+    took_over_from: str | None = None
+    took_over_from_name: str | None = None
 
 
 class CommentPublic(BaseModel):
@@ -96,15 +113,31 @@ class CommentPublic(BaseModel):
 
     at: datetime
     actor: str
+    actor_name: str
     note: str
 
 
+class HomeEventPublic(BaseModel):
+    """An event of the alert's home: bed exit, door, lock (actor: the key), heartbeat gap."""
+
+    at: datetime
+    device_id: str
+    kind: str  # an event kind, or device.heartbeat_gap from ``at`` to ``until``
+    actor: str | None
+    until: datetime | None
+
+
 class AlertDetail(BaseModel):
-    """One alert with its whole trail and comments."""
+    """One alert with its whole trail and comments, and its home around it."""
 
     alert: AlertPublic
     transitions: list[TransitionPublic]
     comments: list[CommentPublic]
+    events: list[HomeEventPublic] = []  # newest first
+    earlier_alerts: list[AlertPublic] = []  # the home's, newest first
+    devices: list[DeviceHealthPublic] = []  # the home's
+    # How to get in (key box, door code, pets); None for a role that does not act on alarms.
+    entry_notes: list[str] | None = None
 
 
 class ActionRequest(BaseModel):
@@ -113,15 +146,15 @@ class ActionRequest(BaseModel):
     model_config = STRICT_BODY
 
     note: str = Field(default="", max_length=2000, pattern=STORABLE)
+    # A step on an alert someone else is handling is refused without this:
+    # handing over is said out loud, never done by a stray tap.
+    takeover: bool = False
 
 
-class ResolveRequest(BaseModel):
+class ResolveRequest(ActionRequest):
     """How the alert ended (an outcome of the rule set) and a note."""
 
-    model_config = STRICT_BODY
-
     outcome: str = Field(min_length=1, max_length=64, pattern=STORABLE)
-    note: str = Field(default="", max_length=2000, pattern=STORABLE)
 
 
 class CommentRequest(BaseModel):
@@ -185,14 +218,20 @@ async def history(
 
 @router.get("/{alert_id}", responses={403: {}, 404: {}})
 async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> AlertDetail:
-    """One alert with its trail; the read is written to the access log."""
+    """One alert with its trail and its home; the read is written to the access log."""
     live = ctx.console.alerting.find(alert_id)
     stored: dict[str, Any] | None = None
     transitions: list[dict[str, Any]] = []
     comments: list[dict[str, Any]] = []
+    home = _Home()
     try:
         async with connection(ctx.pool, wait_s=5.0) as conn:
             stored, transitions, comments = await alert_detail(conn, alert_id=alert_id)
+            if live is not None:
+                home = await _home(conn, ctx, user, live.org, live.device_id, live.opened_at, None)
+            elif stored is not None:
+                home = await _home(conn, ctx, user, stored["org"], stored["device_id"],
+                                   stored["opened_at"], stored["closed_at"])  # fmt: skip
     except StorageUnavailable:
         if live is None:
             raise HTTPException(
@@ -211,12 +250,53 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
     else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id!r}")
     _check_scope(user, alert.org)
+    entry_notes = home.entry_notes if user.role in HANDLERS else None
+    # Door codes are the most sensitive part: the log says whether they were shown.
     log_access(ctx, user, org=alert.org, action=Action.READ, subject=alert.device_id,
-               person=alert.unit or None, detail={"alert_id": alert_id})  # fmt: skip
+               person=alert.unit or None,
+               detail={"alert_id": alert_id, "entry_notes": bool(entry_notes)})  # fmt: skip
     return AlertDetail(
         alert=alert,
         transitions=[TransitionPublic.model_validate(t) for t in transitions],
         comments=[CommentPublic.model_validate(c) for c in comments],
+        events=home.events,
+        earlier_alerts=home.earlier_alerts,
+        devices=home.devices,
+        entry_notes=entry_notes,
+    )
+
+
+class _Home(BaseModel):
+    """What the detail shows of an alert's home."""
+
+    events: list[HomeEventPublic] = []
+    earlier_alerts: list[AlertPublic] = []
+    devices: list[DeviceHealthPublic] = []
+    entry_notes: list[str] = []
+
+
+async def _home(
+    conn: store.Connection,
+    ctx: Context,
+    user: User,
+    org: str,
+    device_id: str,
+    opened_at: datetime,
+    closed_at: datetime | None,
+) -> _Home:
+    # Nothing of a home outside the account's scope is read.
+    _check_scope(user, org)
+    devices = await home_devices(conn, org=org, device_id=device_id)
+    ids = sorted({device_id, *(d.device.device_id for d in devices)})
+    events = await home_events(conn, device_ids=ids, since=opened_at - EVENTS_BEFORE,
+                               until=closed_at or ctx.clock.now())  # fmt: skip
+    earlier = await alert_history(conn, orgs=[org], device_ids=ids, limit=EARLIER_ALERTS_MAX,
+                                  since=opened_at - EARLIER_ALERTS, until=opened_at)  # fmt: skip
+    return _Home(
+        events=[HomeEventPublic.model_validate(e, from_attributes=True) for e in events],
+        earlier_alerts=[AlertPublic.model_validate(a) for a in earlier],
+        devices=judge_health(ctx, [d.device for d in devices]),
+        entry_notes=sorted({d.entry_notes for d in devices if d.entry_notes}),
     )
 
 
@@ -242,6 +322,7 @@ async def _act(
     to: AlertState,
     *,
     note: str,
+    takeover: bool,
     outcome: str | None = None,
 ) -> AlertPublic:
     alerting = ctx.console.alerting
@@ -253,7 +334,9 @@ async def _act(
         )
     _check_scope(user, current.org)
     try:
-        moved, work = alerting.act(alert_id, to, actor=user.username, note=note, outcome=outcome)
+        moved, work = alerting.act(alert_id, to, actor=user.username, note=note, outcome=outcome,
+                                   actor_name=user.display_name or user.username,
+                                   takeover=takeover)  # fmt: skip
     except TransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     places = await places_of(ctx, [moved.device_id])
@@ -261,6 +344,8 @@ async def _act(
     detail: dict[str, Any] = {"via": "api", "alert_id": alert_id, "to": to.value}
     if outcome is not None:
         detail["outcome"] = outcome
+    if needs_takeover(current, user.username):
+        detail["took_over_from"] = current.handled_by
     work.access.append(_draft(ctx, user, public, _ACTIONS[to], detail))
     ctx.gateway.stage(work)
     return public
@@ -283,7 +368,9 @@ async def acknowledge(
     alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
 ) -> AlertPublic:
     """Kvittera: take responsibility for an open alert."""
-    return await _act(ctx, user, alert_id, AlertState.ACKNOWLEDGED, note=body.note)
+    return await _act(
+        ctx, user, alert_id, AlertState.ACKNOWLEDGED, note=body.note, takeover=body.takeover
+    )
 
 
 @router.post("/{alert_id}/en-route", responses=_MOVE_RESPONSES)
@@ -291,7 +378,9 @@ async def en_route(
     alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
 ) -> AlertPublic:
     """På väg: staff are on their way."""
-    return await _act(ctx, user, alert_id, AlertState.EN_ROUTE, note=body.note)
+    return await _act(
+        ctx, user, alert_id, AlertState.EN_ROUTE, note=body.note, takeover=body.takeover
+    )
 
 
 @router.post("/{alert_id}/on-site", responses=_MOVE_RESPONSES)
@@ -299,7 +388,9 @@ async def on_site(
     alert_id: AlertId, body: ActionRequest, user: Handler, ctx: Context
 ) -> AlertPublic:
     """På plats: staff are with the person."""
-    return await _act(ctx, user, alert_id, AlertState.ON_SITE, note=body.note)
+    return await _act(
+        ctx, user, alert_id, AlertState.ON_SITE, note=body.note, takeover=body.takeover
+    )
 
 
 @router.post("/{alert_id}/resolve", responses=_MOVE_RESPONSES)
@@ -307,9 +398,8 @@ async def resolve(
     alert_id: AlertId, body: ResolveRequest, user: Handler, ctx: Context
 ) -> AlertPublic:
     """Åtgärdat: close the alert with an outcome from the rule set and a note."""
-    return await _act(
-        ctx, user, alert_id, AlertState.RESOLVED, note=body.note, outcome=body.outcome
-    )
+    return await _act(ctx, user, alert_id, AlertState.RESOLVED, note=body.note,
+                      takeover=body.takeover, outcome=body.outcome)  # fmt: skip
 
 
 @router.post("/{alert_id}/comment", status_code=201, responses=_MOVE_RESPONSES)
@@ -328,4 +418,6 @@ async def comment(
     detail = {"via": "api", "alert_id": alert_id, "to": "comment"}
     work.access.append(_draft(ctx, user, public, Action.CHANGE, detail))
     ctx.gateway.stage(work)
-    return CommentPublic(at=at, actor=user.username, note=body.note)
+    return CommentPublic(
+        at=at, actor=user.username, actor_name=user.display_name or user.username, note=body.note
+    )

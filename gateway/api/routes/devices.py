@@ -7,6 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from gateway.api.context import ApiContext
 from gateway.api.deps import (
     AreaFilter,
     Connection,
@@ -16,7 +17,7 @@ from gateway.api.deps import (
     check_org,
     log_list_read,
 )
-from gateway.store.console import list_areas, list_devices
+from gateway.store.console import DeviceRow, list_areas, list_devices
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 
@@ -35,18 +36,8 @@ class DeviceHealthPublic(BaseModel):
     battery_low: bool  # låg batterinivå
 
 
-@router.get("", responses={503: {}})
-async def device_health(
-    user: Handler,
-    ctx: Context,
-    conn: Connection,
-    org: OrgFilter = None,
-    area: AreaFilter = None,
-    problems_only: bool = False,
-) -> list[DeviceHealthPublic]:
-    """Registered devices with their health; ``problems_only`` keeps the offline and low ones."""
-    orgs = check_org(user, org)
-    devices = await list_devices(conn, orgs=orgs, area=area)
+def judge_health(ctx: ApiContext, devices: list[DeviceRow]) -> list[DeviceHealthPublic]:
+    """The health of registered devices, from what the running gateway has heard and judged."""
     alerting = ctx.console.alerting
     health = alerting.health
     # Offline is what supervision said: an open no-contact alert or a silent
@@ -62,10 +53,6 @@ async def device_health(
     result = []
     for d in devices:
         battery = health.battery.get(d.device_id)
-        is_low = d.device_id in low or (battery is not None and battery <= threshold)
-        is_offline = d.device_id in offline
-        if problems_only and not (is_low or is_offline):
-            continue
         result.append(
             DeviceHealthPublic(
                 device_id=d.device_id,
@@ -75,10 +62,28 @@ async def device_health(
                 area=d.area,
                 last_contact=health.last_contact.get(d.device_id),
                 battery=battery,
-                offline=is_offline,
-                battery_low=is_low,
+                offline=d.device_id in offline,
+                battery_low=d.device_id in low or (battery is not None and battery <= threshold),
             )
         )
+    return result
+
+
+@router.get("", responses={503: {}})
+async def device_health(
+    user: Handler,
+    ctx: Context,
+    conn: Connection,
+    org: OrgFilter = None,
+    area: AreaFilter = None,
+    problems_only: bool = False,
+) -> list[DeviceHealthPublic]:
+    """Registered devices with their health; ``problems_only`` keeps the offline and low ones."""
+    orgs = check_org(user, org)
+    devices = await list_devices(conn, orgs=orgs, area=area)
+    result = judge_health(ctx, devices)
+    if problems_only:
+        result = [d for d in result if d.offline or d.battery_low]
     # Homes and their devices, which are silent or failing: a read of personal data.
     log_list_read(ctx, user, [(d.org, d.device_id) for d in result], subject="device_health",
                   key="devices", detail={"area": area} if area is not None else None)  # fmt: skip
