@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.clock import FrozenClock
-from gateway.store.access import import_directory
-from rules.access import parse_directory
 from tests.api.conftest import (
     ADMIN_ALL,
     OPERATOR_A,
@@ -23,33 +20,9 @@ from tests.api.conftest import (
     eventually,
     running_api,
 )
+from tests.utils.remote import CHECK_1, CHECK_2, CHECK_REFUSING, SE, import_remote_directory
 
 pytestmark = pytest.mark.db
-
-SE = ZoneInfo("Europe/Stockholm")
-# The night of 24-25 November 2026, on the wall clock staff read.
-CHECK_1 = datetime(2026, 11, 24, 23, 0, tzinfo=SE)
-CHECK_2 = datetime(2026, 11, 25, 2, 0, tzinfo=SE)
-CHECK_OTHER = datetime(2026, 11, 24, 23, 30, tzinfo=SE)
-
-# Invented staff; operator-a logs in as s-anna, admin has no staff member.
-DIRECTORY = f"""
-organisations:
-  - {{org: vallby, visit_plan_enforced: false}}
-staff:
-  - {{org: vallby, staff_id: s-anna, pseudonym: Anna N, account: {OPERATOR_A}}}
-shifts:
-  - {{org: vallby, staff_id: s-anna, start: "2026-11-24T21:00:00+01:00",
-     end: "2026-11-25T07:00:00+01:00"}}
-grants:
-  - {{org: vallby, device_id: {SENSOR_A1}, staff_id: s-anna}}
-  - {{org: vallby, device_id: {SENSOR_A2}, staff_id: s-anna}}
-consents:
-  - {{device_id: {SENSOR_A1}, consent_on_record: true, windows: ["22:00-06:00"],
-     checks: ["23:00", "02:00"]}}
-  - {{device_id: {SENSOR_A2}, consent_on_record: false, windows: ["22:00-06:00"],
-     checks: ["23:30"]}}
-"""
 
 
 @pytest.fixture
@@ -61,7 +34,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 async def remote(prepared_dsn: str, clock: FrozenClock) -> AsyncIterator[RunningApi]:
     """A gateway whose access directory holds the consents and agreed times above."""
-    import_directory(prepared_dsn, parse_directory(DIRECTORY, source="test"), source="test")
+    import_remote_directory(prepared_dsn)
     async with running_api(prepared_dsn, clock=clock) as running:
         yield running
 
@@ -101,7 +74,7 @@ async def test_a_check_outside_them_is_refused_with_the_reason_and_logged(
     # No consent on record: refused whatever the time.
     refused = await operator.post(
         "/api/remote/checks/view",
-        json={"device_id": SENSOR_A2, "planned_at": CHECK_OTHER.isoformat()},
+        json={"device_id": SENSOR_A2, "planned_at": CHECK_REFUSING.isoformat()},
     )
     assert refused.json() | {"at": None} == {
         "device_id": SENSOR_A2,
@@ -190,7 +163,7 @@ async def test_the_nights_checks_show_consent_results_and_overdue(
 
     assert await listed() == [
         (SENSOR_A1, CHECK_1, True, "pending", True),
-        (SENSOR_A2, CHECK_OTHER, False, "pending", False),
+        (SENSOR_A2, CHECK_REFUSING, False, "pending", False),
         (SENSOR_A1, CHECK_2, True, "pending", False),
     ]
     seen = {"device_id": SENSOR_A1, "planned_at": CHECK_1.isoformat(), "outcome": "seen"}
