@@ -185,3 +185,24 @@ async def test_a_result_names_a_planned_check(remote: RunningApi) -> None:
     )
     assert answer.status_code == 422
     assert "GET /api/remote/checks" in answer.json()["detail"]
+
+
+async def test_the_not_seen_count_survives_a_restart_of_the_gateway(
+    prepared_dsn: str, clock: FrozenClock
+) -> None:
+    import_remote_directory(prepared_dsn)
+    body = {"device_id": SENSOR_A1, "planned_at": CHECK_1.isoformat(), "outcome": "not_seen"}
+    async with running_api(prepared_dsn, clock=clock) as first:
+        operator = await first.login(OPERATOR_A)
+        assert (await operator.post("/api/remote/checks/result", json=body)).status_code == 200
+        await eventually(
+            lambda: first.gateway.spool_status().waiting_storage == 0, what="the journal stored"
+        )
+    clock.advance(timedelta(minutes=2))
+    async with running_api(prepared_dsn, clock=clock) as second:
+        operator = await second.login(OPERATOR_A)
+        [listed, *_] = (await operator.get("/api/remote/checks")).json()["checks"]
+        assert (listed["status"], listed["not_seen"]) == ("not_seen", 1)
+        again = (await operator.post("/api/remote/checks/result", json=body)).json()["check"]
+        assert (again["status"], again["not_seen"]) == ("alerted", 2)
+        assert [a.rule_id for a in second.open_alerts()] == ["remote_check_not_seen"]
