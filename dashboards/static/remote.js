@@ -78,6 +78,7 @@ function onConsole(event) {
 }
 
 async function refresh() {
+  const before = JSON.stringify([remote.answer, remote.failed]);
   try {
     remote.answer = await api("GET", "/api/remote/checks");
     remote.failed = false;
@@ -87,7 +88,10 @@ async function refresh() {
     }
     remote.failed = true;
   }
-  render();
+  // Redrawn only when something changed: a button under the finger stays put.
+  if (JSON.stringify([remote.answer, remote.failed]) !== before) {
+    render();
+  }
 }
 
 // ---------------------------------------------------------------- drawing
@@ -195,8 +199,8 @@ async function withBusy(check, work) {
   try {
     await work(key);
   } catch (exc) {
-    // E.g. the agreed time ended before the result was entered: say why, and
-    // ask for a new decision before the next try.
+    // The gateway could not answer or refused the request itself (a check
+    // moved, a sensor outside the scope): say so; the next try asks afresh.
     remote.decisions.delete(key);
     remote.errors.set(key, exc.message);
   } finally {
@@ -223,7 +227,12 @@ function record(check, outcome) {
       outcome,
     });
     // A new try needs a new decision: the next look is judged (and logged) again.
-    remote.decisions.delete(key);
+    // A refused result (the agreed time ended meanwhile) shows its reasons.
+    if (answer.recorded) {
+      remote.decisions.delete(key);
+    } else {
+      remote.decisions.set(key, answer.decision);
+    }
     if (remote.answer) {
       remote.answer.checks = remote.answer.checks.map((c) => (keyOf(c) === key ? answer.check : c));
     }

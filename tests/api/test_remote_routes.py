@@ -93,8 +93,10 @@ async def test_a_check_outside_them_is_refused_with_the_reason_and_logged(
         "/api/remote/checks/result",
         json={"device_id": SENSOR_A1, "planned_at": CHECK_2.isoformat(), "outcome": "seen"},
     )
-    assert result.status_code == 409
-    assert "utanför överenskommen tid" in result.json()["detail"]
+    assert result.status_code == 200
+    assert result.json()["recorded"] is False
+    assert result.json()["decision"]["reasons"] == ["outside_agreed_times"]
+    assert result.json()["check"]["status"] == "pending"
     assert await _logged_views(remote, 3) == [
         ("s-anna", SENSOR_A2, "Lgh 1102", "false", ["no_consent"], OPERATOR_A, None),
         ("s-anna", SENSOR_A1, "Lgh 1101", "false", ["outside_agreed_times"], OPERATOR_A, None),

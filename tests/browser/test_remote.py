@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -24,6 +24,7 @@ from tests.browser.conftest import SCREENSHOTS, PageErrors, log_in, require_chro
 from tests.utils.databases import create_database
 from tests.utils.remote import (
     CHECK_1,
+    CHECK_2,
     CHECK_REFUSING,
     CONSENTING,
     OPERATOR,
@@ -53,9 +54,14 @@ def remote_dsn(pg_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-async def night_gateway(remote_dsn: str) -> AsyncIterator[RunningApi]:
-    """The gateway at 23:25: the 23:00 check is past its 15-minute grace."""
-    clock = FrozenClock(datetime(2026, 11, 24, 23, 25, tzinfo=SE))
+def clock() -> FrozenClock:
+    """23:25 on the night: the 23:00 check is past its 15-minute grace."""
+    return FrozenClock(datetime(2026, 11, 24, 23, 25, tzinfo=SE))
+
+
+@pytest.fixture
+async def night_gateway(remote_dsn: str, clock: FrozenClock) -> AsyncIterator[RunningApi]:
+    """The gateway on the injected clock."""
     async with running_api(remote_dsn, clock=clock) as running:
         yield running
 
@@ -67,7 +73,7 @@ def check_item(page: Page, device_id: str, planned_at: datetime) -> Locator:
 
 
 async def test_a_remote_check_shows_overdue_the_refusal_reason_and_raises_the_alert(
-    browser: Browser, night_gateway: RunningApi, page_errors: PageErrors
+    browser: Browser, night_gateway: RunningApi, page_errors: PageErrors, clock: FrozenClock
 ) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -107,10 +113,21 @@ async def test_a_remote_check_shows_overdue_the_refusal_reason_and_raises_the_al
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "remote-check-sv.png"), full_page=True)
 
+    # Allowed at 02:00, but the result comes after the agreed window closed at six.
+    clock.advance(timedelta(hours=2, minutes=35))
+    later = check_item(page, CONSENTING, CHECK_2)
+    await later.get_by_role("button", name="Fjärrtillsyn").click()
+    await expect(later.locator(".remote-allowed")).to_contain_text("Tillåten 02:00")
+    clock.advance(timedelta(hours=4, minutes=30))
+    await later.get_by_role("button", name="Sedd och välmående").click()
+    await expect(later.locator(".remote-refused")).to_have_text("Nekad: utanför överenskommen tid")
+    await expect(later.locator(".flag-pending")).to_have_text("Planerad")
+
     # In English the refusal, the overdue mark and the alert read in English.
     await page.click("#lang-switch")
     await expect(refusing.locator(".remote-refused")).to_have_text("Refused: no consent on record")
     await expect(first.locator(".flag-alerted")).to_have_text("Not seen – patrol alerted")
+    await expect(later.locator(".remote-refused")).to_have_text("Refused: outside the agreed times")
     await expect(card).to_contain_text("Not seen at remote check")
     await page.screenshot(path=str(SCREENSHOTS / "remote-check-en.png"), full_page=True)
     await context.close()

@@ -95,8 +95,10 @@ class DecisionPublic(BaseModel):
 
 
 class ResultPublic(BaseModel):
-    """The check after its result was recorded."""
+    """The judgement of the result and the check after it (unchanged when refused)."""
 
+    decision: DecisionPublic
+    recorded: bool  # false when the decision refused it: nothing was recorded
     check: PlannedCheckPublic
 
 
@@ -241,8 +243,12 @@ async def view(body: ViewRequest, user: Handler, ctx: Context) -> DecisionPublic
         detail["planned_at"] = body.planned_at.isoformat()
     unit, _ = (await places_of(ctx, [body.device_id])).get(body.device_id, ("", ""))
     decision, at = _judge(ctx, user, info, body.device_id, unit, detail)
+    return _decision(body.device_id, decision, at)
+
+
+def _decision(device_id: str, decision: AccessDecision, at: datetime) -> DecisionPublic:
     return DecisionPublic(
-        device_id=body.device_id,
+        device_id=device_id,
         at=at,
         allowed=decision.allowed,
         reasons=[r.value for r in decision.reasons],
@@ -252,7 +258,12 @@ async def view(body: ViewRequest, user: Handler, ctx: Context) -> DecisionPublic
 
 @router.post("/checks/result", responses={403: {}, 404: {}, 409: {}, 422: {}})
 async def result(body: ResultRequest, user: Handler, ctx: Context) -> ResultPublic:
-    """Record what a planned check found; a second "not seen" raises an alert to the patrol."""
+    """Record what a planned check found; a second "not seen" raises an alert to the patrol.
+
+    The result is judged like a view (a result cannot be entered outside the
+    agreed times or off shift); a refusal is answered like a view's, with
+    ``recorded`` false and the reasons, and is logged too.
+    """
     info = _sensor(ctx, user, body.device_id)
     check = _planned(_directory(ctx), body.device_id, body.planned_at)
     place = (await places_of(ctx, [body.device_id])).get(body.device_id, ("", ""))
@@ -263,10 +274,16 @@ async def result(body: ResultRequest, user: Handler, ctx: Context) -> ResultPubl
         "outcome": body.outcome,
     }
     decision, now = _judge(ctx, user, info, body.device_id, place[0], detail)
+    judged = _decision(body.device_id, decision, now)
     if not decision.allowed:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"remote check {_message(decision)}")
-    recorded, work = ctx.console.alerting.remote_check(
+        earlier = _results(ctx).get((check.device_id, check.planned_at))
+        return ResultPublic(
+            decision=judged, recorded=False, check=_public(check, info, place, earlier, now)
+        )
+    latest, work = ctx.console.alerting.remote_check(
         body.device_id, check.planned_at, seen=body.outcome == "seen", actor=user.username
     )
     ctx.gateway.stage(work)
-    return ResultPublic(check=_public(check, info, place, recorded, now))
+    return ResultPublic(
+        decision=judged, recorded=True, check=_public(check, info, place, latest, now)
+    )
