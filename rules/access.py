@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -216,16 +216,7 @@ class Consent(_Row):
     @field_validator("checks", mode="before")
     @classmethod
     def _parse_checks(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            return value
-        parsed: list[time] = []
-        for item in value:
-            # Strings only, for the same YAML 1.1 reason as the windows below.
-            match = _CHECK.match(item) if isinstance(item, str) else None
-            if match is None:
-                raise ValueError(f"write each planned check as a string like '23:00', got {item!r}")
-            parsed.append(time(int(match[1]), int(match[2])))
-        return tuple(parsed)
+        return _parse_each(value, time, _parse_check, what="planned check", example="23:00")
 
     @field_serializer("checks")
     def _checks_as_text(self, checks: tuple[time, ...]) -> list[str]:
@@ -244,19 +235,9 @@ class Consent(_Row):
     @field_validator("windows", mode="before")
     @classmethod
     def _parse_windows(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            return value
-        parsed: list[DailyWindow] = []
-        for item in value:
-            if isinstance(item, DailyWindow):
-                parsed.append(item)
-            elif isinstance(item, str):
-                parsed.append(DailyWindow.parse(item))
-            else:
-                # A mapping form would let YAML 1.1 read an unquoted 22:00 as
-                # the integer 1320, which pydantic takes for 00:22.
-                raise ValueError(f"write each window as a string like '22:00-06:00', got {item!r}")
-        return tuple(parsed)
+        return _parse_each(
+            value, DailyWindow, DailyWindow.parse, what="window", example="22:00-06:00"
+        )
 
     @field_serializer("windows")
     def _windows_as_text(self, windows: tuple[DailyWindow, ...]) -> list[str]:
@@ -268,6 +249,36 @@ class Consent(_Row):
 
 
 _CHECK = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*$")
+
+
+_T = TypeVar("_T")
+
+
+def _parse_check(text: str) -> time:
+    """Parse a planned check's ``"HH:MM"``; ValueError saying what was expected."""
+    match = _CHECK.match(text)
+    if match is None:
+        raise ValueError(f"expected a planned check time like '23:00', got {text!r}")
+    return time(int(match[1]), int(match[2]))
+
+
+def _parse_each(
+    value: Any, kind: type[_T], parse: Callable[[str], _T], *, what: str, example: str
+) -> Any:
+    """Parse each text of a list of wall-clock times or windows; parsed ones pass as they are."""
+    if not isinstance(value, list | tuple):
+        return value
+    parsed: list[_T] = []
+    for item in value:
+        if isinstance(item, kind):
+            parsed.append(item)
+        elif isinstance(item, str):
+            parsed.append(parse(item))
+        else:
+            # A mapping or bare form would let YAML 1.1 read an unquoted 22:00
+            # as the integer 1320, which pydantic takes for 00:22.
+            raise ValueError(f"write each {what} as a string like {example!r}, got {item!r}")
+    return tuple(parsed)
 
 
 def _window_holds(window: DailyWindow, at: time) -> bool:

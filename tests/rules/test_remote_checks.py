@@ -65,7 +65,7 @@ def test_a_check_is_overdue_after_its_time_and_the_grace() -> None:
     [
         ('["21:00"]', "planned check 21:00 is outside the agreed windows (22:00-06:00)"),
         ("[2300]", "write each planned check as a string like '23:00', got 2300"),
-        ('["25:00"]', "write each planned check as a string like '23:00', got '25:00'"),
+        ('["25:00"]', "expected a planned check time like '23:00', got '25:00'"),
     ],
 )
 def test_a_planned_check_must_be_a_time_inside_an_agreed_window(checks: str, expected: str) -> None:
