@@ -67,7 +67,7 @@ async def test_a_check_inside_the_agreed_times_is_allowed_and_logged(remote: Run
     ]
 
 
-async def test_a_check_outside_them_is_refused_with_the_reason_and_logged(
+async def test_a_check_outside_them_or_off_shift_is_refused_with_the_reason_and_logged(
     remote: RunningApi, clock: FrozenClock
 ) -> None:
     operator = await remote.login(OPERATOR_A)
@@ -97,10 +97,17 @@ async def test_a_check_outside_them_is_refused_with_the_reason_and_logged(
     assert result.json()["recorded"] is False
     assert result.json()["decision"]["reasons"] == ["outside_agreed_times"]
     assert result.json()["check"]["status"] == "pending"
-    assert await _logged_views(remote, 3) == [
+    # The next evening, inside the agreed window but after Anna's shift ended.
+    clock.advance(timedelta(hours=16))
+    operator = await remote.login(OPERATOR_A)  # the night's session has ended
+    off_shift = await operator.post("/api/remote/checks/view", json={"device_id": SENSOR_A1})
+    assert off_shift.json()["reasons"] == ["off_shift"]
+    assert off_shift.json()["message"] == "nekad: utanför arbetspass"
+    assert await _logged_views(remote, 4) == [
         ("s-anna", SENSOR_A2, "Lgh 1102", "false", ["no_consent"], OPERATOR_A, None),
         ("s-anna", SENSOR_A1, "Lgh 1101", "false", ["outside_agreed_times"], OPERATOR_A, None),
         ("s-anna", SENSOR_A1, "Lgh 1101", "false", ["outside_agreed_times"], OPERATOR_A, "seen"),
+        ("s-anna", SENSOR_A1, "Lgh 1101", "false", ["off_shift"], OPERATOR_A, None),
     ]
 
 
