@@ -25,6 +25,7 @@ const remote = {
   decisions: new Map(), // "<device>|<planned_at>" → the gateway's decision
   errors: new Map(), // the same keys → why the last request for the check failed
   busy: new Set(), // the same keys, while a request for them is on its way
+  acting: "", // the key of the check last acted on, which keeps the focus
 };
 
 const $ = (id) => document.getElementById(id);
@@ -65,6 +66,7 @@ function onConsole(event) {
   remote.user = event.detail.user;
   remote.decisions.clear();
   remote.errors.clear();
+  remote.acting = "";
   remote.answer = null;
   const section = $("remote-checks");
   // Only those who handle alarms make checks; the API refuses the others anyway.
@@ -109,7 +111,16 @@ function render() {
   }
   status.textContent = message;
   status.hidden = !message;
-  $("remote-list").replaceChildren(...(answer ? answer.checks.map(item) : []));
+  const list = $("remote-list");
+  // Keyboard and screen-reader users stay on the check they were acting on
+  // (its buttons are redrawn, and disabled while a request is on its way).
+  const active = document.activeElement;
+  const keep = active === document.body || list.contains(active);
+  list.replaceChildren(...(answer ? answer.checks.map(item) : []));
+  const acting = [...list.children].find((li) => li.dataset.key === remote.acting);
+  if (keep && acting) {
+    (acting.querySelector("button:not(:disabled)") ?? acting).focus();
+  }
 }
 
 function item(check) {
@@ -119,6 +130,8 @@ function item(check) {
   li.dataset.plannedAt = check.planned_at;
   li.dataset.status = check.status;
   li.dataset.overdue = String(check.overdue);
+  li.dataset.key = key;
+  li.tabIndex = -1;
 
   const head = element("span", "remote-head");
   head.append(
@@ -194,6 +207,7 @@ async function withBusy(check, work) {
     return;
   }
   remote.busy.add(key);
+  remote.acting = key;
   remote.errors.delete(key);
   render();
   try {

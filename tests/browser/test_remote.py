@@ -106,6 +106,8 @@ async def test_a_remote_check_shows_overdue_the_refusal_reason_and_raises_the_al
         await first.get_by_role("button", name="Ej sedd").click()
         if tries == 1:
             await expect(first.locator(".flag-not_seen")).to_have_text("Ej sedd – försök igen (1)")
+            # The next try is one key press away: the focus stays on the check.
+            await expect(first.get_by_role("button", name="Fjärrtillsyn")).to_be_focused()
     await expect(first.locator(".flag-alerted")).to_have_text("Ej sedd – larm till patrullen")
     card = page.locator(f'#queue li[data-device-id="{CONSENTING}"]')
     await expect(card).to_have_attribute("data-rule", "remote_check_not_seen", timeout=10_000)
