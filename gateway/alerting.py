@@ -28,7 +28,7 @@ from rules import (
     RuleEngine,
     TransitionError,
 )
-from rules.access import REASON_LABELS, AccessDirectory, check_opening
+from rules.access import REASON_LABELS, AccessDirectory, CheckResult, check_opening
 from rules.model import AlertState, DeviceInfo
 from rules.work import AlertWork, state_name
 
@@ -280,6 +280,27 @@ class Alerting:
         effect = engine.act(alert_id, to, actor=actor, note=note, outcome=outcome,
                             actor_name=actor_name, takeover=takeover)  # fmt: skip
         return effect.alert, self._handle([(effect, None)])
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        """A registered device, from whichever engine judges it."""
+        return next((i for e in self.engines.values() if (i := e.device(device_id))), None)
+
+    def remote_check(
+        self, device_id: str, planned_at: datetime, *, seen: bool, actor: str
+    ) -> tuple[CheckResult, AlertWork]:
+        """Record a remote check's result with its sensor's engine; publish the alert it raised."""
+        info = self.device(device_id)
+        if info is None:
+            raise TransitionError(f"{device_id} is not a registered device")
+        engine = self.engines[self.engine_key(info.org)]
+        result, effects = engine.remote_check(
+            org=info.org, device_id=device_id, planned_at=planned_at, seen=seen, actor=actor
+        )
+        return result, self._handle([(effect, None) for effect in effects])
+
+    def remote_checks(self) -> list[CheckResult]:
+        """The latest result of each recent remote check, of every organisation."""
+        return [c for engine in self.engines.values() for c in engine.remote_checks()]
 
     def tick(self, now: datetime, *, heard_until: datetime | None = None) -> AlertWork:
         """Fire due timers, supervision (up to ``heard_until``) and escalation."""

@@ -78,9 +78,11 @@ def cmd_access_import(args: argparse.Namespace) -> int:
     directory = load_directory(args.file)
     dsn = migrated_dsn(args)
     import_directory(dsn, directory, source=str(args.file))
+    checks = sum(len(c.checks) for c in directory.consents)
     print(
         f"access directory from {args.file}: {len(directory.organisations)} organisations, "
-        f"{len(directory.keys)} keys, {len(directory.grants)} grants"
+        f"{len(directory.keys)} keys, {len(directory.grants)} grants, "
+        f"{len(directory.consents)} consents; remote checks planned a night: {checks}"
     )
     return 0
 

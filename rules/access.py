@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -28,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from core.errors import ConfigError
 from core.events import DeviceId
 from core.ids import OrgId
+from rules.auditlog import Action, DetailValue, EntryDraft
 from rules.calendar import STOCKHOLM, DailyWindow
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,9 @@ class Staff(_OrgRow):
 
     staff_id: PersonId
     pseudonym: Annotated[str, Field(min_length=1, max_length=200)]
+    # The console account (users.username) this staff member logs in with:
+    # how a remote check from the console is judged as the CLI's --staff.
+    account: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class Key(_OrgRow):
@@ -204,23 +209,35 @@ class Consent(_Row):
     # Daily Stockholm wall-clock windows such as "22:00-06:00"; a window may
     # cross midnight, and DST nights are judged on the local clock.
     windows: tuple[DailyWindow, ...] = ()
+    # The night's planned checks, as local wall-clock times ("23:00"); each
+    # must fall inside an agreed window, or it could never be made.
+    checks: tuple[time, ...] = ()
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _parse_checks(cls, value: Any) -> Any:
+        return _parse_each(value, time, _parse_check, what="planned check", example="23:00")
+
+    @field_serializer("checks")
+    def _checks_as_text(self, checks: tuple[time, ...]) -> list[str]:
+        return [f"{c:%H:%M}" for c in checks]
+
+    @model_validator(mode="after")
+    def _checks_inside_windows(self) -> Consent:
+        for check in self.checks:
+            if not any(_window_holds(w, check) for w in self.windows):
+                windows = ", ".join(str(w) for w in self.windows) or "none"
+                raise ValueError(
+                    f"planned check {check:%H:%M} is outside the agreed windows ({windows})"
+                )
+        return self
 
     @field_validator("windows", mode="before")
     @classmethod
     def _parse_windows(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            return value
-        parsed: list[DailyWindow] = []
-        for item in value:
-            if isinstance(item, DailyWindow):
-                parsed.append(item)
-            elif isinstance(item, str):
-                parsed.append(DailyWindow.parse(item))
-            else:
-                # A mapping form would let YAML 1.1 read an unquoted 22:00 as
-                # the integer 1320, which pydantic takes for 00:22.
-                raise ValueError(f"write each window as a string like '22:00-06:00', got {item!r}")
-        return tuple(parsed)
+        return _parse_each(
+            value, DailyWindow, DailyWindow.parse, what="window", example="22:00-06:00"
+        )
 
     @field_serializer("windows")
     def _windows_as_text(self, windows: tuple[DailyWindow, ...]) -> list[str]:
@@ -229,6 +246,46 @@ class Consent(_Row):
     def agreed_at(self, at: datetime) -> bool:
         """Whether ``at`` falls inside one of the agreed windows."""
         return any(w.contains(at, STOCKHOLM) for w in self.windows)
+
+
+_CHECK = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*$")
+
+
+_T = TypeVar("_T")
+
+
+def _parse_check(text: str) -> time:
+    """Parse a planned check's ``"HH:MM"``; ValueError saying what was expected."""
+    match = _CHECK.match(text)
+    if match is None:
+        raise ValueError(f"expected a planned check time like '23:00', got {text!r}")
+    return time(int(match[1]), int(match[2]))
+
+
+def _parse_each(
+    value: Any, kind: type[_T], parse: Callable[[str], _T], *, what: str, example: str
+) -> Any:
+    """Parse each text of a list of wall-clock times or windows; parsed ones pass as they are."""
+    if not isinstance(value, list | tuple):
+        return value
+    parsed: list[_T] = []
+    for item in value:
+        if isinstance(item, kind):
+            parsed.append(item)
+        elif isinstance(item, str):
+            parsed.append(parse(item))
+        else:
+            # A mapping or bare form would let YAML 1.1 read an unquoted 22:00
+            # as the integer 1320, which pydantic takes for 00:22.
+            raise ValueError(f"write each {what} as a string like {example!r}, got {item!r}")
+    return tuple(parsed)
+
+
+def _window_holds(window: DailyWindow, at: time) -> bool:
+    """Whether a wall-clock time falls in a daily window (which may cross midnight)."""
+    if window.start < window.end:
+        return window.start <= at < window.end
+    return at >= window.start or at < window.end
 
 
 class AccessDirectory(_Row):
@@ -301,6 +358,10 @@ class AccessDirectory(_Row):
     def consent(self, device_id: str) -> Consent | None:
         """The remote-supervision consent recorded for sensor ``device_id``, if any."""
         return self._consents.get(device_id)
+
+    def staff_of_account(self, account: str) -> Staff | None:
+        """The staff member who logs in to the console as ``account``, if one does."""
+        return next((s for s in self.staff if s.account == account), None)
 
 
 def _first_reference_problem(d: AccessDirectory) -> str | None:
@@ -499,3 +560,114 @@ def check_remote_view(
     if consent is not None and not consent.agreed_at(at):
         reasons.append(Reason.OUTSIDE_AGREED_TIMES)
     return AccessDecision(tuple(reasons))
+
+
+def remote_view_entry(
+    directory: AccessDirectory,
+    *,
+    org: str,
+    device_id: str,
+    staff_id: str,
+    at: datetime,
+    person: str | None,
+    detail: Mapping[str, DetailValue] | None = None,
+) -> tuple[AccessDecision, EntryDraft]:
+    """Judge a remote view and draft its access-log entry: the CLI and the console share it."""
+    # Allowed or refused, the entry is written before anything is shown
+    # (DOMAIN.md section 2: only a log of who looked, when, is kept).
+    decision = check_remote_view(directory, org=org, device_id=device_id, staff_id=staff_id, at=at)
+    logged: dict[str, DetailValue] = {
+        **(detail or {}),
+        "allowed": decision.allowed,
+        "reasons": [r.value for r in decision.reasons],
+    }
+    draft = EntryDraft(org, at, staff_id, Action.REMOTE_VIEW, device_id, person, logged)
+    return decision, draft
+
+
+# The night's planned checks run from noon to noon, named by the evening's
+# date: a check at 23:00 and one at 05:00 belong to the same night.
+NIGHT_TURNS = time(12, 0)
+# A planned check not recorded as seen this long after its time is overdue.
+# No public figure was found (Trelleborg's checks take 30 s); chosen, so
+# that a patrol a few minutes late on a round is not yet flagged.
+OVERDUE_GRACE = timedelta(minutes=15)
+
+
+def night_of(at: datetime) -> date:
+    """The night an instant belongs to: the local date of the evening it follows."""
+    _require_aware(at)
+    local = at.astimezone(STOCKHOLM)
+    return local.date() if local.time() >= NIGHT_TURNS else local.date() - timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCheck:
+    """One remote check planned for a night: the sensor, the agreed time, the consent."""
+
+    device_id: str
+    planned_at: datetime  # aware, UTC
+    consent_on_record: bool
+    windows: tuple[DailyWindow, ...]
+
+    def overdue(self, now: datetime) -> bool:
+        """Whether the check's time plus the grace has passed (done or not: the caller says)."""
+        return now > self.planned_at + OVERDUE_GRACE
+
+
+def planned_checks(directory: AccessDirectory, night: date) -> list[PlannedCheck]:
+    """Every check planned for the night of ``night``, earliest first."""
+    found: list[PlannedCheck] = []
+    for consent in directory.consents:
+        for check in consent.checks:
+            day = night if check >= NIGHT_TURNS else night + timedelta(days=1)
+            # Wall-clock time on that date; fold=0 takes the first of a
+            # repeated hour (the autumn switch), as staff would read it.
+            local = datetime.combine(day, check, tzinfo=STOCKHOLM)
+            found.append(
+                PlannedCheck(
+                    consent.device_id,
+                    local.astimezone(UTC),
+                    consent.consent_on_record,
+                    consent.windows,
+                )
+            )
+    return sorted(found, key=lambda c: (c.planned_at, c.device_id))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The latest result of one planned remote check, as the rules engine keeps it."""
+
+    device_id: str
+    planned_at: datetime
+    seen: bool  # the latest try: seen and well, or not seen
+    not_seen: int  # how many tries did not see the person
+    at: datetime  # when the latest result was recorded
+    actor: str  # the console account that recorded it
+    alert_id: str | None = None  # the alert the "not seen" tries raised, if they did
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, for the engine's saved state."""
+        return {
+            "device_id": self.device_id,
+            "planned_at": self.planned_at.isoformat(),
+            "seen": self.seen,
+            "not_seen": self.not_seen,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "alert_id": self.alert_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckResult:
+        """Back from ``to_json``; KeyError, TypeError or ValueError when malformed."""
+        return cls(
+            str(data["device_id"]),
+            datetime.fromisoformat(data["planned_at"]),
+            bool(data["seen"]),
+            int(data["not_seen"]),
+            datetime.fromisoformat(data["at"]),
+            str(data["actor"]),
+            None if data["alert_id"] is None else str(data["alert_id"]),
+        )

@@ -14,6 +14,7 @@ from core.clock import Clock
 from core.errors import GatewayError
 from core.events import Event
 from rules import lifecycle
+from rules.access import CheckResult
 from rules.lifecycle import HandoverRequired, TransitionError
 from rules.model import (
     FINAL_STATES,
@@ -41,6 +42,7 @@ from rules.ruleset import (
     AccessRule,
     ImmediateRule,
     OutageGrouping,
+    RemoteCheckRule,
     Rule,
     RuleSet,
     SupervisionRule,
@@ -53,6 +55,10 @@ STATE_VERSION = 1
 
 # A supervision alert's kind: a device that stays silent is offline.
 SILENCE_KIND = "device.offline"
+# The kind of the alert a remote check raises: no device event caused it.
+REMOTE_NOT_SEEN_KIND = "remote_check.not_seen"
+# Remote-check results are kept this long after their planned time (a night and a half).
+REMOTE_CHECKS_KEPT = timedelta(hours=36)
 
 
 class EngineStateError(GatewayError):
@@ -129,6 +135,9 @@ class RuleEngine:
         self._thresholds: list[tuple[str, ThresholdRule]] = []
         self._access: list[tuple[str, AccessRule]] = []
         self._supervision: tuple[str, SupervisionRule] | None = None
+        self._remote: str | None = None  # the remote-check rule's id
+        # (sensor, planned time) → the latest result of that planned check.
+        self._checks: dict[tuple[str, str], CheckResult] = {}
         self._index()
         # Supervision. A supervised device is in exactly one place: _due (heard
         # from lately; the moment it will count as silent), _held, an outage, or
@@ -174,6 +183,9 @@ class RuleEngine:
             elif isinstance(rule, AccessRule):
                 # Decided outside the engine (it needs the access directory).
                 self._access.append((rule_id, rule))
+            elif isinstance(rule, RemoteCheckRule):
+                # Fed by staff results from the console, judged outside as well.
+                self._remote = rule_id
             else:
                 self._supervision = (rule_id, rule)
 
@@ -577,6 +589,45 @@ class RuleEngine:
                 ]  # fmt: skip
         return []
 
+    def remote_check(
+        self, *, org: str, device_id: str, planned_at: datetime, seen: bool, actor: str
+    ) -> tuple[CheckResult, list[Effect]]:
+        """Record a remote check's result; the n-th "not seen" raises the remote-check alert."""
+        now = self._clock.now()
+        key = (device_id, planned_at.isoformat())
+        before = self._checks.get(key)
+        not_seen = (0 if before is None else before.not_seen) + (0 if seen else 1)
+        alert_id = None if before is None else before.alert_id
+        effects: list[Effect] = []
+        if not seen and self._remote is not None:
+            rule = self._rule(self._remote, device_id)
+            assert isinstance(rule, RemoteCheckRule)
+            if rule.enabled and not_seen >= rule.not_seen_times:
+                effect = self._raise(
+                    self._remote, rule.title, rule.priority, device_id=device_id, org=org,
+                    occurred_at=now, raised_at=now, late=False, kind=REMOTE_NOT_SEEN_KIND,
+                    reason=f"not seen at {not_seen} tries of the remote check planned for "
+                    f"{self._local(planned_at)} (last by {actor})",
+                    match=planned_at.isoformat(),
+                )  # fmt: skip
+                effects.append(effect)
+                alert_id = effect.alert.alert_id
+        result = CheckResult(device_id, planned_at, seen, not_seen, now, actor, alert_id)
+        self._checks[key] = result
+        for old, kept in list(self._checks.items()):
+            if kept.planned_at < now - REMOTE_CHECKS_KEPT:
+                del self._checks[old]
+        self.revision += 1
+        return result, effects
+
+    def remote_checks(self) -> list[CheckResult]:
+        """The latest result of each remote check of the last night and a half."""
+        return list(self._checks.values())
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        """A registered device of this engine's organisations, if it is one."""
+        return self._devices.get(device_id)
+
     def act(
         self,
         alert_id: str,
@@ -847,6 +898,7 @@ class RuleEngine:
             ],
             "alerts": [_alert_to_json(alert) for alert in self._open.values()],
             "incidents": [_outage_to_json(outage) for outage in self._outages.values()],
+            "remote_checks": [check.to_json() for check in self._checks.values()],
         }
 
     def import_state(self, state: Mapping[str, Any]) -> None:
@@ -865,11 +917,14 @@ class RuleEngine:
             timers = [_timer_from_json(t) for t in state["timers"]]
             outages = [_outage_from_json(o) for o in state["incidents"]]
             last_seen = {d: datetime.fromisoformat(at) for d, at in state["last_seen"].items()}
+            # Absent from state saved before remote checks existed.
+            checks = [CheckResult.from_json(c) for c in state.get("remote_checks", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineStateError(f"saved rule state is malformed: {exc!r}") from exc
         now = self._clock.now()
         # The next tier follows the rule set in force now, which may have changed.
         self._open = {(a.device_id, a.rule_id): self._scheduled(a) for a in alerts}
+        self._checks = {(c.device_id, c.planned_at.isoformat()): c for c in checks}
         self._by_id = {a.alert_id: (a.device_id, a.rule_id) for a in alerts}
         self._timers = {}
         for timer in timers:

@@ -76,12 +76,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Titles(_Model):
+    """A rule's title in each language of the console."""
+
+    sv: Annotated[str, Field(min_length=1, max_length=120)]
+    en: Annotated[str, Field(min_length=1, max_length=120)]
+
+
 class _Rule(_Model):
     title: Annotated[str, Field(min_length=1, max_length=120)]
     priority: Priority
     enabled: bool = True
     # A name from `windows`: the rule raises only for conditions beginning inside it.
     window: Name | None = None
+    # Presentation for the console (the shared contract of issue 10: category,
+    # icon, titles per rule); the rule set serves them, the engine ignores them.
+    category: Name | None = None
+    icon: Name | None = None
+    titles: Titles | None = None
 
 
 class ImmediateRule(_Rule):
@@ -204,12 +216,22 @@ class EscalationTier(_Model):
 LEGACY_RECIPIENTS = ("role:coordinator", "role:operator")
 
 
+class RemoteCheckRule(_Rule):
+    """A planned remote check whose person was not seen, tried again and still not seen."""
+
+    type: Literal["remote_check"]
+    # Practice (DOMAIN.md section 2): not seen, try again, then alarm the patrol.
+    not_seen_times: Annotated[int, Field(ge=1, le=5)] = 2
+
+
 Rule = Annotated[
-    ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule | AccessRule,
+    ImmediateRule | AbsenceRule | SupervisionRule | ThresholdRule | AccessRule | RemoteCheckRule,
     Field(discriminator="type"),
 ]
 _RULE = TypeAdapter(Rule)
-RULE_TYPES = frozenset({"immediate", "absence", "supervision", "threshold", "access"})
+RULE_TYPES = frozenset(
+    {"immediate", "absence", "supervision", "threshold", "access", "remote_check"}
+)
 
 # Settings a person's device may change; the kinds a rule reacts to stay the
 # organisation's, so the engine can index rules by kind once.

@@ -90,7 +90,8 @@ function writeStorage(key, value) {
 
 // ---------------------------------------------------------------- HTTP
 
-async function api(method, path, body) {
+/** A call to the API with the session's CSRF token; remote.js uses it too. */
+export async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -225,6 +226,8 @@ function startConsole(user) {
   refreshGatewayHealth();
   state.gatewayTimer = window.setInterval(refreshGatewayHealth, GATEWAY_HEALTH_MS);
   connectStream();
+  // Panels in files of their own (remote.js) start and stop with the console.
+  document.dispatchEvent(new CustomEvent("wgw:console", { detail: { user } }));
 }
 
 function stopConsole() {
@@ -242,6 +245,7 @@ function stopConsole() {
   state.hadSnapshot = false;
   $("queue").replaceChildren();
   closeDetail();
+  document.dispatchEvent(new CustomEvent("wgw:console", { detail: { user: null } }));
 }
 
 function renderUser() {

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api.context import ApiContext
 from gateway.api.deps import client_address, log_security
 from gateway.api.guards import UnstorableTextGuard
-from gateway.api.routes import alerts, audit, auth, devices, ops, reports, rules, stream
+from gateway.api.routes import alerts, audit, auth, devices, ops, remote, reports, rules, stream
 
 STATIC_DIR = Path(str(files("dashboards") / "static"))
 
@@ -61,7 +61,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPIOffline(title="welfare-gateway", version="0.1.0", description=_DESCRIPTION)
     app.state.ctx = ctx
     ctx.metrics_registry.register(ops.GatewayCollector(ctx))
-    for module in (auth, alerts, stream, devices, rules, audit, reports, ops):
+    for module in (auth, alerts, stream, devices, rules, audit, reports, ops, remote):
         app.include_router(module.router)
 
     @app.middleware("http")

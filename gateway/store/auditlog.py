@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from rules.access import AccessDecision, AccessDirectory, check_remote_view
+from rules.access import AccessDecision, AccessDirectory, remote_view_entry
 from rules.auditlog import (
     GENESIS_HASH,
     AccessEntry,
     Action,
     BrokenEntry,
     ChainVerifier,
-    DetailValue,
     EntryDraft,
     VerifyResult,
     append,
@@ -111,21 +110,13 @@ async def record_remote_view(
     at: datetime,
 ) -> AccessDecision:
     """Judge a remote-supervision view and log it, allowed or refused, before it happens."""
-    decision = check_remote_view(directory, org=org, device_id=device_id, staff_id=staff_id, at=at)
     async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.cursor() as cur:
         units = await _units(cur, {device_id})
-        detail: dict[str, DetailValue] = {
-            "allowed": decision.allowed,
-            "reasons": [r.value for r in decision.reasons],
-        }
-        await append_drafts(
-            cur,
-            [
-                EntryDraft(
-                    org, at, staff_id, Action.REMOTE_VIEW, device_id, units.get(device_id), detail
-                )
-            ],
-        )
+        decision, draft = remote_view_entry(
+            directory, org=org, device_id=device_id, staff_id=staff_id, at=at,
+            person=units.get(device_id),
+        )  # fmt: skip
+        await append_drafts(cur, [draft])
     return decision
 
 

@@ -141,7 +141,7 @@ grants:
   - {org: vallby, device_id: sensor-0001, staff_id: s-anna}
   - {org: vallby, device_id: sensor-0002, staff_id: s-anna}
 consents:
-  - {device_id: sensor-0001, consent_on_record: true, windows: ["22:00-06:00"]}
+  - {device_id: sensor-0001, consent_on_record: true, windows: ["22:00-06:00"], checks: ["02:00"]}
   - {device_id: sensor-0002, consent_on_record: false, windows: ["22:00-06:00"]}
 """
 
@@ -153,6 +153,7 @@ def test_remote_views_are_judged_and_logged_either_way(
     directory = tmp_path / "access.yaml"
     directory.write_text(REMOTE_DIRECTORY)
     assert main(["access", "import", str(directory), "--config", str(config)]) == 0
+    assert "2 consents; remote checks planned a night: 1" in capsys.readouterr().out
     ask = ["access", "remote-view", "--staff", "s-anna", "--org", "vallby", "--config", str(config)]
     night = "2026-11-24T02:00:00+01:00"
     assert main([*ask, "sensor-0001", "--at", night]) == 0
