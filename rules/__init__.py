@@ -22,6 +22,7 @@ from rules.model import (
     Transition,
 )
 from rules.ruleset import (
+    Presentation,
     RuleSet,
     RuleSetError,
     check_ruleset_file,
@@ -47,6 +48,7 @@ __all__ = [
     "IncidentCleared",
     "IncidentOpened",
     "IncidentUpdated",
+    "Presentation",
     "Priority",
     "RuleEngine",
     "RuleSet",

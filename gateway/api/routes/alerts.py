@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from core.errors import StorageUnavailable
-from gateway.alerting import alert_json
 from gateway.api.deps import (
     STORABLE,
     STRICT_BODY,
@@ -27,6 +26,7 @@ from gateway.api.deps import (
     log_queue_read,
 )
 from gateway.api.places import places_of
+from gateway.public import AlertPublic, public_alert
 from gateway.store import connection
 from gateway.store.console import alert_detail, alert_history
 from gateway.store.users import User
@@ -38,33 +38,6 @@ from rules.work import AlertWork
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
-
-
-class AlertPublic(BaseModel):
-    """An alert as the console shows it."""
-
-    alert_id: str
-    org: str
-    device_id: str
-    rule_id: str
-    title: str
-    kind: str
-    priority: int
-    state: AlertState
-    occurred_at: datetime
-    opened_at: datetime
-    last_seen_at: datetime
-    count: int
-    escalated: bool
-    late: bool
-    reason: str
-    outcome: str | None
-    handled_by: str | None
-    unit: str = ""
-    area: str = ""
-    arrived_at: datetime | None = None
-    closed_at: datetime | None = None
-    chattering: bool = False
 
 
 class TransitionPublic(BaseModel):
@@ -118,9 +91,13 @@ class CommentRequest(BaseModel):
     note: str = Field(min_length=1, max_length=2000, pattern=STORABLE)
 
 
-def _public(alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
+def _public(ctx: Context, alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
     unit, area = places.get(alert.device_id, ("", ""))
-    return AlertPublic.model_validate(alert_json(alert) | {"unit": unit, "area": area})
+    return public_alert(alert, ctx.console.alerting.rules_of(alert.org), unit=unit, area=area)
+
+
+def _stored(ctx: Context, row: dict[str, Any]) -> AlertPublic:
+    return public_alert(row, ctx.console.alerting.rules_of(str(row["org"])))
 
 
 @router.get("")
@@ -139,7 +116,7 @@ async def list_alerts(
         if (orgs is None or a.org in orgs) and (priority is None or a.priority == priority)
     ]
     places = await places_of(ctx, [a.device_id for a in alerts])
-    result = [_public(a, places) for a in alerts]
+    result = [_public(ctx, a, places) for a in alerts]
     if area is not None:
         result = [a for a in result if a.area == area]
     log_queue_read(ctx, user, [(a.org, a.alert_id) for a in result])
@@ -159,7 +136,7 @@ async def history(
     """Stored alerts opened in a period, open and closed, newest first."""
     orgs = check_org(user, org)
     rows = await alert_history(conn, orgs=orgs, since=since, until=until, limit=limit)
-    result = [AlertPublic.model_validate(r) for r in rows]
+    result = [_stored(ctx, r) for r in rows]
     # It names the homes, who handled their alarms and how they ended: a read.
     period: dict[str, DetailValue] = {
         k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None
@@ -188,12 +165,12 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
         log.warning("alert %s shown without its stored trail: database unreachable", alert_id)
     if live is not None:
         places = await places_of(ctx, [live.device_id])
-        alert = _public(live, places)
+        alert = _public(ctx, live, places)
         if stored is not None:
             alert.arrived_at = stored["arrived_at"]
             alert.chattering = stored["chattering"]
     elif stored is not None:
-        alert = AlertPublic.model_validate(stored)
+        alert = _stored(ctx, stored)
     else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id!r}")
     _check_scope(user, alert.org)
@@ -243,7 +220,7 @@ async def _act(
     except TransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     places = await places_of(ctx, [moved.device_id])
-    public = _public(moved, places)
+    public = _public(ctx, moved, places)
     detail: dict[str, Any] = {"via": "api", "alert_id": alert_id, "to": to.value}
     if outcome is not None:
         detail["outcome"] = outcome
@@ -308,7 +285,7 @@ async def comment(
         raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is not open")
     _check_scope(user, alert.org)
     places = await places_of(ctx, [alert.device_id])
-    public = _public(alert, places)
+    public = _public(ctx, alert, places)
     at = ctx.clock.now()
     work = AlertWork(comments=[(alert_id, at, user.username, body.note)])
     detail = {"via": "api", "alert_id": alert_id, "to": "comment"}

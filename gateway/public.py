@@ -1,0 +1,72 @@
+"""The public alert: one model for the MQTT alert topic, the live stream and the API."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from rules import Alert, RuleSet
+from rules.model import AlertState
+from rules.ruleset import Category, Icon
+
+
+class AlertPublic(BaseModel):
+    """An alert as every client sees it: MQTT subscribers, the console's stream, the API.
+
+    Each sender fills what it knows; a field it cannot know keeps its default,
+    as said at the field. New fields go at the end, each with its default, so
+    the three senders stay one shape.
+    """
+
+    alert_id: str
+    org: str
+    device_id: str
+    rule_id: str
+    title: str  # the rule's Swedish title when the alert was raised (titles.sv)
+    kind: str
+    priority: int
+    state: AlertState
+    occurred_at: datetime
+    opened_at: datetime
+    last_seen_at: datetime
+    count: int
+    escalated: bool
+    late: bool
+    reason: str
+    outcome: str | None
+    handled_by: str | None
+    # From the rule's presentation in the rule set in force now; null for a
+    # stored alert whose rule is no longer in the set.
+    category: Category | None = None
+    icon: Icon | None = None
+    # The device's home and area from the registry: filled by the API and the
+    # live stream; empty on MQTT, whose topics name no homes.
+    unit: str = ""
+    area: str = ""
+    # From the stored trail: filled where the API reads the database, else null.
+    arrived_at: datetime | None = None
+    closed_at: datetime | None = None
+    chattering: bool = False
+
+
+# The fields an engine's Alert has in common with the public model.
+_FROM_ALERT = tuple(f.name for f in dataclasses.fields(Alert) if f.name in AlertPublic.model_fields)
+
+
+def public_alert(alert: Alert | Mapping[str, Any], rules: RuleSet, **known: Any) -> AlertPublic:
+    """An engine's alert or a stored alert row as the public model, with its rule's look.
+
+    ``known`` adds what the caller knows besides (the unit and area of the device).
+    """
+    if isinstance(alert, Alert):
+        fields = {name: getattr(alert, name) for name in _FROM_ALERT}
+    else:
+        fields = dict(alert)
+    shown = rules.presentation(str(fields["rule_id"]))
+    if shown is not None:
+        fields |= {"category": shown.category, "icon": shown.icon}
+    return AlertPublic.model_validate(fields | known)
