@@ -73,6 +73,18 @@ const MESSAGES = {
     "action.remote_view": "Fjärrtillsyn",
     "action.export": "Export",
     "action.security": "Säkerhetshändelse",
+    // The server's own labels (rules/access.py, REASON_LABELS); a reason this
+    // page does not know yet is shown as the server labels it.
+    "reason.unknown_key": "okänd nyckel",
+    "reason.key_blocked": "spärrad nyckel",
+    "reason.key_expired": "nyckel utanför giltighetstid",
+    "reason.not_granted": "ej behörig för dörren",
+    "reason.off_shift": "utanför arbetspass",
+    "reason.outside_visit_plan": "utanför besöksplan",
+    "reason.unknown_staff": "okänd personal",
+    "reason.view_not_granted": "ej behörig för tillsyn",
+    "reason.no_consent": "samtycke saknas",
+    "reason.outside_agreed_times": "utanför överenskommen tid",
   },
   en: {
     "audit.title": "Access log audit",
@@ -125,7 +137,6 @@ const MESSAGES = {
     "action.remote_view": "Remote view",
     "action.export": "Export",
     "action.security": "Security event",
-    // The server sends the Swedish labels (rules/access.py, REASON_LABELS).
     "reason.unknown_key": "unknown key",
     "reason.key_blocked": "blocked key",
     "reason.key_expired": "key outside its validity",

@@ -1,6 +1,12 @@
-// Shared by the audit view and the alarm-handling report: reading the API
-// (401 sends the user to the console's login and back), Stockholm times, and
-// the language switch. The pages only read, so no CSRF token is needed.
+// The page shell every view shares: the nav built from views.json (the one
+// list of pages, which the server routes too), the signed-in user's name and
+// the language switch; for the reading views (audit, report) also reading the
+// API (401 sends the user to the console's login and back) and Stockholm
+// times. Those views only read, so no CSRF token is needed.
+//
+// A new view is one HTML file (the topbar of audit.html: an empty #nav,
+// #user-name, #lang-switch), one script that calls initPage and
+// signedInReader, and one entry in views.json.
 
 import { HttpError, readJson } from "./http.js";
 import { addMessages, applyTranslations, getLang, setLang, t } from "./i18n.js";
@@ -149,6 +155,36 @@ export function errorLine(id) {
   };
 }
 
+let viewList = null;
+
+/** The site's pages from views.json, read once. */
+function views() {
+  viewList ??= fetch("/static/views.json", { credentials: "same-origin" }).then(readJson);
+  return viewList;
+}
+
+/** Fill #nav with links to the other views a role may open; hidden when there are none. */
+export async function renderNav(role) {
+  const nav = $("nav");
+  let shown = [];
+  try {
+    shown = (await views()).filter((v) => v.path !== window.location.pathname && v.roles.includes(role));
+  } catch {
+    // Without the list the page still works; only the links to the others are missing.
+  }
+  nav.replaceChildren(
+    ...shown.map((view) => {
+      const link = document.createElement("a");
+      link.id = `link-${view.name}`;
+      link.href = view.path;
+      link.dataset.i18n = view.label;
+      link.textContent = t(view.label);
+      return link;
+    }),
+  );
+  nav.hidden = shown.length === 0;
+}
+
 /** The logged-in account if its role may read this page; else null, with the reason shown. */
 export async function signedInReader({ page, roles, roleMessage, showError, submit }) {
   let me;
@@ -159,6 +195,7 @@ export async function signedInReader({ page, roles, roleMessage, showError, subm
     return null;
   }
   $("user-name").textContent = me.display_name || me.username;
+  renderNav(me.role);
   if (!roles.has(me.role)) {
     showError(t(roleMessage));
     $(submit).disabled = true;
