@@ -19,7 +19,6 @@ import {
 } from "./pages.js";
 
 const PAGE = "/audit";
-const READER_ROLES = new Set(["auditor", "admin"]);
 
 const MESSAGES = {
   sv: {
@@ -339,7 +338,6 @@ async function start() {
   $("audit-form").addEventListener("input", updateLinks);
   const me = await signedInReader({
     page: PAGE,
-    roles: READER_ROLES,
     roleMessage: "audit.role",
     showError,
     submit: "audit-submit",

@@ -159,7 +159,12 @@ let viewList = null;
 
 /** The site's pages from views.json, read once. */
 function views() {
-  viewList ??= fetch("/static/views.json", { credentials: "same-origin" }).then(readJson);
+  viewList ??= fetch("/static/views.json", { credentials: "same-origin" })
+    .then(readJson)
+    .catch((exc) => {
+      viewList = null; // asked again next time, not failed for good
+      throw exc;
+    });
   return viewList;
 }
 
@@ -185,18 +190,23 @@ export async function renderNav(role) {
   nav.hidden = shown.length === 0;
 }
 
-/** The logged-in account if its role may read this page; else null, with the reason shown. */
+/**
+ * The logged-in account if its role may read this page; else null, with the reason shown.
+ * The roles are the page's in views.json unless ``roles`` (a Set) is given.
+ */
 export async function signedInReader({ page, roles, roleMessage, showError, submit }) {
   let me;
+  let allowed = roles;
   try {
     me = await getJson("/api/auth/me", page);
+    allowed ??= new Set((await views()).find((v) => v.path === page)?.roles ?? []);
   } catch (exc) {
     showError(describeError(exc));
     return null;
   }
   $("user-name").textContent = me.display_name || me.username;
   renderNav(me.role);
-  if (!roles.has(me.role)) {
+  if (!allowed.has(me.role)) {
     showError(t(roleMessage));
     $(submit).disabled = true;
     return null;
