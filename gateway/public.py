@@ -66,7 +66,7 @@ def public_alert(alert: Alert | Mapping[str, Any], rules: RuleSet, **known: Any)
         fields = {name: getattr(alert, name) for name in _FROM_ALERT}
     else:
         fields = dict(alert)
-    shown = rules.presentation(str(fields["rule_id"]))
-    if shown is not None:
-        fields |= {"category": shown.category, "icon": shown.icon}
+    rule = rules.rules.get(str(fields["rule_id"]))
+    if rule is not None:
+        fields |= {"category": rule.category, "icon": rule.icon}
     return AlertPublic.model_validate(fields | known)

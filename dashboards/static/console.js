@@ -5,8 +5,8 @@
 // stream confirms them to every console, this one included.
 
 import { HttpError, readJson } from "./http.js";
-import { applyTranslations, getLang, has, setI18n, setLang, t } from "./i18n.js";
-import { renderNav } from "./pages.js";
+import { getLang, has, setI18n, t } from "./i18n.js";
+import { initPage, renderNav } from "./pages.js";
 
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
@@ -1113,8 +1113,6 @@ function notify(message, kind) {
 }
 
 function onLanguageChange() {
-  const other = getLang() === "sv" ? "en" : "sv";
-  $("lang-switch").lang = other;
   // An announcement is said once; relabelled it would be read out again.
   $("announcer").textContent = "";
   renderUser();
@@ -1134,10 +1132,8 @@ function onLanguageChange() {
 // ---------------------------------------------------------------- start
 
 async function main() {
-  applyTranslations(document);
-  $("lang-switch").lang = getLang() === "sv" ? "en" : "sv";
-  document.addEventListener("wgw:lang", onLanguageChange);
-  $("lang-switch").addEventListener("click", () => setLang(getLang() === "sv" ? "en" : "sv"));
+  // The shell (pages.js) labels the page and runs the language switch.
+  initPage({}, onLanguageChange);
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
   $("mute-toggle").addEventListener("click", toggleMute);
