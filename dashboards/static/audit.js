@@ -14,6 +14,7 @@ import {
   getJson,
   initPage,
   isoToStockholmLocal,
+  messageText,
   signedInReader,
   stockholmToIso,
 } from "./pages.js";
@@ -261,7 +262,7 @@ function drawChain() {
   text.removeAttribute("data-i18n");
   if (state.chainError) {
     status.dataset.state = "error";
-    text.textContent = t("chain.error", { detail: state.chainError });
+    text.textContent = t("chain.error", { detail: messageText(state.chainError) });
     return;
   }
   const chain = state.chain;
@@ -301,7 +302,7 @@ async function onSearch(event) {
   showError("");
   const params = filters();
   if (params.has("since") && params.has("until") && params.get("since") >= params.get("until")) {
-    showError(t("audit.badRange"));
+    showError({ key: "audit.badRange" });
     return;
   }
   updateLinks();

@@ -9,7 +9,7 @@
 // signedInReader, and one entry in views.json.
 
 import { HttpError, readJson } from "./http.js";
-import { addMessages, applyTranslations, getLang, setLang, t } from "./i18n.js";
+import { addMessages, applyTranslations, getLang, setI18n, setLang, t } from "./i18n.js";
 
 // The rule set's zone: times are shown and typed on the Stockholm wall clock,
 // whatever zone the browser happens to run in.
@@ -32,18 +32,26 @@ export async function getJson(path, page) {
   return readJson(response);
 }
 
-/** A message for a failed request, in the user's language with the server's detail. */
+/**
+ * A message for a failed request with the server's detail: {key, params}, so
+ * it is said in whichever language is chosen when it is shown (messageText).
+ */
 export function describeError(exc) {
   if (!(exc instanceof HttpError)) {
     return String(exc);
   }
   if (exc.status === 403) {
-    return `${t("page.forbidden")} (${exc.detail})`;
+    return { key: "page.forbidden", params: { detail: exc.detail } };
   }
   if (exc.status === 0) {
-    return exc.detail;
+    return { key: "page.network" };
   }
-  return t("page.failed", { status: exc.status, detail: exc.detail });
+  return { key: "page.failed", params: { status: exc.status, detail: exc.detail } };
+}
+
+/** The text of a message: a string as it is, {key, params} in the current language. */
+export function messageText(message) {
+  return typeof message === "string" ? message : t(message.key, message.params);
 }
 
 function locale() {
@@ -133,24 +141,32 @@ const SHARED_MESSAGES = {
   sv: {
     "page.network": "Servern svarar inte. Försök igen.",
     "page.loginNeeded": "Inloggning krävs.",
-    "page.forbidden": "Ditt konto har inte behörighet till detta",
+    "page.forbidden": "Ditt konto har inte behörighet till detta ({detail})",
     "page.failed": "Det gick inte ({status}): {detail}",
     "page.loading": "Hämtar…",
   },
   en: {
     "page.network": "The server does not answer. Try again.",
     "page.loginNeeded": "You need to log in.",
-    "page.forbidden": "Your account may not do this",
+    "page.forbidden": "Your account may not do this ({detail})",
     "page.failed": "That did not work ({status}): {detail}",
     "page.loading": "Loading…",
   },
 };
 
-/** A function that shows a message in the page's error line (an empty one hides it). */
+/**
+ * A function that shows a message in the page's error line (an empty one hides
+ * it); one given as {key, params} is relabelled on a language switch.
+ */
 export function errorLine(id) {
   return (message) => {
     const line = $(id);
-    line.textContent = message;
+    if (typeof message === "string") {
+      setI18n(line, "");
+      line.textContent = message;
+    } else {
+      setI18n(line, message.key, message.params);
+    }
     line.hidden = !message;
   };
 }
@@ -207,7 +223,7 @@ export async function signedInReader({ page, roles, roleMessage, showError, subm
   $("user-name").textContent = me.display_name || me.username;
   renderNav(me.role);
   if (!allowed.has(me.role)) {
-    showError(t(roleMessage));
+    showError({ key: roleMessage });
     $(submit).disabled = true;
     return null;
   }

@@ -143,7 +143,12 @@ async def test_the_audit_view_in_english_shows_no_swedish(
     await page.click("#audit-submit")
     await expect(page.locator("#audit-status")).to_contain_text("poster")
     await expect(page.locator("#chain-status")).to_have_attribute("data-state", "ok")
+    # An error drawn in Swedish is relabelled too.
+    await page.fill("#f-until", "2020-01-01T00:00")
+    await page.click("#audit-submit")
+    await expect(page.locator("#audit-error")).to_have_text("”Från” måste vara före ”Till”.")
     await switch_to_english(page)
+    await expect(page.locator("#audit-error")).to_have_text("“From” must be before “To”.")
     await expect(page.locator("#audit-status")).to_contain_text("entries")
     await expect(page.locator("#link-console")).to_have_text("Alert queue")
     await assert_english(page, "audit")

@@ -7,11 +7,12 @@ import re
 from tests.utils.i18n import LANGS, STATIC, all_dictionaries, swedish_only_texts
 
 # A key named in markup (data-i18n, data-i18n-title, ...) or as the literal first
-# argument of t(), has() or setI18n(el, ...) in a script.
+# argument of t(), has() or setI18n(el, ...), or a message's key in a script.
 _MARKUP_KEY = re.compile(r'data-i18n(?:-[a-z-]+)?="([^"]+)"')
 _SCRIPT_KEY = re.compile(
     r'(?<![.\w])(?:t|has)\(\s*"([\w.-]+)"'  # t("key"), has("key")
     r'|setI18n\([^,()]+,\s*"([\w.-]+)"'  # setI18n(el, "key")
+    r'|\{ key: "([\w.-]+)"'  # a message object, { key: "key", params }
 )
 
 
