@@ -4,9 +4,10 @@
 // API (401 sends the user to the console's login and back) and Stockholm
 // times. Those views only read, so no CSRF token is needed.
 //
-// A new view is one HTML file (the topbar of audit.html: an empty #nav,
-// #user-name, #lang-switch), one script that calls initPage and
-// signedInReader, and one entry in views.json.
+// A new view is one HTML file (as audit.html: the head, an empty
+// <header class="topbar" data-title="its.title.key"> that the shell draws, its
+// <main>), one script that calls initPage and signedInReader, and one entry in
+// views.json.
 
 import { HttpError, readJson } from "./http.js";
 import { addMessages, applyTranslations, getLang, setI18n, setLang, t } from "./i18n.js";
@@ -230,8 +231,40 @@ export async function signedInReader({ page, roles, roleMessage, showError, subm
   return me;
 }
 
-/** Add the page's texts, label the page, and wire the language switch (redraw on change). */
+/**
+ * Draw the shell's topbar into an empty <header class="topbar" data-title="key">:
+ * the page's title, the nav, the user's name and the language switch. The
+ * console has a topbar of its own markup with the same ids and more controls.
+ */
+function drawTopbar() {
+  const header = document.querySelector("header.topbar[data-title]");
+  if (!header || header.childElementCount > 0) {
+    return;
+  }
+  const make = (tag, props, i18n = {}) => {
+    const el = Object.assign(document.createElement(tag), props);
+    for (const [attribute, key] of Object.entries(i18n)) {
+      el.setAttribute(attribute, key);
+    }
+    return el;
+  };
+  const brand = make("div", { className: "brand" });
+  brand.append(make("h1", {}, { "data-i18n": header.dataset.title }));
+  const nav = make("nav", { id: "nav", className: "nav", hidden: true }, { "data-i18n-aria-label": "nav.label" });
+  const controls = make("div", { className: "controls" });
+  controls.append(
+    make("span", { id: "user-name", className: "user" }),
+    make("button", { id: "lang-switch", className: "ghost", type: "button" }, {
+      "data-i18n": "lang.switch",
+      "data-i18n-aria-label": "lang.switchLabel",
+    }),
+  );
+  header.replaceChildren(brand, nav, controls);
+}
+
+/** Draw the shell, add the page's texts, label the page, wire the language switch (redraw on change). */
 export function initPage(messages, redraw) {
+  drawTopbar();
   addMessages(SHARED_MESSAGES);
   addMessages(messages);
   applyTranslations(document);

@@ -119,7 +119,9 @@ async def test_the_console_in_english_shows_no_swedish(
 
     # Opened in English from the start (the choice is remembered).
     await page.reload()
-    await expect(second).to_be_visible(timeout=10_000)
+    await expect(second.locator(".alert-title")).to_have_text(
+        "Too long in the bathroom", timeout=10_000
+    )
     await expect(page.locator("#health-status")).to_contain_text("Updated", timeout=10_000)
     await assert_english(page, "console-reloaded")
 

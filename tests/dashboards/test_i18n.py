@@ -6,9 +6,10 @@ import re
 
 from tests.utils.i18n import LANGS, STATIC, all_dictionaries, swedish_only_texts
 
-# A key named in markup (data-i18n, data-i18n-title, ...) or as the literal first
-# argument of t(), has() or setI18n(el, ...), or a message's key in a script.
-_MARKUP_KEY = re.compile(r'data-i18n(?:-[a-z-]+)?="([^"]+)"')
+# A key named in markup (data-i18n, data-i18n-title, ..., the shell's data-title),
+# or in a script as the literal first argument of t() or has(), the key of
+# setI18n(el, ...), or a message's key.
+_MARKUP_KEY = re.compile(r'(?:data-i18n(?:-[a-z-]+)?|data-title)="([^"]+)"')
 _SCRIPT_KEY = re.compile(
     r'(?<![.\w])(?:t|has)\(\s*"([\w.-]+)"'  # t("key"), has("key")
     r'|setI18n\([^,()]+,\s*"([\w.-]+)"'  # setI18n(el, "key")
