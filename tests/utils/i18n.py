@@ -15,7 +15,7 @@ LANGS = ("sv", "en")
 # MESSAGES, a page's own passed to addMessages) and closes at `},` indented alike.
 _OPEN = re.compile(r"^(?P<indent>\s*)(?P<lang>sv|en): \{$")
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-_ENTRY = re.compile(rf"^\s*(?P<key>{_QUOTED}|[A-Za-z_]\w*):\s*(?P<value>{_QUOTED}),?\s*$")
+_ENTRY = re.compile(rf"^\s*(?P<key>{_QUOTED}|[A-Za-z_]\w*):\s*(?P<value>{_QUOTED}),?\s*(//.*)?$")
 _COMMENT = re.compile(r"^\s*(//.*)?$")
 
 
