@@ -12,6 +12,7 @@ from typing import Any
 from core.events import Family
 from core.rows import Shelf, StoredRow
 from gateway.health import DeviceHealth
+from gateway.public import public_alert
 from rules import (
     Alert,
     AlertCleared,
@@ -20,12 +21,12 @@ from rules import (
     AlertRepeated,
     AlertTransitioned,
     Effect,
-    Escalation,
     Incident,
     IncidentCleared,
     IncidentOpened,
     IncidentUpdated,
     RuleEngine,
+    RuleSet,
     TransitionError,
 )
 from rules.access import REASON_LABELS, AccessDirectory, CheckResult, check_opening
@@ -43,39 +44,9 @@ def alert_topic(org: str, item_id: str) -> str:
     return f"wgw/{org}/alerts/{item_id}"
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
-    """An alert as JSON for the alert topic, the API and the console."""
-    return {
-        "alert_id": alert.alert_id,
-        "org": alert.org,
-        "device_id": alert.device_id,
-        "rule_id": alert.rule_id,
-        "title": alert.title,
-        "kind": alert.kind,
-        "priority": int(alert.priority),
-        "state": alert.state.value,
-        "occurred_at": alert.occurred_at.isoformat(),
-        "opened_at": alert.opened_at.isoformat(),
-        "last_seen_at": alert.last_seen_at.isoformat(),
-        "count": alert.count,
-        "escalated": alert.escalated,
-        "late": alert.late,
-        "reason": alert.reason,
-        "outcome": alert.outcome,
-        "handled_by": alert.handled_by,
-        "handled_by_name": alert.handled_by_name,
-        "escalation": escalation_json(alert.escalation),
-    }
-
-
-def escalation_json(escalation: Escalation) -> dict[str, Any]:
-    """An alert's escalation as JSON: the tier reached, its recipients, and the next tier."""
-    return {
-        "tier": escalation.tier,
-        "to": list(escalation.to),
-        "next_at": escalation.next_at.isoformat() if escalation.next_at else None,
-        "next_to": None if escalation.next_to is None else list(escalation.next_to),
-    }
+def alert_json(alert: Alert, rules: RuleSet) -> dict[str, Any]:
+    """An alert as JSON for the alert topic and the live stream (the public alert model)."""
+    return public_alert(alert, rules).model_dump(mode="json")
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -245,6 +216,10 @@ class Alerting:
         reason = "; ".join(f"{REASON_LABELS[r]} ({r.value})" for r in decision.reasons)
         return engine.refused_access(event, org=row.org, reason=reason)
 
+    def rules_of(self, org: str) -> RuleSet:
+        """The rule set an organisation's alerts are judged and shown by."""
+        return self.engines[self.engine_key(org)].ruleset
+
     def find(self, alert_id: str) -> Alert | None:
         """The open alert with this id, from whichever engine holds it."""
         for engine in self.engines.values():
@@ -339,7 +314,7 @@ class Alerting:
             body["incident"] = incident_json(effect.incident)
             topic = alert_topic(effect.incident.org, effect.incident.incident_id)
         else:
-            body["alert"] = alert_json(effect.alert)
+            body["alert"] = alert_json(effect.alert, self.rules_of(effect.alert.org))
             topic = alert_topic(effect.alert.org, effect.alert.alert_id)
         self._publish(topic, json.dumps(body, separators=(",", ":")).encode())
         self.published += 1

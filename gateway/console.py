@@ -106,13 +106,14 @@ class LiveFeed:
             self._subscribers.discard(queue)
 
 
-def feed_data(effect: Effect) -> tuple[str, dict[str, Any]]:
+def feed_data(effect: Effect, alerting: Alerting) -> tuple[str, dict[str, Any]]:
     """The organisation and live-stream body of an engine effect."""
     body: dict[str, Any] = {"effect": type(effect).__name__, "pages": effect.pages}
     if isinstance(effect, IncidentOpened | IncidentUpdated | IncidentCleared):
         return effect.incident.org, {"type": "incident", **body,
                                      "incident": incident_json(effect.incident)}  # fmt: skip
-    body |= {"type": "alert", "alert": alert_json(effect.alert)}
+    alert = effect.alert
+    body |= {"type": "alert", "alert": alert_json(alert, alerting.rules_of(alert.org))}
     if isinstance(effect, AlertOpened | AlertCleared | AlertTransitioned):
         t = effect.transition
         body["transition"] = {
@@ -136,7 +137,7 @@ class Console:
         alerting.listeners.append(self._on_effect)
 
     def _on_effect(self, effect: Effect, received_at: datetime | None) -> None:
-        org, data = feed_data(effect)
+        org, data = feed_data(effect, self.alerting)
         self.feed.publish(org, data)
         if received_at is not None and isinstance(effect, AlertOpened):
             latency = (self._clock.now() - received_at).total_seconds()

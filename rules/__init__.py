@@ -23,6 +23,7 @@ from rules.model import (
     Transition,
 )
 from rules.ruleset import (
+    Presentation,
     RuleSet,
     RuleSetError,
     check_ruleset_file,
@@ -50,6 +51,7 @@ __all__ = [
     "IncidentCleared",
     "IncidentOpened",
     "IncidentUpdated",
+    "Presentation",
     "Priority",
     "RuleEngine",
     "RuleSet",

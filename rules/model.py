@@ -128,7 +128,9 @@ class Alert:
     org: str
     device_id: str
     rule_id: str
-    title: str  # the rule's display text; rule_id is the stable key for translation
+    # The rule's Swedish title (titles.sv) when it was raised, kept with the
+    # record; consoles show the rule's titles in their language by rule_id.
+    title: str
     priority: Priority
     state: AlertState
     # When the condition began, by the device's clock where it has one: the fall,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -76,24 +76,71 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Titles(_Model):
-    """A rule's title in each language of the console."""
+# How the console shows a rule's alerts. Each category has a colour in
+# dashboards/static/console.css and each icon a drawing in console.js (ICONS);
+# tests/rules/test_presentation.py keeps them in step. Every category has an
+# icon of its own name; `icon` is a key of its own so a rule may borrow another.
+Category = Literal[
+    "alarm", "fall", "bed", "access", "lock", "dispenser", "contact", "battery", "power", "time",
+    "supervision", "device",
+]  # fmt: skip
+Icon = Category
+CATEGORIES: tuple[str, ...] = get_args(Category)
+Title = Annotated[str, Field(min_length=1, max_length=120)]
 
-    sv: Annotated[str, Field(min_length=1, max_length=120)]
-    en: Annotated[str, Field(min_length=1, max_length=120)]
+
+class Titles(_Model):
+    """A rule's name in each language of the console (Swedish first)."""
+
+    sv: Title
+    en: Title
+
+
+class Presentation(_Model):
+    """How the console shows the alerts of a rule: colour group, icon and name."""
+
+    category: Category
+    icon: Icon
+    titles: Titles
 
 
 class _Rule(_Model):
-    title: Annotated[str, Field(min_length=1, max_length=120)]
+    # `title` is the older spelling of `titles.sv`, kept for organisation files
+    # written before there were two languages; after validation both are set and
+    # `title` always equals `titles.sv` (it is what an alert stores as its title).
+    # A rule given only `title` shows that Swedish text in English too. When an
+    # organisation's file sets `title` over a default rule that has `titles`, the
+    # file's `title` wins for Swedish and the default's English stays; one file
+    # may not give both `title` and `titles.sv` (parse_ruleset says so).
+    title: Title
+    titles: Titles
+    # A rule that names none is shown with the neutral device look.
+    category: Category = "device"
+    icon: Icon = "device"
     priority: Priority
     enabled: bool = True
     # A name from `windows`: the rule raises only for conditions beginning inside it.
     window: Name | None = None
-    # Presentation for the console (the shared contract of issue 10: category,
-    # icon, titles per rule); the rule set serves them, the engine ignores them.
-    category: Name | None = None
-    icon: Name | None = None
-    titles: Titles | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_swedish_title(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        title, titles = data.get("title"), data.get("titles")
+        if isinstance(titles, Mapping):
+            if isinstance(title, str):
+                return {**data, "titles": {**titles, "sv": title}}
+            if "sv" in titles:
+                return {**data, "title": titles["sv"]}
+        elif titles is None and isinstance(title, str):
+            return {**data, "titles": {"sv": title, "en": title}}
+        return data
+
+    @property
+    def presentation(self) -> Presentation:
+        """How the console shows this rule's alerts."""
+        return Presentation(category=self.category, icon=self.icon, titles=self.titles)
 
 
 class ImmediateRule(_Rule):
@@ -361,6 +408,11 @@ class RuleSet(_Model):
         """Whether ``rule`` raises for a condition beginning at ``at`` (its window)."""
         return rule.window is None or self.windows[rule.window].contains(at, self._tz)
 
+    def presentation(self, rule_id: str) -> Presentation | None:
+        """How the console shows a rule's alerts; None for a rule no longer in the set."""
+        rule = self.rules.get(rule_id)
+        return None if rule is None else rule.presentation
+
     def escalation_tiers(self, priority: Priority) -> tuple[EscalationTier, ...]:
         """The tiers an unacknowledged alert of ``priority`` escalates through, in order."""
         return self.escalation[priority]
@@ -493,11 +545,32 @@ def _upgrade_escalation(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
+def _title_clashes(data: Mapping[str, Any], source: str) -> list[str]:
+    """Rules of one file that give both spellings of the Swedish title."""
+    rules = data.get("rules")
+    if not isinstance(rules, Mapping):
+        return []
+    return [
+        f"{source}: key rules.{rule_id}.title: the older spelling of titles.sv; "
+        "give one of them, not both"
+        for rule_id, rule in rules.items()
+        if isinstance(rule, Mapping)
+        and "title" in rule
+        and isinstance(rule.get("titles"), Mapping)
+        and "sv" in rule["titles"]
+    ]
+
+
 def parse_ruleset(default_text: str, override_text: str | None = None, *, source: str) -> RuleSet:
     """Merge an override text onto the default text and validate; ``source`` names the file."""
     data = _upgrade_escalation(_yaml_mapping(default_text, "default rule set"), "default rule set")
+    clashes = _title_clashes(data, "default rule set")
     if override_text is not None:
-        data = _merge(data, _upgrade_escalation(_yaml_mapping(override_text, source), source))
+        override = _upgrade_escalation(_yaml_mapping(override_text, source), source)
+        clashes += _title_clashes(override, source)
+        data = _merge(data, override)
+    if clashes:
+        raise RuleSetError(clashes)
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:

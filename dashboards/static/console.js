@@ -9,7 +9,8 @@ import {
   closeDetail, confirmTakeover, detailAlertChanged, handlerName, initDetail, openDetail,
 } from "./detail.js";
 import { HttpError, readJson } from "./http.js";
-import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
+import { getLang, has, setI18n, t } from "./i18n.js";
+import { initPage, renderNav } from "./pages.js";
 
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
@@ -29,8 +30,6 @@ const STREAM_RETRY_MS = 3_000;
 const SOUND_GAP_MS = 2_500;
 
 const HANDLER_ROLES = new Set(["operator", "coordinator", "admin"]);
-const AUDIT_ROLES = new Set(["auditor", "admin"]);
-const REPORT_ROLES = new Set(["coordinator", "auditor", "admin"]);
 const FINAL_STATES = new Set(["resolved", "cleared"]);
 // How far along an alert is; an older answer never moves one back.
 const STATE_RANK = { open: 0, acknowledged: 1, en_route: 2, on_site: 3, resolved: 4, cleared: 4 };
@@ -41,6 +40,8 @@ const NEXT_ACTIONS = {
   en_route: ["on-site", "resolve"],
   on_site: ["resolve"],
 };
+// Alerts of these categories change what the device-health panel shows.
+const HEALTH_CATEGORIES = new Set(["contact", "battery"]);
 const DEFAULT_OUTCOMES = ["help_given", "referred", "no_action_needed", "false_alarm", "device_fault"];
 
 const state = {
@@ -49,6 +50,9 @@ const state = {
   alerts: new Map(), // alert_id → alert JSON as the server sent it
   incidents: new Map(), // incident_id → incident JSON
   outcomes: DEFAULT_OUTCOMES,
+  // Organisation (null: the shared rule set) → rule id → {category, icon, titles}
+  // from /api/rules: how each rule's alerts are shown.
+  presentation: new Map(),
   areas: [],
   area: readStorage(AREA_KEY) ?? "",
   muted: readStorage(MUTE_KEY) === "1",
@@ -148,7 +152,7 @@ async function onLogin(event) {
   const username = $("login-username").value.trim();
   const password = $("login-password").value;
   if (!username || !password) {
-    error.textContent = t("login.failed");
+    setI18n(error, "login.failed");
     error.hidden = false;
     return;
   }
@@ -166,13 +170,13 @@ async function onLogin(event) {
     startConsole(user);
   } catch (exc) {
     if (!(exc instanceof HttpError)) {
-      error.textContent = t("login.network");
+      setI18n(error, "login.network");
     } else if (exc.status === 401) {
-      error.textContent = t("login.failed");
+      setI18n(error, "login.failed");
     } else if (exc.status === 429) {
-      error.textContent = `${t("login.rateLimited")} ${exc.detail}`;
+      setI18n(error, "login.rateLimited", { detail: exc.detail });
     } else {
-      error.textContent = t("login.error", { status: exc.status });
+      setI18n(error, "login.error", { status: exc.status });
     }
     error.hidden = false;
     $("login-password").select();
@@ -188,7 +192,7 @@ async function onLogout() {
   } catch (exc) {
     // Already logged out (401) is what we wanted; anything else is worth telling.
     if (!(exc instanceof HttpError && exc.status === 401)) {
-      notify(t("msg.failed", { detail: exc.message }), "error");
+      notify({ key: "msg.failed", params: { detail: exc.message } }, "error");
     }
   }
   state.user = null;
@@ -210,13 +214,11 @@ function startConsole(user) {
   $("logout").hidden = false;
   $("mute-toggle").hidden = false;
   renderUser();
-  $("link-audit").hidden = !AUDIT_ROLES.has(user.role);
-  $("link-report").hidden = !REPORT_ROLES.has(user.role);
-  $("nav").hidden = $("link-audit").hidden && $("link-report").hidden;
+  renderNav(user.role);
   // Device health is for those who handle alerts; others filter by the areas in the queue.
   $("device-health").hidden = !isHandler();
   renderMute();
-  loadOutcomes();
+  loadRules();
   if (isHandler()) {
     loadAreas();
     refreshHealth();
@@ -258,15 +260,23 @@ function renderUser() {
   el.hidden = false;
 }
 
-async function loadOutcomes() {
+async function loadRules() {
   try {
     const rulesets = await api("GET", "/api/rules");
     if (rulesets.length && rulesets[0].outcomes.length) {
       state.outcomes = rulesets[0].outcomes;
     }
+    state.presentation = new Map(rulesets.map((r) => [r.org, r.presentation ?? {}]));
+    renderQueue();
   } catch {
-    // The shipped outcomes serve until the rule set can be read.
+    // The shipped outcomes and the alerts' stored titles serve until the rule set can be read.
   }
+}
+
+/** How a rule's alerts are shown ({category, icon, titles}), from the rule set in force for its org. */
+function presentationOf(alert) {
+  const own = state.presentation.get(alert.org)?.[alert.rule_id];
+  return own ?? state.presentation.get(null)?.[alert.rule_id] ?? null;
 }
 
 async function loadAreas() {
@@ -405,7 +415,7 @@ function onAlertChange(change) {
       .filter(Boolean)
       .join(", ");
   }
-  if (isHandler() && /offline|battery_low|no_contact/.test(`${alert.kind} ${alert.rule_id}`)) {
+  if (isHandler() && HEALTH_CATEGORIES.has(alert.category)) {
     scheduleHealth();
   }
   renderQueue();
@@ -534,10 +544,13 @@ function labelled(label, value) {
 
 /** Fill an item from its alert; its buttons are rebuilt only when its state changed. */
 function updateItem(li, alert) {
-  const category = categoryOf(alert);
-  if (li.dataset.category !== category) {
-    li.dataset.category = category;
-    li.querySelector(".alert-icon").replaceChildren(iconSvg(category));
+  // The rule's look comes with the alert (and from /api/rules); "device" is the neutral one.
+  const category = alert.category || presentationOf(alert)?.category || "device";
+  const icon = alert.icon || presentationOf(alert)?.icon || "device";
+  li.dataset.category = category;
+  if (li.dataset.icon !== icon) {
+    li.dataset.icon = icon;
+    li.querySelector(".alert-icon").replaceChildren(iconSvg(icon));
   }
   li.dataset.deviceId = alert.device_id;
   li.dataset.area = alert.area ?? "";
@@ -609,51 +622,9 @@ function renderActions(li, alert) {
 }
 
 function alertLabel(alert) {
-  for (const key of [`rule.${alert.rule_id}`, `kind.${alert.kind}`]) {
-    if (has(key)) {
-      return t(key);
-    }
-  }
-  // An organisation's own rule: the title its rule set gives.
-  return alert.title || alert.kind;
-}
-
-/** Which colour and icon an alert gets: by its rule, else by its event kind. */
-function categoryOf(alert) {
-  const byRule = {
-    alarm: "alarm",
-    fall: "fall",
-    unauthorised_opening: "access",
-    unauthorised_access: "access",
-    bathroom_too_long: "time",
-    sensor_lost: "contact",
-    tamper: "device",
-    lock_jammed: "lock",
-    device_error: "device",
-    power_lost: "power",
-    refill_low: "dispenser",
-    not_back_in_bed: "bed",
-    dose_not_taken: "dispenser",
-    door_open_too_long: "lock",
-    no_contact: "contact",
-    battery_low: "battery",
-  };
-  if (byRule[alert.rule_id]) {
-    return byRule[alert.rule_id];
-  }
-  const kind = alert.kind || "";
-  if (kind.includes("fall")) return "fall";
-  if (kind.includes("unauthorised")) return "access";
-  if (kind.endsWith("battery_low")) return "battery";
-  if (kind === "device.offline" || kind.includes("lost") || kind.includes("connection")) {
-    return "contact";
-  }
-  if (kind.includes("bed")) return "bed";
-  if (kind.startsWith("alarm.")) return "alarm";
-  if (kind.startsWith("lock.")) return "lock";
-  if (kind.startsWith("dispenser.")) return "dispenser";
-  if (kind.includes("power")) return "power";
-  return "device";
+  const titles = presentationOf(alert)?.titles;
+  // Before the rule set is read, or for a rule no longer in it: the title it was raised with.
+  return titles?.[getLang()] || titles?.sv || alert.title || alert.kind;
 }
 
 // Stroke drawings on a 24×24 grid, drawn as SVG nodes: the CSP allows no inline markup styles.
@@ -677,6 +648,7 @@ const ICONS = {
   battery: [["path", "M2 7h16v10H2z"], ["path", "M22 11v2"], ["path", "M5 10v4"]],
   power: [["path", "M13 2L4 14h7l-1 8 9-12h-7z"]],
   time: [["circle", 12, 12, 9], ["path", "M12 7v5l3 2"]],
+  supervision: [["path", "M2 12s4-7 10-7 10 7 10 7-4 7-10 7S2 12 2 12z"], ["circle", 12, 12, 3]],
   device: [["path", "M12 3l10 18H2z"], ["path", "M12 10v5"], ["path", "M12 18h.01"]],
 };
 
@@ -822,20 +794,20 @@ async function act(alertId, action, body) {
       state.alerts.set(alertId, { ...known, ...moved });
     }
     renderQueue();
-    notify(t(`msg.done.${action}`), "ok");
+    notify({ key: `msg.done.${action}` }, "ok");
     return true;
   } catch (exc) {
     if (exc instanceof HttpError && exc.status === 401) {
       showLogin();
     } else if (exc instanceof HttpError && exc.status === 409) {
-      notify(`${t("msg.conflict")} (${exc.detail})`, "error");
+      notify({ key: "msg.conflict", params: { detail: exc.detail } }, "error");
       await refreshQueue();
       // Someone took it meanwhile: ask, as for a takeover seen in advance.
       if (!body.takeover && needsTakeover(state.alerts.get(alertId))) {
         return act(alertId, action, body);
       }
     } else {
-      notify(t("msg.failed", { detail: exc.message }), "error");
+      notify({ key: "msg.failed", params: { detail: exc.message } }, "error");
     }
     return false;
   }
@@ -888,13 +860,18 @@ function openResolve(alertId) {
     return;
   }
   state.resolving = alertId;
-  $("resolve-what").textContent = [alertLabel(alert), alert.unit, alert.area]
-    .filter(Boolean)
-    .join(" · ");
+  renderResolveWhat();
   renderOutcomes();
   $("resolve-note").value = "";
   $("resolve-dialog").showModal();
   $("resolve-outcomes").querySelector("input")?.focus();
+}
+
+function renderResolveWhat() {
+  const alert = state.alerts.get(state.resolving);
+  $("resolve-what").textContent = alert
+    ? [alertLabel(alert), alert.unit, alert.area].filter(Boolean).join(" · ")
+    : "";
 }
 
 function renderOutcomes() {
@@ -1016,14 +993,14 @@ async function refreshHealth() {
   try {
     const devices = await api("GET", "/api/devices?problems_only=true");
     renderHealth(devices);
-    status.textContent = t("health.updated", { time: formatClock(new Date().toISOString()) });
+    setI18n(status, "health.updated", { time: formatClock(new Date().toISOString()) });
     status.classList.remove("form-error");
   } catch (exc) {
     if (exc instanceof HttpError && exc.status === 401) {
       showLogin();
       return;
     }
-    status.textContent = t("health.error");
+    setI18n(status, "health.error");
     status.classList.add("form-error");
   }
 }
@@ -1153,9 +1130,15 @@ function renderMute() {
 
 let noticeTimer = 0;
 
-function notify(text, kind) {
+/** Show a notice: a text as it is, or {key, params}, which follows a language switch. */
+function notify(message, kind) {
   const box = $("notice");
-  box.textContent = text;
+  if (typeof message === "string") {
+    setI18n(box, "");
+    box.textContent = message;
+  } else {
+    setI18n(box, message.key, message.params);
+  }
   box.dataset.kind = kind;
   box.hidden = false;
   window.clearTimeout(noticeTimer);
@@ -1165,8 +1148,8 @@ function notify(text, kind) {
 }
 
 function onLanguageChange() {
-  const other = getLang() === "sv" ? "en" : "sv";
-  $("lang-switch").lang = other;
+  // An announcement is said once; relabelled it would be read out again.
+  $("announcer").textContent = "";
   renderUser();
   renderMute();
   renderQueue();
@@ -1177,16 +1160,15 @@ function onLanguageChange() {
   }
   if ($("resolve-dialog").open) {
     renderOutcomes();
+    renderResolveWhat();
   }
 }
 
 // ---------------------------------------------------------------- start
 
 async function main() {
-  applyTranslations(document);
-  $("lang-switch").lang = getLang() === "sv" ? "en" : "sv";
-  document.addEventListener("wgw:lang", onLanguageChange);
-  $("lang-switch").addEventListener("click", () => setLang(getLang() === "sv" ? "en" : "sv"));
+  // The shell (pages.js) labels the page and runs the language switch.
+  initPage({}, onLanguageChange);
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
   $("mute-toggle").addEventListener("click", toggleMute);
@@ -1214,9 +1196,11 @@ async function main() {
       // Not reachable now: the login form is the way to try again.
       showLogin();
       const error = $("login-error");
-      error.textContent = exc instanceof HttpError
-        ? t("login.error", { status: exc.status })
-        : t("login.network");
+      if (exc instanceof HttpError) {
+        setI18n(error, "login.error", { status: exc.status });
+      } else {
+        setI18n(error, "login.network");
+      }
       error.hidden = false;
     }
   }

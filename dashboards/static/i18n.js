@@ -1,10 +1,15 @@
 // Translations for the welfare-gateway pages: Swedish first, English switchable.
 //
 // API: t(key, params?), getLang(), setLang(lang), applyTranslations(root),
-// addMessages({sv: {...}, en: {...}}) for a page's own keys. Elements with
-// data-i18n="key" get their text; data-i18n-placeholder, data-i18n-title and
+// setI18n(el, key, params?), addMessages({sv: {...}, en: {...}}) for a page's
+// own keys. Elements with data-i18n="key" get their text (filled from the JSON
+// in data-i18n-params, which setI18n writes, so a text a script drew follows a
+// language switch); data-i18n-placeholder, data-i18n-title and
 // data-i18n-aria-label fill those attributes. setLang fires "wgw:lang" on
 // document so scripts can relabel what they drew themselves.
+//
+// Every key is in both languages: tests/dashboards/test_i18n.py reads these
+// dictionaries (and each page's own) and fails on a key missing in either.
 
 const STORAGE_KEY = "wgw.lang";
 const LANGS = ["sv", "en"];
@@ -29,7 +34,7 @@ const MESSAGES = {
     "login.submit": "Logga in",
     "login.busy": "Loggar in…",
     "login.failed": "Fel användarnamn eller lösenord.",
-    "login.rateLimited": "För många misslyckade försök.",
+    "login.rateLimited": "För många misslyckade försök. {detail}",
     "login.error": "Inloggningen misslyckades ({status}). Försök igen.",
     "login.network": "Servern svarar inte. Försök igen.",
 
@@ -90,7 +95,6 @@ const MESSAGES = {
     "remote.reason.off_shift": "utanför arbetspass",
     "remote.reason.no_consent": "samtycke saknas",
     "remote.reason.outside_agreed_times": "utanför överenskommen tid",
-    "rule.remote_check_not_seen": "Ej sedd vid fjärrtillsyn",
 
     "incident.banner": "Avbrott: {n} enheter utan kontakt sedan {time}",
 
@@ -143,7 +147,7 @@ const MESSAGES = {
     "outcome.false_alarm": "Falsklarm",
     "outcome.device_fault": "Tekniskt fel",
 
-    "msg.conflict": "Någon annan har redan ändrat larmet. Kön är uppdaterad.",
+    "msg.conflict": "Någon annan har redan ändrat larmet. Kön är uppdaterad. ({detail})",
     "msg.failed": "Det gick inte: {detail}",
     "msg.done.acknowledge": "Larmet är kvitterat.",
     "msg.done.en-route": "Markerat: på väg.",
@@ -193,24 +197,6 @@ const MESSAGES = {
     "takeover.explain": "Steget tar över larmet. Övertagandet sparas i larmets historik med båda namnen.",
     "takeover.confirm": "Ta över",
     "takeover.cancel": "Avbryt",
-
-    "rule.alarm": "Larm",
-    "rule.fall": "Fall",
-    "rule.unauthorised_opening": "Obehörig öppning",
-    "rule.unauthorised_access": "Obehörig öppning",
-    "rule.bathroom_too_long": "För länge i badrummet",
-    "rule.sensor_lost": "Tillsynssensorn har tappat kontakten",
-    "rule.tamper": "Enheten manipulerad",
-    "rule.lock_jammed": "Låset har fastnat",
-    "rule.device_error": "Enhetsfel",
-    "rule.power_lost": "Strömavbrott",
-    "rule.refill_low": "Dosrullen tar slut",
-    "rule.not_back_in_bed": "Ej tillbaka i sängen",
-    "rule.dose_not_taken": "Missad dos",
-    "rule.door_open_too_long": "Dörr öppen",
-    "rule.no_contact": "Ingen kontakt",
-    "rule.battery_low": "Låg batterinivå",
-
     "kind.alarm.button": "Larm",
     "kind.alarm.automatic": "Automatiskt larm",
     "kind.alarm.assistance": "Assistanslarm",
@@ -252,7 +238,7 @@ const MESSAGES = {
     "login.submit": "Log in",
     "login.busy": "Logging in…",
     "login.failed": "Wrong user name or password.",
-    "login.rateLimited": "Too many failed attempts.",
+    "login.rateLimited": "Too many failed attempts. {detail}",
     "login.error": "Login failed ({status}). Try again.",
     "login.network": "The server does not answer. Try again.",
 
@@ -313,7 +299,6 @@ const MESSAGES = {
     "remote.reason.off_shift": "off shift",
     "remote.reason.no_consent": "no consent on record",
     "remote.reason.outside_agreed_times": "outside the agreed times",
-    "rule.remote_check_not_seen": "Not seen at remote check",
 
     "incident.banner": "Outage: {n} devices without contact since {time}",
 
@@ -366,7 +351,7 @@ const MESSAGES = {
     "outcome.false_alarm": "False alarm",
     "outcome.device_fault": "Device fault",
 
-    "msg.conflict": "Someone else already changed this alert. The queue has been refreshed.",
+    "msg.conflict": "Someone else already changed this alert. The queue has been refreshed. ({detail})",
     "msg.failed": "That did not work: {detail}",
     "msg.done.acknowledge": "Alert acknowledged.",
     "msg.done.en-route": "Marked: en route.",
@@ -416,24 +401,6 @@ const MESSAGES = {
     "takeover.explain": "The step takes the alert over. The takeover is kept in the alert's trail with both names.",
     "takeover.confirm": "Take over",
     "takeover.cancel": "Cancel",
-
-    "rule.alarm": "Alarm",
-    "rule.fall": "Fall",
-    "rule.unauthorised_opening": "Unauthorised opening",
-    "rule.unauthorised_access": "Unauthorised opening",
-    "rule.bathroom_too_long": "Too long in the bathroom",
-    "rule.sensor_lost": "Supervision sensor lost contact",
-    "rule.tamper": "Device tampered with",
-    "rule.lock_jammed": "Lock jammed",
-    "rule.device_error": "Device error",
-    "rule.power_lost": "Power failure",
-    "rule.refill_low": "Dose roll running low",
-    "rule.not_back_in_bed": "Not back in bed",
-    "rule.dose_not_taken": "Missed dose",
-    "rule.door_open_too_long": "Door left open",
-    "rule.no_contact": "No contact",
-    "rule.battery_low": "Battery low",
-
     "kind.alarm.button": "Alarm",
     "kind.alarm.automatic": "Automatic alarm",
     "kind.alarm.assistance": "Assistance call",
@@ -513,7 +480,8 @@ export function applyTranslations(root = document) {
   for (const el of elements) {
     const key = el.getAttribute("data-i18n");
     if (key) {
-      el.textContent = t(key);
+      const params = el.getAttribute("data-i18n-params");
+      el.textContent = t(key, params ? JSON.parse(params) : undefined);
     }
     for (const [data, attribute] of ATTRIBUTES) {
       const attrKey = el.getAttribute(data);
@@ -525,6 +493,23 @@ export function applyTranslations(root = document) {
   if (root === document) {
     document.documentElement.lang = current;
   }
+}
+
+/** Give an element a key's text that is relabelled on a language switch; "" empties it. */
+export function setI18n(el, key, params) {
+  if (!key) {
+    el.removeAttribute("data-i18n");
+    el.removeAttribute("data-i18n-params");
+    el.textContent = "";
+    return;
+  }
+  el.setAttribute("data-i18n", key);
+  if (params) {
+    el.setAttribute("data-i18n-params", JSON.stringify(params));
+  } else {
+    el.removeAttribute("data-i18n-params");
+  }
+  el.textContent = t(key, params);
 }
 
 /** Switch language, remember it, relabel the page and tell scripts through "wgw:lang". */

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.context import ApiContext
@@ -52,7 +53,25 @@ _DOCS_CSP = (
 _NO_STORE = "no-store"
 _HSTS = "max-age=31536000"
 
-_PAGES = {"/": "index.html", "/audit": "audit.html", "/report": "report.html"}
+
+class View(BaseModel):
+    """One page of the site, as dashboards/static/views.json lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # the nav link's id is link-<name>
+    path: str  # the route it is served at
+    file: str  # its HTML file under dashboards/static
+    label: str  # the i18n key of its nav link
+    roles: list[str]  # the roles whose nav shows it (the page checks its own access)
+
+
+def load_views() -> list[View]:
+    """The pages: one list that the routes here and every page's nav are made from."""
+    text = (STATIC_DIR / "views.json").read_text(encoding="utf-8")
+    return TypeAdapter(list[View]).validate_json(text)
+
+
 _DOC_PAGES = frozenset({"/docs", "/redoc"})
 
 
@@ -98,8 +117,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(UnstorableTextGuard)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    for route, page in _PAGES.items():
-        app.add_api_route(route, _page(page), include_in_schema=False, methods=["GET"])
+    for view in load_views():
+        app.add_api_route(view.path, _page(view.file), include_in_schema=False, methods=["GET"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

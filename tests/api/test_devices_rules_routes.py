@@ -111,13 +111,21 @@ async def test_every_role_reads_the_rule_set_in_force(shared: Shared, username: 
     assert ruleset["org"] is None  # the shared rule set: no organisation has its own here
     assert "help_given" in ruleset["outcomes"]
     assert ruleset["ruleset"]["rules"]["fall"]["priority"] == 1
+    # How the console shows each rule's alerts, in both languages.
+    assert ruleset["presentation"]["not_back_in_bed"] == {
+        "category": "bed",
+        "icon": "bed",
+        "titles": {"sv": "Ej tillbaka i sängen", "en": "Not back in bed"},
+    }
+    assert set(ruleset["presentation"]) == set(ruleset["ruleset"]["rules"])
 
 
 async def test_an_organisations_own_rule_set_is_shown_to_it_and_in_force_for_it(
     prepared_dsn: str, tmp_path: Path
 ) -> None:
     own = tmp_path / "norrby.yaml"
-    own.write_text("outcomes: [help_given, ambulance_called]\n")
+    # An older file that renames a rule with `title` only.
+    own.write_text("outcomes: [help_given, ambulance_called]\nrules:\n  fall: {title: Fallarm}\n")
     async with running_api(prepared_dsn, rules={"org_files": {ORG_B: str(own)}}) as api:
         operator_a = await api.login(OPERATOR_A)
         operator_b = await api.login(OPERATOR_B)
@@ -125,6 +133,11 @@ async def test_an_organisations_own_rule_set_is_shown_to_it_and_in_force_for_it(
         assert [r["org"] for r in (await operator_a.get("/api/rules")).json()] == [None]
         seen_by_b = {r["org"]: r["outcomes"] for r in (await operator_b.get("/api/rules")).json()}
         assert seen_by_b[ORG_B] == ["help_given", "ambulance_called"]
+        shown_to_b = {
+            r["org"]: r["presentation"] for r in (await operator_b.get("/api/rules")).json()
+        }
+        assert shown_to_b[ORG_B]["fall"]["titles"] == {"sv": "Fallarm", "en": "Fall"}
+        assert shown_to_b[None]["fall"]["titles"] == {"sv": "Fall", "en": "Fall"}
         assert set(seen_by_b) == {None, ORG_B}
         assert len((await admin.get("/api/rules")).json()) == 2
 
@@ -133,6 +146,10 @@ async def test_an_organisations_own_rule_set_is_shown_to_it_and_in_force_for_it(
             alert_id = await api.raise_alert(device)
             acked = await client.post(f"/api/alerts/{alert_id}/acknowledge", json={})
             assert acked.status_code == 200
+            # The public alert carries its rule's look from the rule set in force for it.
+            assert (acked.json()["category"], acked.json()["icon"]) == ("fall", "fall")
+        listed = {a["device_id"]: a["title"] for a in (await admin.get("/api/alerts")).json()}
+        assert (listed[SENSOR_A1], listed[SENSOR_B1]) == ("Fall", "Fallarm")
         [a_id] = [a.alert_id for a in api.open_alerts() if a.device_id == SENSOR_A1]
         [b_id] = [a.alert_id for a in api.open_alerts() if a.device_id == SENSOR_B1]
         body = {"outcome": "ambulance_called"}

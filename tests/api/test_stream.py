@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.public import AlertPublic
 from tests.api.conftest import (
     ADMIN_ALL,
     OPERATOR_A,
@@ -49,6 +50,13 @@ async def test_a_client_that_reconnects_gets_every_change_it_missed_once_in_orde
         live = await stream.next()
         assert _change(live) == ("alert", "AlertOpened", second, "open")
         assert live.data["alert"]["unit"] == "Lgh 1102"
+        # One shape on the stream and in the API: the public alert model (the admin
+        # reads the list, so the operator's own reads stay the snapshot's alone).
+        admin = await api.login(ADMIN_ALL)
+        [listed] = [a for a in (await admin.get("/api/alerts")).json() if a["alert_id"] == second]
+        assert set(live.data["alert"]) == set(listed) == set(AlertPublic.model_fields)
+        assert (live.data["alert"]["category"], listed["icon"]) == ("time", "time")
+        assert snapshot.data["alerts"][0]["category"] == "fall"
         assert _seq(live) > _seq(snapshot)
         last_seen = live.id
     assert last_seen is not None

@@ -19,6 +19,7 @@ from gateway.cli import main
 from gateway.config import load_settings
 from gateway.embedded import PostgresServer
 from gateway.ingest import MemorySource
+from gateway.public import AlertPublic
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
@@ -68,6 +69,11 @@ async def test_a_fall_is_published_at_once_and_stored_with_its_history(dsn: str)
         await until(lambda: len(published_alerts(source, "fall")) == 1)
         topic, _ = source.published[0]
         assert topic.startswith("wgw/vallby/alerts/a:")
+        # The public alert model, with the rule's look; MQTT names no homes.
+        [body] = published_alerts(source, "fall")
+        assert set(body["alert"]) == set(AlertPublic.model_fields)
+        shown = AlertPublic.model_validate(body["alert"])
+        assert (shown.category, shown.icon, shown.title, shown.unit) == ("fall", "fall", "Fall", "")
         await until(lambda: count(dsn, "SELECT count(*) FROM alerts") == 1)
     assert rows(dsn, "SELECT rule_id, priority, state, count FROM alerts") == [
         ("fall", 1, "open", 1)

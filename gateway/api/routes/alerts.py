@@ -11,7 +11,6 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from core.errors import StorageUnavailable
 from gateway import store
-from gateway.alerting import alert_json
 from gateway.api.deps import (
     HANDLERS,
     STORABLE,
@@ -30,6 +29,7 @@ from gateway.api.deps import (
 )
 from gateway.api.places import places_of
 from gateway.api.routes.devices import DeviceHealthPublic, judge_health
+from gateway.public import AlertPublic, public_alert
 from gateway.store import connection
 from gateway.store.console import alert_detail, alert_history
 from gateway.store.homes import home_devices, home_events
@@ -50,48 +50,6 @@ EVENTS_BEFORE = timedelta(hours=12)
 # ... and the home's alerts of this long before it.
 EARLIER_ALERTS = timedelta(days=30)
 EARLIER_ALERTS_MAX = 50
-
-
-class EscalationPublic(BaseModel):
-    """How far an unacknowledged alert has escalated, and the next tier if one is due.
-
-    A recipient is "role:<role>" (that role's accounts in the alert's
-    organisation) or "group:<name>" (the accounts in that named group).
-    """
-
-    tier: int = Field(ge=0, description="tiers reached; 0: not escalated")
-    to: list[str] = Field(description="the recipients of the tier reached")
-    next_at: datetime | None = Field(description="when the next tier is due, if one is")
-    next_to: list[str] | None = Field(description="the next tier's recipients, if one is due")
-
-
-class AlertPublic(BaseModel):
-    """An alert as the console shows it."""
-
-    alert_id: str
-    org: str
-    device_id: str
-    rule_id: str
-    title: str
-    kind: str
-    priority: int
-    state: AlertState
-    occurred_at: datetime
-    opened_at: datetime
-    last_seen_at: datetime
-    count: int
-    escalated: bool
-    escalation: EscalationPublic
-    late: bool
-    reason: str
-    outcome: str | None
-    handled_by: str | None
-    handled_by_name: str | None = None  # the display name of handled_by
-    unit: str = ""
-    area: str = ""
-    arrived_at: datetime | None = None
-    closed_at: datetime | None = None
-    chattering: bool = False
 
 
 class TransitionPublic(BaseModel):
@@ -165,9 +123,13 @@ class CommentRequest(BaseModel):
     note: str = Field(min_length=1, max_length=2000, pattern=STORABLE)
 
 
-def _public(alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
+def _public(ctx: Context, alert: Alert, places: dict[str, tuple[str, str]]) -> AlertPublic:
     unit, area = places.get(alert.device_id, ("", ""))
-    return AlertPublic.model_validate(alert_json(alert) | {"unit": unit, "area": area})
+    return public_alert(alert, ctx.console.alerting.rules_of(alert.org), unit=unit, area=area)
+
+
+def _stored(ctx: Context, row: dict[str, Any]) -> AlertPublic:
+    return public_alert(row, ctx.console.alerting.rules_of(str(row["org"])))
 
 
 @router.get("")
@@ -186,7 +148,7 @@ async def list_alerts(
         if (orgs is None or a.org in orgs) and (priority is None or a.priority == priority)
     ]
     places = await places_of(ctx, [a.device_id for a in alerts])
-    result = [_public(a, places) for a in alerts]
+    result = [_public(ctx, a, places) for a in alerts]
     if area is not None:
         result = [a for a in result if a.area == area]
     log_queue_read(ctx, user, [(a.org, a.alert_id) for a in result])
@@ -206,7 +168,7 @@ async def history(
     """Stored alerts opened in a period, open and closed, newest first."""
     orgs = check_org(user, org)
     rows = await alert_history(conn, orgs=orgs, since=since, until=until, limit=limit)
-    result = [AlertPublic.model_validate(r) for r in rows]
+    result = [_stored(ctx, r) for r in rows]
     # It names the homes, who handled their alarms and how they ended: a read.
     period: dict[str, DetailValue] = {
         k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None
@@ -241,12 +203,12 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
         log.warning("alert %s shown without its stored trail: database unreachable", alert_id)
     if live is not None:
         places = await places_of(ctx, [live.device_id])
-        alert = _public(live, places)
+        alert = _public(ctx, live, places)
         if stored is not None:
             alert.arrived_at = stored["arrived_at"]
             alert.chattering = stored["chattering"]
     elif stored is not None:
-        alert = AlertPublic.model_validate(stored)
+        alert = _stored(ctx, stored)
     else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id!r}")
     _check_scope(user, alert.org)
@@ -294,7 +256,7 @@ async def _home(
                                   since=opened_at - EARLIER_ALERTS, until=opened_at)  # fmt: skip
     return _Home(
         events=[HomeEventPublic.model_validate(e, from_attributes=True) for e in events],
-        earlier_alerts=[AlertPublic.model_validate(a) for a in earlier],
+        earlier_alerts=[_stored(ctx, a) for a in earlier],
         devices=judge_health(ctx, [d.device for d in devices]),
         entry_notes=sorted({d.entry_notes for d in devices if d.entry_notes}),
     )
@@ -340,7 +302,7 @@ async def _act(
     except TransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     places = await places_of(ctx, [moved.device_id])
-    public = _public(moved, places)
+    public = _public(ctx, moved, places)
     detail: dict[str, Any] = {"via": "api", "alert_id": alert_id, "to": to.value}
     if outcome is not None:
         detail["outcome"] = outcome
@@ -412,7 +374,7 @@ async def comment(
         raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is not open")
     _check_scope(user, alert.org)
     places = await places_of(ctx, [alert.device_id])
-    public = _public(alert, places)
+    public = _public(ctx, alert, places)
     at = ctx.clock.now()
     work = AlertWork(comments=[(alert_id, at, user.username, body.note)])
     detail = {"via": "api", "alert_id": alert_id, "to": "comment"}

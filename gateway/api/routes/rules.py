@@ -1,4 +1,4 @@
-"""The effective rule set, read-only."""
+"""The effective rule set, read-only, with how the console shows each rule's alerts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from gateway.api.deps import AnyUser, Context
+from rules import Presentation
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
 
@@ -17,6 +18,9 @@ class RuleSetPublic(BaseModel):
 
     org: str | None
     outcomes: list[str]
+    # Rule id → its category, icon and titles in Swedish and English: the
+    # console's labels (the same keys as under ruleset.rules, typed here).
+    presentation: dict[str, Presentation]
     ruleset: dict[str, Any]
 
 
@@ -29,6 +33,11 @@ async def effective_rules(user: AnyUser, ctx: Context) -> list[RuleSetPublic]:
             continue
         rs = engine.ruleset
         result.append(
-            RuleSetPublic(org=key, outcomes=list(rs.outcomes), ruleset=rs.model_dump(mode="json"))
+            RuleSetPublic(
+                org=key,
+                outcomes=list(rs.outcomes),
+                presentation={rule_id: rule.presentation for rule_id, rule in rs.rules.items()},
+                ruleset=rs.model_dump(mode="json"),
+            )
         )
     return result

@@ -110,7 +110,9 @@ async def _change(ctx: Context, user: User, item: FeedItem, *, replay: bool) -> 
 
 async def _snapshot(ctx: Context, user: User) -> dict[str, Any]:
     alerting = ctx.console.alerting
-    alerts = [alert_json(a) for a in alerting.open_alerts() if user.sees(a.org)]
+    alerts = [
+        alert_json(a, alerting.rules_of(a.org)) for a in alerting.open_alerts() if user.sees(a.org)
+    ]
     await _place(ctx, alerts)
     incidents = [incident_json(i) for i in alerting.incidents() if user.sees(i.org)]
     log_queue_read(ctx, user, [(a["org"], a["alert_id"]) for a in alerts])
