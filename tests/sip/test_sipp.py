@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sip.conftest import SIPP_DIR, UNITS, alarm_units, run_sipp
+from tests.sip.conftest import SIPP_DIR, UNITS, StartGateway, alarm_units, run_sipp
 from tests.utils.services import count, rows, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
@@ -63,9 +63,9 @@ def _check_stored_and_alerted(dsn: str) -> None:
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_each_sample_gets_200_ok_with_its_mrs_in_the_body_and_is_stored(
-    sipp: str, start_gateway: object, tmp_path: Path, transport: str
+    sipp: str, start_gateway: StartGateway, tmp_path: Path, transport: str
 ) -> None:
-    gateway = start_gateway(alarm_units())  # type: ignore[operator]
+    gateway = start_gateway(alarm_units())
     run = run_sipp(
         sipp, gateway, "scaip_body.xml", tmp_path, "-inf", str(SAMPLES), transport=transport
     )
@@ -78,9 +78,9 @@ def test_each_sample_gets_200_ok_with_its_mrs_in_the_body_and_is_stored(
 
 
 def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
-    sipp: str, start_gateway: object, tmp_path: Path
+    sipp: str, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(alarm_units(reply="message"))  # type: ignore[operator]
+    gateway = start_gateway(alarm_units(reply="message"))
     run = run_sipp(
         sipp,
         gateway,
@@ -100,9 +100,9 @@ def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
 
 
 def test_the_registry_default_reply_style_is_the_config_s(
-    sipp: str, start_gateway: object, tmp_path: Path
+    sipp: str, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(alarm_units(), reply="message")  # type: ignore[operator]
+    gateway = start_gateway(alarm_units(), reply="message")
     run = run_sipp(
         sipp,
         gateway,
@@ -118,9 +118,9 @@ def test_the_registry_default_reply_style_is_the_config_s(
 
 
 def test_a_retransmitted_message_is_answered_again_and_stored_once(
-    sipp: str, start_gateway: object, tmp_path: Path
+    sipp: str, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(alarm_units())  # type: ignore[operator]
+    gateway = start_gateway(alarm_units())
     # -nr: SIPp would otherwise take the second, identical 200 OK for a retransmission of
     # the first and send its MESSAGE yet again, forever.
     run = run_sipp(sipp, gateway, "scaip_retransmit.xml", tmp_path, "-inf", str(SAMPLES), "-nr")
@@ -134,9 +134,9 @@ def test_a_retransmitted_message_is_answered_again_and_stored_once(
 
 
 def test_a_missing_mandatory_tag_gets_snu_7_and_a_dead_letter(
-    sipp: str, start_gateway: object, tmp_path: Path
+    sipp: str, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(alarm_units())  # type: ignore[operator]
+    gateway = start_gateway(alarm_units())
     run = run_sipp(sipp, gateway, "scaip_malformed.xml", tmp_path, calls=3)
     assert run.returncode == 0, run.output[-2000:]
     assert sorted(_MRS.findall(run.messages)) == [("NODTY1", "7"), ("NODTY2", "7"), ("NODTY3", "7")]
@@ -149,5 +149,5 @@ def test_a_missing_mandatory_tag_gets_snu_7_and_a_dead_letter(
     reasons = rows(dsn, "SELECT reason, topic, payload FROM dead_letters")
     assert {r[0] for r in reasons} == {"scaip_missing_tag"}
     assert all(str(r[1]).startswith("sip/udp/127.0.0.1") for r in reasons)
-    assert all(b"<ref>NODTY" in bytes(r[2]) for r in reasons)  # type: ignore[arg-type]
+    assert all(isinstance(r[2], bytes) and b"<ref>NODTY" in r[2] for r in reasons)
     assert count(dsn, "SELECT count(*) FROM events") == 0
