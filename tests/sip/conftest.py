@@ -92,14 +92,13 @@ def start_gateway(
     def start(devices: Sequence[DeviceRecord], **scaip: str) -> SipGateway:
         migrate(db_dsn)
         import_devices(db_dsn, devices)
-        extra = {f"WGW_SCAIP__{k.upper()}": v for k, v in scaip.items()}
+        extra = {"WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"}
+        extra |= {f"WGW_SCAIP__{k.upper()}": v for k, v in scaip.items()}
         env = gateway_env(
             dsn=db_dsn,
             broker_port=mosquitto.port,
             client_id=f"wgw-{uuid.uuid4().hex[:8]}",
             spool_dir=tmp_path / "spool",
-            WGW_SCAIP__HOST="127.0.0.1",
-            WGW_SCAIP__PORT="0",
             **extra,
         )
         log = tmp_path / "gateway.log"
