@@ -135,6 +135,9 @@ class ScaipReceiver:
         if not msg.method:
             self._response_arrived(msg)
             return
+        if too_large:  # answered every time: the unit must learn it, not retransmit
+            self._refuse(data, peer, self._too_large(), msg, 413)
+            return
         if msg.method == "ACK":
             return  # only INVITE has an ACK; a stray one needs no answer (RFC 3261 §17.2.3)
         key = (msg.get("call-id") or "", str(msg.cseq[0]), msg.method, msg.branch, peer.host)
@@ -146,9 +149,6 @@ class ScaipReceiver:
         transaction = _Transaction(now + TRANSACTION_S)
         self._transactions[key] = transaction
         self._expiry.append((transaction.expires, key))
-        if too_large:
-            self._refuse(data, peer, self._too_large(), msg, 413)
-            return
         try:
             outcome = await self._outcome(msg, data, peer)
         except Exception as exc:
