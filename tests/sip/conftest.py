@@ -136,6 +136,7 @@ def run_sipp(
     *args: str,
     transport: str = "u1",
     calls: int = 6,
+    rate: int = 20,
 ) -> SippRun:
     """Run one SIPp scenario of tests/sipp against the gateway until ``calls`` calls ended."""
     trace = tmp_path / f"sipp-{uuid.uuid4().hex[:6]}.log"
@@ -149,7 +150,7 @@ def run_sipp(
         "-m",
         str(calls),
         "-r",
-        "20",
+        str(rate),
         "-i",
         "127.0.0.1",
         "-p",
