@@ -92,6 +92,7 @@ class ScaipReceiver:
         self._clients: dict[str, asyncio.Event] = {}  # our MESSAGEs' branches → answered
         self.listeners = Listeners(self.handle, max_bytes=settings.max_message_bytes)
         self.ready = asyncio.Event()
+        self._refusing = False  # answering 503 because the spool is full
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen once the gateway is ready, until ``stop``."""
@@ -245,8 +246,13 @@ class ScaipReceiver:
         try:
             await self.gateway.accept_external(raw)
         except SpoolFull as exc:
-            log.warning("SCAIP message %s from %s not taken: %s", ref, cid, exc)
+            if not self._refusing:  # once per spell, not once per message
+                log.warning("SCAIP units are answered 503 until the spool has room: %s", exc)
+                self._refusing = True
             return _Outcome(503, (("retry-after", "5"),))
+        if self._refusing:
+            log.warning("the spool takes SCAIP messages again")
+            self._refusing = False
         mrs = scaip_reply(ref, ReplyStatus.OK, hbi=device.heartbeat_interval_s)
         return _Outcome(200, mrs=mrs, reply=reply)
 
