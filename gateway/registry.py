@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,19 @@ class DeviceRecord(BaseModel):
     # How the patrol gets into the home (key box, door code, pets); shown with
     # the unit's alerts only to roles that act on alarms.
     entry_notes: Annotated[str, Field(max_length=1000)] = ""
+    # SCAIP over SIP: where this unit expects its <mrs> ("body" of the 200 OK or a
+    # separate "message"); empty: the [scaip] reply default.
+    scaip_reply: Literal["body", "message"] | None = None
+    # SIP digest credentials (RFC 2617 HA1): hex MD5 of "device_id:realm:password",
+    # so the password itself is never stored; empty: no authentication asked.
+    sip_ha1: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+
+class SipAccount(NamedTuple):
+    """A device's SIP settings from the registry, for the devices that have any."""
+
+    reply: Literal["body", "message"] | None
+    ha1: str | None
 
 
 def parse_registry(text: str, *, source: str) -> list[DeviceRecord]:
@@ -80,5 +93,6 @@ def load_registry_file(path: Path) -> list[DeviceRecord]:
 
 def dump_registry_yaml(records: Iterable[DeviceRecord]) -> str:
     """Render records as a registry YAML file (the format ``wgw devices import`` reads)."""
-    devices = [r.model_dump(mode="json") for r in records]
+    # Unset optional keys (the SIP ones) are left out, as an operator would write it.
+    devices = [r.model_dump(mode="json", exclude_none=True) for r in records]
     return yaml.safe_dump({"devices": devices}, sort_keys=False, allow_unicode=True)

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.clock import Clock, SystemClock
-from core.errors import ConfigError, StorageUnavailable
+from core.errors import ConfigError, GatewayError, StorageUnavailable
 from core.events import RawMessage
 from core.rows import DeadLetter, Shelf, StoredRow
 from gateway.alerting import Alerting
@@ -49,6 +49,7 @@ from gateway.journal import (
 )
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
+from gateway.registry import SipAccount
 from gateway.spool import Spool, SpoolError
 from gateway.store.runtime import PostgresBackend
 from rules import RuleEngine, default_rules_text, load_ruleset
@@ -72,6 +73,10 @@ _STORE_ROWS = 10_000
 _DRAIN_S = 5.0
 # Acknowledgements resume once the spool is below this share of its limit.
 _SPOOL_RESUME = 0.9
+
+
+class SpoolFull(GatewayError):
+    """The spool is at its limit (or not open yet): a message cannot be taken now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +169,8 @@ class Gateway:
         self.alerting: Alerting | None = None
         self.source: MessageSource | None = None
         self._devices: dict[str, DeviceInfo] = {}
+        # SIP settings of the devices whose registry entry has any (the SCAIP receiver).
+        self.sip_accounts: dict[str, SipAccount] = {}
         # Moves whenever the device registry is reloaded (the console's caches follow it).
         self.registry_loads = 0
         self._lanes: tuple[_LaneState, _LaneState] | None = None
@@ -181,6 +188,9 @@ class Gateway:
         self._stored_moved = asyncio.Event()
         self._judged_attributes: frozenset[str] = frozenset()
         self._spool_full = False
+        # Messages receivers of our own handed in (accept_external), and the task spooling them.
+        self._external: list[tuple[RawMessage, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
         self._write_error: str | None = None
         self.storage_up = True
 
@@ -239,6 +249,35 @@ class Gateway:
         if work:
             self._journal_append(JournalEntry(lanes=self._positions(), work=work))
         return work
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        """The registered device of that id, as the pipeline knows it now."""
+        return self._devices.get(device_id)
+
+    async def accept_external(self, raw: RawMessage) -> None:
+        """Spool a message a receiver of the gateway's own took (SCAIP over SIP), durably.
+
+        Returns once it is fsync'd, in the same group commit as the broker's
+        messages; the caller answers its peer only then. SpoolFull while the
+        spool is at its limit, as acknowledgements to the broker stop then too.
+        """
+        if self._lanes is None or self._spool_full:
+            raise SpoolFull("the gateway's spool cannot take messages now; try again later")
+        if self._spool_bytes() >= self.settings.spool.max_bytes:
+            raise SpoolFull("the gateway's spool is full; try again later")
+        # Batched: what arrives while one fsync runs goes together in the next.
+        done = asyncio.get_running_loop().create_future()
+        self._external.append((raw, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_external(), name="external")
+        await done
+
+    def refuse_external(self, dead: DeadLetter) -> None:
+        """Journal a dead letter for a message a receiver of the gateway's own refused."""
+        self.metrics.dead_letters_decoded[dead.reason] += 1
+        self._journal_append(
+            make_entry([], [dead], None, lanes=self._positions(), received_at=dead.received_at)
+        )
 
     # -- running -------------------------------------------------------------
 
@@ -349,6 +388,7 @@ class Gateway:
         alerting.set_homes(startup.homes)
         self.alerting = alerting
         self._devices = startup.devices
+        self.sip_accounts = startup.sip
         self._apply_shelves(startup.shelves, devices_changed=True)
         # Newer snapshots than PostgreSQL's, and the positions the journal
         # covers, are in the journal entries it does not have yet.
@@ -433,20 +473,38 @@ class Gateway:
     # -- receive: broker → spool → acknowledgement ------------------------------
 
     async def _receive_loop(self, source: MessageSource) -> None:
-        assert self._lanes is not None
-        alarm, bulk = self._lanes
-        judged = self._judged_attributes
         async for batch in source.batches():
             await self._room_in_spool()
-            split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
-            for delivery in batch:
-                split[lane_of(delivery.raw, judged)].append(delivery.raw)
-            firsts = await self._spool_durably(split)
+            await self._take([delivery.raw for delivery in batch])
             source.ack(batch)
             self.metrics.batch_sizes.observe(len(batch))
-            alarm.received(firsts[Lane.ALARM], split[Lane.ALARM])
-            bulk.received(firsts[Lane.BULK], split[Lane.BULK])
-            self._rules_wake.set()
+
+    async def _take(self, raws: list[RawMessage]) -> None:
+        """Spool messages durably, each in its lane, and hand them to the rules."""
+        assert self._lanes is not None
+        judged = self._judged_attributes
+        split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
+        for raw in raws:
+            split[lane_of(raw, judged)].append(raw)
+        firsts = await self._spool_durably(split)
+        for lane in Lane:
+            self._lanes[lane].received(firsts[lane], split[lane])
+        self._rules_wake.set()
+
+    async def _flush_external(self) -> None:
+        """Spool what receivers handed in, a batch per fsync, and tell each caller it is done."""
+        while self._external:
+            batch, self._external = self._external, []
+            try:
+                await self._take([raw for raw, _ in batch])
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(SpoolFull(f"the spool could not take it: {exc}"))
+                raise
+            for _, done in batch:
+                if not done.done():  # its caller may have given up
+                    done.set_result(None)
 
     async def _spool_durably(self, split: tuple[list[RawMessage], list[RawMessage]]) -> list[int]:
         """Append each lane's messages once and fsync; retry (acknowledging nothing) on failure."""
@@ -684,6 +742,8 @@ class Gateway:
             if fresh.devices is not None:
                 self.pipeline.set_registry(fresh.devices)
                 self._devices = fresh.devices
+                if fresh.sip is not None:
+                    self.sip_accounts = fresh.sip
                 if self.alerting is not None and fresh.homes is not None:
                     self.alerting.set_homes(fresh.homes)
                 log.info("device registry reloaded (%d devices)", fresh.version[1])
