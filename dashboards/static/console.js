@@ -4,6 +4,8 @@
 // one event per change. Actions are POSTs with the session's CSRF token; the
 // stream confirms them to every console, this one included.
 
+// The remote-check panel hooks in through the "wgw:console" event (one script per page).
+import "./remote.js";
 import { renderEscalation, tickEscalations } from "./escalation.js";
 import {
   closeDetail, confirmTakeover, detailAlertChanged, handlerName, initDetail, openDetail,

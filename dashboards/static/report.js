@@ -307,14 +307,20 @@ async function drawCharts() {
   // A newer request (another night, a language switch) wins over a slower older one.
   const mine = ++state.charts;
   try {
+    const lang = getLang();
     const drawn = await Promise.all(CHARTS.map(fetchChart));
     if (mine === state.charts) {
-      CHARTS.forEach((name, i) => $(`chart-${name}`).replaceChildren(drawn[i]));
+      CHARTS.forEach((name, i) => {
+        const box = $(`chart-${name}`);
+        box.replaceChildren(drawn[i]);
+        // Which language the drawing is in: a test (or a reader) can tell a redraw has come.
+        box.dataset.lang = lang;
+      });
     }
   } catch (exc) {
     if (mine === state.charts) {
       const status = exc instanceof HttpError ? exc.status : 0;
-      showError(t("report.chartsFailed", { status, detail: exc.message }));
+      showError({ key: "report.chartsFailed", params: { status, detail: exc.message } });
     }
   }
 }
@@ -395,7 +401,7 @@ async function start() {
     }),
   );
   if (orgs.length === 0) {
-    showError(t("report.noOrgs"));
+    showError({ key: "report.noOrgs" });
   }
   updateLinks();
   // It opens on tonight: the night in progress, or the coming one during the day.

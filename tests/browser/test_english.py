@@ -166,5 +166,8 @@ async def test_the_report_in_english_shows_no_swedish(
     await expect(page.locator("#report")).to_be_visible()
     await switch_to_english(page)
     await expect(page.locator("#report-summary")).to_contain_text("Night")
+    # The charts are drawn by the server in the page's language: wait for the redraw.
+    for chart in ("hourly", "spread"):
+        await expect(page.locator(f"#chart-{chart}")).to_have_attribute("data-lang", "en")
     await assert_english(page, "report")
     await page.context.close()
