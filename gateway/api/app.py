@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api.context import ApiContext
 from gateway.api.deps import client_address, log_security
 from gateway.api.guards import UnstorableTextGuard
-from gateway.api.routes import alerts, audit, auth, devices, ops, reports, rules, stream
+from gateway.api.routes import alerts, audit, auth, devices, ops, push, reports, rules, stream
 
 STATIC_DIR = Path(str(files("dashboards") / "static"))
 
@@ -53,6 +53,12 @@ _NO_STORE = "no-store"
 _HSTS = "max-age=31536000"
 
 _PAGES = {"/": "index.html", "/audit": "audit.html", "/report": "report.html"}
+# Served from the root, not /static: a service worker controls only pages under
+# its own path, and the console is at /. The manifest names its start URL and scope.
+_APP_FILES = {
+    "/sw.js": ("sw.js", "text/javascript"),
+    "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+}
 _DOC_PAGES = frozenset({"/docs", "/redoc"})
 
 
@@ -61,7 +67,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPIOffline(title="welfare-gateway", version="0.1.0", description=_DESCRIPTION)
     app.state.ctx = ctx
     ctx.metrics_registry.register(ops.GatewayCollector(ctx))
-    for module in (auth, alerts, stream, devices, rules, audit, reports, ops):
+    for module in (auth, alerts, stream, devices, rules, audit, reports, ops, push):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -100,6 +106,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     for route, page in _PAGES.items():
         app.add_api_route(route, _page(page), include_in_schema=False, methods=["GET"])
+    for route, (name, media_type) in _APP_FILES.items():
+        app.add_api_route(route, _page(name, media_type), include_in_schema=False, methods=["GET"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -157,8 +165,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
+def _page(name: str, media_type: str | None = None) -> Callable[[], Awaitable[FileResponse]]:
     async def serve() -> FileResponse:
-        return FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC_DIR / name, media_type=media_type, headers={"Cache-Control": "no-cache"}
+        )
 
     return serve

@@ -230,6 +230,7 @@ _READS: dict[str, str | None] = {
     "/api/audit/verify": "access_log",
     "/api/reports/night": "night_report",
     "/api/reports/organisations": None,
+    "/api/push/key": None,
 }
 _QUERIES = {"/api/audit/extract": {"person": UNIT[SENSOR_A1]}, "/api/reports/night": {
     "date": "2026-01-10"}}  # fmt: skip
