@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -50,6 +49,9 @@ log = logging.getLogger(__name__)
 VAPID_FILE_NAME = "vapid_private_key.pem"
 # What the push service answers for a subscription that no longer exists (RFC 8030 §7.3).
 GONE = frozenset({404, 410})
+# What _post says of a subscription whose keys nothing can be encrypted for: it is
+# forgotten like a gone one (a browser's keys always work; these came from elsewhere).
+_UNUSABLE = -1
 
 # Accounts of an organisation that recipient strings ("role:<r>", "group:<g>") name.
 Resolver = Callable[[Connection, Sequence[str], str], Awaitable[list[User]]]
@@ -156,9 +158,12 @@ def endpoint_problem(endpoint: str, hosts: Sequence[str]) -> str | None:
     Only the known push services are called (an account must not make the
     gateway POST elsewhere); plain HTTP only to this machine (a local relay, tests).
     """
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in {"https", "http"} or not host:
+    try:
+        parts = urlsplit(endpoint)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        host = ""
+    if not host or parts.scheme not in {"https", "http"}:
         return "the endpoint must be an https URL of a push service"
     if parts.scheme == "http" and host not in {"127.0.0.1", "localhost", "::1"}:
         return "the endpoint must use https"
@@ -168,24 +173,6 @@ def endpoint_problem(endpoint: str, hosts: Sequence[str]) -> str | None:
             "it under push.service_hosts"
         )
     return None
-
-
-def keys_problem(p256dh: str, auth: str) -> str | None:
-    """Why a subscription's RFC 8291 keys cannot be encrypted for, or None."""
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _unb64url(p256dh))
-    except ValueError:
-        return "keys.p256dh must be the browser's P-256 public key (65 bytes, base64url)"
-    if len(_unb64url(auth)) != 16:
-        return "keys.auth must be the 16-byte authentication secret (base64url)"
-    return None
-
-
-def _unb64url(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
-    except (binascii.Error, ValueError):
-        return b""
 
 
 def page_recipients(data: Mapping[str, Any], paged: Mapping[StaffRole, Sequence[int]]) -> list[str]:
@@ -308,7 +295,7 @@ class Notifier:
         while True:
             push = await self._queue.get()
             status = await loop.run_in_executor(self._threads, self._post, push)
-            if status in GONE:
+            if status in GONE or status == _UNUSABLE:
                 await self._forget(push.subscription)
             elif 200 <= status < 300:
                 self.sent += 1
@@ -333,13 +320,16 @@ class Notifier:
             status = int(exc.status_code or 0)
             log.warning("push to %s refused (%s): %s", s.username, status, exc.message)
             return status
-        except (OSError, ValueError) as exc:  # requests' errors are OSErrors: no answer
+        except OSError as exc:  # requests' errors are OSErrors: no answer
             log.warning("push to %s failed: %s", s.username, exc)
             return 0
+        except ValueError as exc:  # the keys are no P-256 point (cryptography says so)
+            log.warning("push subscription of %s has unusable keys: %s", s.username, exc)
+            return _UNUSABLE
         return int(response.status_code)
 
     async def _forget(self, subscription: Subscription) -> None:
-        """Remove a subscription the push service says is gone (404 or 410)."""
+        """Remove a subscription the push service says is gone (404 or 410), or that is unusable."""
         with contextlib.suppress(StorageUnavailable):
             async with connection(self._pool, wait_s=2.0) as conn:
                 await delete_subscription(conn, endpoint=subscription.endpoint)

@@ -110,7 +110,7 @@ async def test_a_priority_1_alert_reaches_the_subscribed_phone_encrypted_and_sig
     await eventually(logged, what="the push's access-log entry")
 
 
-async def test_a_subscription_the_push_service_calls_gone_is_removed(
+async def test_a_subscription_the_push_service_calls_gone_or_that_is_unusable_is_removed(
     push_api: RunningApi, service: PushService
 ) -> None:
     service.status["old-phone"] = 410
@@ -118,6 +118,11 @@ async def test_a_subscription_the_push_service_calls_gone_is_removed(
     await _subscribe(push_api, OPERATOR_A, service.endpoint("old-phone"))
     await _subscribe(push_api, OPERATOR_A, service.endpoint("lost-phone"))
     await _subscribe(push_api, OPERATOR_A, service.endpoint("new-phone"))
+    # Keys of the right shape that are no point on the curve: nothing can be encrypted for them.
+    client = await push_api.login(OPERATOR_A)
+    forged = {"p256dh": "B" + "A" * 86, "auth": "A" * 22}
+    body = {"endpoint": service.endpoint("forged"), "keys": forged}
+    assert (await client.post("/api/push/subscribe", json=body)).status_code == 201
 
     await push_api.raise_alert(SENSOR_A1)
 
@@ -126,6 +131,7 @@ async def test_a_subscription_the_push_service_calls_gone_is_removed(
 
     await eventually(only_the_live_one_left, what="the gone subscriptions to be removed")
     assert service.to("old-phone") and service.to("lost-phone") and service.to("new-phone")
+    assert service.to("forged") == []  # never sent: it could not be encrypted
 
 
 async def test_a_push_service_that_does_not_answer_holds_up_no_alarm(
@@ -164,22 +170,23 @@ async def test_subscriptions_are_kept_per_account_and_removed_only_by_their_owne
 
 
 @pytest.mark.parametrize(
-    ("change", "reason"),
+    ("change", "status", "reason"),
     [
-        ({"endpoint": "https://push.example.org/x"}, "is not a push service"),
-        ({"endpoint": "http://fcm.googleapis.com/x"}, "must use https"),
-        ({"endpoint": "ftp://127.0.0.1/x"}, "https URL"),
-        ({"keys": {"p256dh": "A" * 87, "auth": "A" * 22}}, "P-256 public key"),
+        ({"endpoint": "https://push.example.org/x"}, 403, "is not a push service"),
+        ({"endpoint": "http://fcm.googleapis.com/x"}, 403, "must use https"),
+        ({"endpoint": "https://[::1/x"}, 403, "https URL of a push service"),
+        ({"endpoint": "ftp://127.0.0.1/x"}, 422, "String should match pattern"),
+        ({"keys": {"p256dh": "A" * 87, "auth": "A" * 22}}, 422, "String should match pattern"),
     ],
-    ids=["unknown host", "plain http", "not http", "not a key"],
+    ids=["unknown host", "plain http", "no host", "not http", "not a key"],
 )
 async def test_a_subscription_that_cannot_be_used_is_refused_with_the_reason(
-    push_api: RunningApi, service: PushService, change: dict[str, Any], reason: str
+    push_api: RunningApi, service: PushService, change: dict[str, Any], status: int, reason: str
 ) -> None:
     client = await push_api.login(OPERATOR_A)
     body = BrowserKeys().subscription(service.endpoint("x")) | change
     response = await client.post("/api/push/subscribe", json=body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == status, response.text
     assert reason in str(response.json()["detail"])
     assert await _subscriptions(push_api) == []
 

@@ -291,6 +291,8 @@ def console_gateway(
         client_id=f"wgw-{uuid.uuid4().hex[:8]}",
         spool_dir=home / "spool",
         WGW_API__PORT=str(port),
+        # Pushes go to the stand-in push service on this machine (see test_push.py).
+        WGW_PUSH__SERVICE_HOSTS='["127.0.0.1"]',
     )
     process = GatewayProcess(env, home / "gateway.log")
     gateway = ConsoleGateway(f"http://127.0.0.1:{port}/", dsn, broker, process)
