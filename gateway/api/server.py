@@ -99,12 +99,13 @@ class ApiServer:
                 [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            if pushing is not None:
+                pushing.cancel()  # before the feed closes: its end is no falling behind
             console.feed.close()  # live streams end, so the server can finish its responses
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
             if pushing is not None:
-                pushing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pushing
             await pool.close()

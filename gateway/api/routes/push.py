@@ -18,8 +18,9 @@ _OFF = "Web Push is turned off on this gateway (push.enabled = false); ask an ad
 # P-256 point (65 bytes, the first 0x04) and a 16-byte secret.
 _P256DH = r"^B[A-Za-z0-9_-]{86}=?$"
 _AUTH = r"^[A-Za-z0-9_-]{21}[AQgw](==)?$"
-# An http(s) URL with a host; which hosts are push services is the gateway's to judge.
-_ENDPOINT = r"^https?://[^/?#\s@]+(/\S*)?$"
+# An http(s) URL with a host, in printable ASCII (as push services write them);
+# which hosts are push services is the gateway's to judge.
+_ENDPOINT = r"^https?://[A-Za-z0-9.:\[\]_-]+(/[!-~]*)?$"
 
 
 class PushKey(BaseModel):
