@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from core.clock import FrozenClock
 from core.errors import ConfigError
 from gateway import store
 from gateway.config import StaffRole, load_settings
@@ -108,6 +110,26 @@ async def test_a_priority_1_alert_reaches_the_subscribed_phone_encrypted_and_sig
         return entries == [(SENSOR_A1, UNIT[SENSOR_A1], {"via": "push", "alert_id": alert_id})]
 
     await eventually(logged, what="the push's access-log entry")
+
+
+async def test_an_escalation_is_pushed_again_marked_as_escalated(
+    prepared_dsn: str, service: PushService
+) -> None:
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    async with running_api(
+        prepared_dsn, clock=clock, push={"service_hosts": ["127.0.0.1"]}, rules={"tick_s": 60}
+    ) as api:
+        _, keys = await _subscribe(api, COORDINATOR_A, service.endpoint("boss"))
+        alert_id = await api.raise_alert(SENSOR_A1)
+        await eventually(lambda: len(service.to("boss")) == 1, what="the first page")
+        # Unacknowledged past a priority 1's limit (2 minutes in the default rule set; the
+        # fall's own time is the wall clock's, a few seconds after the frozen start).
+        clock.advance(timedelta(minutes=3))
+        api.gateway.tick_now()
+        await eventually(lambda: len(service.to("boss")) == 2, what="the escalation's page")
+    first, escalation = (keys.decrypt(r.body) for r in service.to("boss"))
+    assert (first["alert_id"], first["escalated"]) == (alert_id, False)
+    assert (escalation["alert_id"], escalation["escalated"]) == (alert_id, True)
 
 
 async def test_a_subscription_the_push_service_calls_gone_or_that_is_unusable_is_removed(
