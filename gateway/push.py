@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ GONE = frozenset({404, 410})
 # What _post says of a subscription whose keys nothing can be encrypted for: it is
 # forgotten like a gone one (a browser's keys always work; these came from elsewhere).
 _UNUSABLE = -1
+# What became of a push: taken by the push service, gone (the subscription is
+# removed), failed (refused or unanswered), dropped (the queue was full).
+PUSH_OUTCOMES = {"sent": 0, "gone": 0, "failed": 0, "dropped": 0}
 
 # Accounts of an organisation that recipient strings ("role:<r>", "group:<g>") name.
 Resolver = Callable[[Connection, Sequence[str], str], Awaitable[list[User]]]
@@ -236,10 +240,8 @@ class Notifier:
         self._resolve = resolve
         self._queue: asyncio.Queue[_Push] = asyncio.Queue(maxsize=settings.queue_max)
         self._threads = ThreadPoolExecutor(settings.senders, thread_name_prefix="wgw-push")
-        # Counts, for tests and the log: pushes taken, dropped (queue full) and gone.
-        self.sent = 0
-        self.dropped = 0
-        self.removed = 0
+        # Pushes by outcome, as /metrics shows them (wgw_push_total).
+        self.outcomes: Counter[str] = Counter(PUSH_OUTCOMES)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send pages until ``stop`` is set."""
@@ -286,7 +288,7 @@ class Notifier:
             try:
                 self._queue.put_nowait(push)
             except asyncio.QueueFull:
-                self.dropped += 1
+                self.outcomes["dropped"] += 1
                 log.warning("push queue full: alert %s not pushed to %s",
                             alert["alert_id"], subscription.username)  # fmt: skip
 
@@ -296,10 +298,13 @@ class Notifier:
             push = await self._queue.get()
             status = await loop.run_in_executor(self._threads, self._post, push)
             if status in GONE or status == _UNUSABLE:
+                self.outcomes["gone"] += 1
                 await self._forget(push.subscription)
             elif 200 <= status < 300:
-                self.sent += 1
+                self.outcomes["sent"] += 1
                 self._record(push.user, push.alert)
+            else:
+                self.outcomes["failed"] += 1
 
     def _post(self, push: _Push) -> int:
         """POST one push (in a thread); the push service's status, 0 if it did not answer."""
@@ -333,5 +338,4 @@ class Notifier:
         with contextlib.suppress(StorageUnavailable):
             async with connection(self._pool, wait_s=2.0) as conn:
                 await delete_subscription(conn, endpoint=subscription.endpoint)
-            self.removed += 1
             log.info("push subscription of %s is gone; removed", subscription.username)

@@ -154,6 +154,12 @@ async def test_a_subscription_the_push_service_calls_gone_or_that_is_unusable_is
     await eventually(only_the_live_one_left, what="the gone subscriptions to be removed")
     assert service.to("old-phone") and service.to("lost-phone") and service.to("new-phone")
     assert service.to("forged") == []  # never sent: it could not be encrypted
+    notifier = push_api.context.push
+    assert notifier is not None
+    await eventually(lambda: notifier.outcomes["sent"] == 1, what="the live one's push")
+    metrics = (await push_api.client().get("/metrics")).text
+    assert 'wgw_push_total{outcome="gone"} 3.0' in metrics
+    assert 'wgw_push_total{outcome="sent"} 1.0' in metrics
 
 
 async def test_a_push_service_that_does_not_answer_holds_up_no_alarm(
