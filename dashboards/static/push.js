@@ -60,9 +60,14 @@ export async function startPush(api, notify) {
   }
   const registration = await navigator.serviceWorker.ready;
   push.registration = registration;
-  push.subscribed = (await registration.pushManager.getSubscription()) !== null &&
-    Notification.permission === "granted";
+  const subscription = await registration.pushManager.getSubscription();
+  push.subscribed = subscription !== null && Notification.permission === "granted";
   renderPush();
+  if (push.subscribed) {
+    // Told again at each start: the browser may have renewed it, the gateway may have
+    // dropped it, or another account used this browser last (it is this one's now).
+    await api("POST", "/api/push/subscribe", subscription.toJSON());
+  }
 }
 
 /** At logout: this browser stops getting the account's pages (a phone may be shared). */

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Worker, expect
 
@@ -90,6 +91,11 @@ async def _notifications(page: Page) -> list[dict[str, Any]]:
                                               requireInteraction: n.requireInteraction})))"""
     )
     return result
+
+
+def _forget_subscriptions(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM push_subscriptions")
 
 
 async def _worker(context: BrowserContext, url: str) -> Worker:
@@ -204,6 +210,11 @@ async def test_a_link_to_an_alert_opens_the_console_on_it(
     await expect(card).to_have_class("alert linked", timeout=10_000)
     await expect(page.locator("#push-toggle")).to_be_visible()
     await expect(page.locator("#push-toggle")).to_have_text("Avisering av")
+    await page.locator("#lang-switch").click()
+    await expect(page.locator("#push-toggle")).to_have_text("Notifications off")
+    await expect(page.locator("#push-toggle")).to_have_attribute(
+        "title", "Alerts on this phone while the console is closed"
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "push-linked-alert-phone.png"), full_page=True)
 
@@ -212,16 +223,21 @@ async def test_a_link_to_an_alert_opens_the_console_on_it(
 # a push service from here; this stands in for it, with an endpoint on this machine.
 _STAND_IN_SUBSCRIBE = """
   const subscription = %s;
-  PushManager.prototype.getSubscription = async () => window.__subscribed ? fake() : null;
+  // Kept like the browser keeps it: across reloads.
+  const subscribed = () => localStorage.getItem("stand-in-subscribed") === "1";
+  PushManager.prototype.getSubscription = async () => subscribed() ? fake() : null;
   PushManager.prototype.subscribe = async (options) => {
     window.__subscribeOptions = { userVisibleOnly: options.userVisibleOnly,
                                   key: options.applicationServerKey };
-    window.__subscribed = true;
+    localStorage.setItem("stand-in-subscribed", "1");
     return fake();
   };
   function fake() {
     return { endpoint: subscription.endpoint, toJSON: () => subscription,
-             unsubscribe: async () => { window.__subscribed = false; return true; } };
+             unsubscribe: async () => {
+               localStorage.removeItem("stand-in-subscribed");
+               return true;
+             } };
   }
 """
 
@@ -278,6 +294,16 @@ async def test_turning_notifications_on_brings_the_next_alarm_to_the_phone(
 
         [notification] = await _poll(shown, "the notification to be shown")
         assert notification["title"] == "Prio 1 · Fall"
+
+        # Dropped by the gateway meanwhile: the next start of the console subscribes again.
+        await asyncio.to_thread(_forget_subscriptions, console_gateway.dsn)
+        await page.reload()
+        await expect(toggle).to_have_attribute("aria-pressed", "true", timeout=10_000)
+
+        async def subscribed_again() -> bool:
+            return bool(rows(console_gateway.dsn, "SELECT 1 FROM push_subscriptions"))
+
+        await _poll(subscribed_again, "the console to subscribe again")
 
         await toggle.click()
         await expect(toggle).to_have_attribute("aria-pressed", "false")
