@@ -260,7 +260,11 @@ class Notifier:
         while True:
             with self._feed.subscribe() as changes:
                 while (item := await changes.get()) is not None:
-                    await self._dispatch(item)
+                    try:
+                        await self._dispatch(item)
+                    except Exception:
+                        # One change that cannot be paged must not end paging for the night.
+                        log.exception("push for change %s failed", item.event_id)
             # Cut off for falling behind (the database was slow): what was missed is not paged.
             log.warning("push fell behind the live feed; some pages were not sent to phones")
 
@@ -296,7 +300,12 @@ class Notifier:
         loop = asyncio.get_running_loop()
         while True:
             push = await self._queue.get()
-            status = await loop.run_in_executor(self._threads, self._post, push)
+            try:
+                status = await loop.run_in_executor(self._threads, self._post, push)
+            except Exception:
+                # A sender outlives any one push that breaks in an unforeseen way.
+                log.exception("push to %s failed", push.subscription.username)
+                status = 0
             if status in GONE or status == _UNUSABLE:
                 self.outcomes["gone"] += 1
                 await self._forget(push.subscription)
