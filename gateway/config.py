@@ -178,6 +178,53 @@ class ScaipSettings(_Section):
         return self
 
 
+StaffRole = Literal["operator", "coordinator", "auditor", "admin"]
+
+# The push services of the browsers staff use (Chrome/Android, Firefox, Safari/iOS, Edge):
+# the gateway POSTs only to these, so an account cannot make it call any other host.
+PUSH_SERVICE_HOSTS = (
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "push.services.mozilla.com",
+    "push.apple.com",
+    "notify.windows.com",
+)
+
+
+class PushSettings(_Section):
+    """Web Push to staff phones with the console closed (RFC 8030, RFC 8291, RFC 8292)."""
+
+    enabled: bool = True
+    # The VAPID key (PEM, EC P-256) every push is signed with; browsers bind their
+    # subscriptions to its public half. Unset: made on first start and kept as
+    # vapid_private_key.pem in the gateway's state directory (the parent of
+    # spool.dir), so a restart keeps every subscription working. Set it when
+    # several gateway processes serve the console: they must all sign alike.
+    vapid_private_key_file: Path | None = None
+    # Who runs this gateway, for push services to contact (the VAPID "sub" claim).
+    contact: Annotated[str, Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$")] = (
+        "mailto:drift@localhost"
+    )
+    # The priorities each role is paged for on the phone; escalations reach the
+    # roles (or groups) the escalation names, whatever their priority.
+    paged_priorities: dict[StaffRole, tuple[Annotated[int, Field(ge=1, le=4)], ...]] = {
+        "operator": (1, 2),
+        "coordinator": (1, 2),
+    }
+    # Hosts (and their subdomains) a subscription's endpoint may name.
+    service_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
+    # A push still undelivered after this long is dropped by the push service: an
+    # alarm that surfaces much later would mislead (the console shows what is now).
+    ttl_s: Annotated[int, Field(ge=0, le=86_400)] = 900
+    # A push service that does not answer within this long is given up on for that push.
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # Pushes waiting to be sent; beyond this, new ones are dropped (and logged),
+    # never waited for: the alarm path must not slow down behind a push service.
+    queue_max: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    # Pushes sent at once (each in a thread of its own).
+    senders: Annotated[int, Field(ge=1, le=32)] = 4
+
+
 class Settings(BaseSettings):
     """All gateway settings: TOML file first, then WGW_SECTION__KEY environment overrides."""
 
@@ -193,6 +240,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     # The SCAIP receiver runs only when this section is present.
     scaip: ScaipSettings | None = None
+    push: PushSettings = PushSettings()
     # A throwaway installation: plain-HTTP cookies on this machine are allowed.
     demo: bool = False
 

@@ -13,6 +13,9 @@ import {
 import { HttpError, readJson } from "./http.js";
 import { getLang, has, setI18n, t } from "./i18n.js";
 import { initPage, renderNav } from "./pages.js";
+import {
+  registerWorker, renderPush, showLinkedAlertFromUrl, startPush, stopPush, togglePush,
+} from "./push.js";
 
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
@@ -30,6 +33,8 @@ const CRITICAL_PROBLEMS = new Set([
 const STREAM_RETRY_MS = 3_000;
 // Several pages at once (a replay after a reconnect) make one sound, not a din.
 const SOUND_GAP_MS = 2_500;
+// An unacknowledged priority 1 sounds again this often, until acknowledged or muted.
+const PAGE_REPEAT_MS = 15_000;
 
 const HANDLER_ROLES = new Set(["operator", "coordinator", "admin"]);
 const FINAL_STATES = new Set(["resolved", "cleared"]);
@@ -74,6 +79,7 @@ const state = {
   lastHealth: null, // the last device-health answer, redrawn on a language switch
   gatewayProblems: [], // [{code, detail}] from /healthz, most serious first
   gatewayTimer: 0,
+  repeatTimer: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -137,6 +143,7 @@ function showLogin() {
   $("nav").hidden = true;
   $("logout").hidden = true;
   $("mute-toggle").hidden = true;
+  $("push-toggle").hidden = true;
   $("user-name").hidden = true;
   $("connection-lost").hidden = true;
   $("incidents").hidden = true;
@@ -190,6 +197,7 @@ async function onLogin(event) {
 
 async function onLogout() {
   try {
+    await stopPush().catch(() => {}); // best effort: a logout must never be held up
     await api("POST", "/api/auth/logout");
   } catch (exc) {
     // Already logged out (401) is what we wanted; anything else is worth telling.
@@ -229,9 +237,12 @@ function startConsole(user) {
   state.ageTimer = window.setInterval(tickAges, 1000);
   refreshGatewayHealth();
   state.gatewayTimer = window.setInterval(refreshGatewayHealth, GATEWAY_HEALTH_MS);
+  state.repeatTimer = window.setInterval(repeatPage, PAGE_REPEAT_MS);
   connectStream();
   // Panels in files of their own (remote.js) start and stop with the console.
   document.dispatchEvent(new CustomEvent("wgw:console", { detail: { user } }));
+  startPush(api, notify).catch(() => {});
+  showLinkedAlertFromUrl();
 }
 
 function stopConsole() {
@@ -243,6 +254,7 @@ function stopConsole() {
   window.clearInterval(state.healthTimer);
   window.clearInterval(state.ageTimer);
   window.clearInterval(state.gatewayTimer);
+  window.clearInterval(state.repeatTimer);
   state.gatewayProblems = [];
   state.alerts.clear();
   state.incidents.clear();
@@ -1076,9 +1088,10 @@ function renderSoundBlocked() {
   }
 }
 
-/** A priority-1 page: three short rising tones, unless muted. */
-function page() {
-  document.body.dataset.pages = String(Number(document.body.dataset.pages || 0) + 1);
+/** A priority-1 page (or its repeat): three short rising tones, unless muted. */
+function page(repeat = false) {
+  const counted = repeat ? "repeats" : "pages";
+  document.body.dataset[counted] = String(Number(document.body.dataset[counted] || 0) + 1);
   if (state.muted) {
     return;
   }
@@ -1110,6 +1123,13 @@ function page() {
     osc.stop(at + 0.2);
   });
   document.body.dataset.soundsPlayed = String(Number(document.body.dataset.soundsPlayed || 0) + 1);
+}
+
+/** A priority 1 keeps sounding until someone acknowledges it (or this user mutes). */
+function repeatPage() {
+  if ([...state.alerts.values()].some((a) => a.priority === 1 && a.state === "open")) {
+    page(true);
+  }
 }
 
 function toggleMute() {
@@ -1154,6 +1174,7 @@ function onLanguageChange() {
   $("announcer").textContent = "";
   renderUser();
   renderMute();
+  renderPush();
   renderQueue();
   renderIncidents();
   renderGatewayHealth();
@@ -1174,6 +1195,8 @@ async function main() {
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
   $("mute-toggle").addEventListener("click", toggleMute);
+  $("push-toggle").addEventListener("click", togglePush);
+  registerWorker();
   $("sound-blocked").addEventListener("click", unlockAudio);
   $("area-filter").addEventListener("change", onAreaChange);
   $("queue").addEventListener("click", onQueueClick);
@@ -1186,6 +1209,8 @@ async function main() {
   });
   document.addEventListener("keydown", onGlobalKey);
   initDetail({ api, alertLabel, canAct: isHandler, onUnauthorised: showLogin });
+  // A tapped notification or an alert link (/?alert=<id>) opens that alert's detail.
+  document.addEventListener("wgw:open-alert", (event) => openDetail(event.detail.alertId));
   document.addEventListener("pointerdown", unlockAudio, { capture: true });
   document.addEventListener("keydown", unlockAudio, { capture: true });
 

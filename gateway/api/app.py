@@ -19,7 +19,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api.context import ApiContext
 from gateway.api.deps import client_address, log_security
 from gateway.api.guards import UnstorableTextGuard
-from gateway.api.routes import alerts, audit, auth, devices, ops, remote, reports, rules, stream
+from gateway.api.routes import (
+    alerts,
+    audit,
+    auth,
+    devices,
+    ops,
+    push,
+    remote,
+    reports,
+    rules,
+    stream,
+)
 
 STATIC_DIR = Path(str(files("dashboards") / "static"))
 
@@ -72,6 +83,12 @@ def load_views() -> list[View]:
     return TypeAdapter(list[View]).validate_json(text)
 
 
+# Served from the root, not /static: a service worker controls only pages under
+# its own path, and the console is at /. The manifest names its start URL and scope.
+_APP_FILES = {
+    "/sw.js": ("sw.js", "text/javascript"),
+    "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+}
 _DOC_PAGES = frozenset({"/docs", "/redoc"})
 
 
@@ -80,7 +97,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPIOffline(title="welfare-gateway", version="0.1.0", description=_DESCRIPTION)
     app.state.ctx = ctx
     ctx.metrics_registry.register(ops.GatewayCollector(ctx))
-    for module in (auth, alerts, stream, devices, rules, audit, reports, ops, remote):
+    for module in (auth, alerts, stream, devices, rules, audit, reports, ops, remote, push):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -119,6 +136,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     for view in load_views():
         app.add_api_route(view.path, _page(view.file), include_in_schema=False, methods=["GET"])
+    for route, (name, media_type) in _APP_FILES.items():
+        app.add_api_route(route, _page(name, media_type), include_in_schema=False, methods=["GET"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -176,8 +195,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
+def _page(name: str, media_type: str | None = None) -> Callable[[], Awaitable[FileResponse]]:
     async def serve() -> FileResponse:
-        return FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC_DIR / name, media_type=media_type, headers={"Cache-Control": "no-cache"}
+        )
 
     return serve

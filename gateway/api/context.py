@@ -10,6 +10,7 @@ from core.clock import Clock
 from gateway.api.auth import LoginLimiter, PasswordHasher
 from gateway.config import Settings
 from gateway.console import Console
+from gateway.push import Notifier
 from gateway.service import Gateway
 from gateway.store import Pool
 from gateway.store.users import Session
@@ -24,6 +25,8 @@ class ApiContext:
     gateway: Gateway
     console: Console
     clock: Clock
+    # Web Push to closed consoles; None when push.enabled is off.
+    push: Notifier | None = None
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     limiter: LoginLimiter = field(init=False)
     # Device id → (unit, area), filled on demand (see gateway.api.places).

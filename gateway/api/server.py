@@ -6,17 +6,23 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from typing import Any
 
 import uvicorn
 
 from core.errors import ConfigError
 from gateway.api.app import create_app
 from gateway.api.context import ApiContext
+from gateway.api.deps import log_access
+from gateway.api.places import places_of
 from gateway.console import Console
+from gateway.push import Notifier, VapidKeys, load_vapid_keys
 from gateway.service import Gateway
 from gateway.sip.receiver import ScaipReceiver
 from gateway.store.runtime import make_pool
+from gateway.store.users import User
+from rules.auditlog import Action
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,11 @@ class ApiServer:
         self.ready = asyncio.Event()
         self.url = ""
         self.context: ApiContext | None = None
+        # Read (or made) now, so a bad key stops the start with its file named.
+        settings = gateway.settings
+        self.push_keys: VapidKeys | None = (
+            load_vapid_keys(settings) if settings.push.enabled else None
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; starts once the gateway is ready."""
@@ -72,6 +83,8 @@ class ApiServer:
         )
         server = _Server(config)
         sock = _listen(api.host, api.port)
+        push = self._notifier(self.context)
+        pushing = asyncio.create_task(push.run(stop)) if push else None
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             while not server.started:
@@ -87,12 +100,35 @@ class ApiServer:
                 [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            if pushing is not None:
+                pushing.cancel()  # before the feed closes: its end is no falling behind
             console.feed.close()  # live streams end, so the server can finish its responses
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
+            if pushing is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pushing
             await pool.close()
             sock.close()
+
+    def _notifier(self, ctx: ApiContext) -> Notifier | None:
+        """The Web Push sender of this API, fed from its console's live feed."""
+        if self.push_keys is None:
+            return None
+
+        async def place(device_id: str) -> tuple[str, str]:
+            return (await places_of(ctx, [device_id])).get(device_id, ("", ""))
+
+        def record(user: User, alert: Mapping[str, Any]) -> None:
+            # A push shows the alert on the phone: a read by that account, as on the stream.
+            log_access(ctx, user, org=str(alert["org"]), action=Action.READ,
+                       subject=str(alert["device_id"]), person=str(alert["unit"]) or None,
+                       detail={"via": "push", "alert_id": str(alert["alert_id"])})  # fmt: skip
+
+        ctx.push = Notifier(ctx.settings.push, self.push_keys, feed=ctx.console.feed,
+                            pool=ctx.pool, place=place, record=record)  # fmt: skip
+        return ctx.push
 
 
 def _listen(host: str, port: int) -> socket.socket:

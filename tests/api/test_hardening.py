@@ -233,6 +233,7 @@ _READS: dict[str, str | None] = {
     "/api/reports/night.svg": None,  # a chart: counts and times, no device or person
     "/api/reports/organisations": None,
     "/api/remote/checks": "remote_checks",
+    "/api/push/key": None,
 }
 _QUERIES = {"/api/audit/extract": {"person": UNIT[SENSOR_A1]}, "/api/reports/night": {
     "date": "2026-01-10"}, "/api/reports/night.svg": {"chart": "spread"}}  # fmt: skip

@@ -313,6 +313,8 @@ def console_gateway(
         spool_dir=home / "spool",
         WGW_API__PORT=str(port),
         WGW_RULES__ORG_FILES=json.dumps({FAST_ORG: str(fast_rules)}),
+        # Pushes go to the stand-in push service on this machine (see test_push.py).
+        WGW_PUSH__SERVICE_HOSTS='["127.0.0.1"]',
     )
     process = GatewayProcess(env, home / "gateway.log")
     gateway = ConsoleGateway(f"http://127.0.0.1:{port}/", dsn, broker, process)

@@ -259,6 +259,13 @@ class GatewayCollector(Collector):
         for (org, priority), n in sorted(counts.items()):
             open_alerts.add_metric([org, priority], n)
         yield open_alerts
+        if self._ctx.push is not None:
+            pushes = CounterMetricFamily(
+                "wgw_push", "Web Push messages to staff phones, by outcome.", labels=["outcome"]
+            )
+            for outcome, n in sorted(self._ctx.push.outcomes.items()):
+                pushes.add_metric([outcome], n)
+            yield pushes
         yield from m.batch_sizes.collect()
         yield from m.alert_latency.collect()
 
