@@ -62,6 +62,8 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "reason": alert.reason,
         "outcome": alert.outcome,
         "handled_by": alert.handled_by,
+        # {"lat", "lon", "at"} from the opening event's SCAIP <lge>, or None.
+        "position": dict(alert.position) if alert.position is not None else None,
     }
 
 

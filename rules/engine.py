@@ -12,7 +12,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import GatewayError
-from core.events import Event
+from core.events import Event, Position
 from rules import lifecycle
 from rules.lifecycle import TransitionError
 from rules.model import (
@@ -301,6 +301,7 @@ class RuleEngine:
             kind=event.kind,
             event_id=event.event_id,
             reason=reason,
+            position=_position(event),
         )
 
     def _on_absence(
@@ -368,6 +369,7 @@ class RuleEngine:
                     event_id=event.event_id,
                     match=match,
                     reason=f"the device reported {event.kind} at {self._local(event.occurred_at)}",
+                    position=_position(event),
                 )
             )
 
@@ -415,6 +417,7 @@ class RuleEngine:
                     kind=event.kind,
                     event_id=event.event_id,
                     reason=reason,
+                    position=_position(event),
                 )
             )
         elif (
@@ -490,6 +493,7 @@ class RuleEngine:
         reason: str,
         event_id: str | None = None,
         match: str | None = None,
+        position: Position | None = None,
     ) -> AlertOpened | AlertRepeated:
         key = (device_id, rule_id)
         current = self._open.get(key)
@@ -523,6 +527,7 @@ class RuleEngine:
             kind=kind,
             event_id=event_id,
             match=match,
+            position=position,
         )
         self._open[key] = alert
         self._by_id[alert.alert_id] = key
@@ -839,6 +844,12 @@ class RuleEngine:
             self._watch(device_id, last_seen=last_seen.get(device_id), now=now)
 
 
+def _position(event: Event) -> Position | None:
+    """The event's position attribute (SCAIP <lge>), which an alert it opens carries."""
+    value = event.attributes.get("position")
+    return value if isinstance(value, dict) else None
+
+
 def _value(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -881,6 +892,7 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         match=data["match"],
         outcome=data["outcome"],
         handled_by=data.get("handled_by"),
+        position=data.get("position"),
     )
 
 

@@ -9,7 +9,7 @@ from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-from core.events import Family
+from core.events import Family, Position
 
 
 class Priority(IntEnum):
@@ -108,6 +108,8 @@ class Alert:
     outcome: str | None = None  # set when resolved
     # The staff member who last moved it (kvitterat, på väg, …): who is handling it.
     handled_by: str | None = None
+    # Where the unit was, from the opening event's position attribute (SCAIP <lge>).
+    position: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)

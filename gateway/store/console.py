@@ -59,8 +59,12 @@ _ALERT_COLUMNS = """
 a.alert_id, a.org, a.device_id, a.rule_id, a.title, a.kind, a.priority, a.state,
 a.occurred_at, a.opened_at, a.paged_at, a.last_seen_at, a.count, a.escalated, a.late,
 a.reason, a.outcome, a.handled_by, a.arrived_at, a.closed_at, a.chattering,
-coalesce(d.unit, '') AS unit, coalesce(d.area, '') AS area
+coalesce(d.unit, '') AS unit, coalesce(d.area, '') AS area,
+(SELECT e.attributes -> 'position' FROM events e
+  WHERE e.device_id = a.device_id AND e.event_id = a.event_id LIMIT 1) AS position
 """
+# position: the opening event's (SCAIP <lge>), found through the events primary key
+# (device_id, event_id, ...) rather than copied into a column of its own.
 
 
 async def alert_history(

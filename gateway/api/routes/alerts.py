@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 
+class PositionPublic(BaseModel):
+    """Where the alarm unit was (WGS84 decimal degrees) and when it fixed that position."""
+
+    lat: float
+    lon: float
+    at: datetime | None
+
+
 class AlertPublic(BaseModel):
     """An alert as the console shows it."""
 
@@ -60,6 +68,7 @@ class AlertPublic(BaseModel):
     reason: str
     outcome: str | None
     handled_by: str | None
+    position: PositionPublic | None = None
     unit: str = ""
     area: str = ""
     arrived_at: datetime | None = None
