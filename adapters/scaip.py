@@ -336,8 +336,13 @@ def reply_status_for(reason: str) -> ReplyStatus:
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def scaip_reply(ref: str, snu: int, ste: str | None = None) -> bytes:
-    """Build the UTF-8 <mrs> reply echoing ``ref`` with status number ``snu`` and text ``ste``."""
+def scaip_reply(ref: str, snu: int, ste: str | None = None, hbi: int | None = None) -> bytes:
+    """Build the UTF-8 <mrs> reply echoing ``ref`` with status ``snu``, text ``ste``, ``hbi``.
+
+    ``hbi`` is the heartbeat interval the unit should keep, in seconds: the
+    standard's interval codes are not public (DOMAIN.md), seconds are what the
+    registry holds.
+    """
     if _FORMATS["ref"][0].fullmatch(ref) is None:
         raise ValueError(f"ref {ref[:20]!r} is not 1–16 letters or digits")
     if not isinstance(snu, int) or isinstance(snu, bool) or not 0 <= snu <= 7:
@@ -347,5 +352,9 @@ def scaip_reply(ref: str, snu: int, ste: str | None = None) -> bytes:
         if _XML_ILLEGAL.search(ste):
             raise ValueError("ste contains characters XML cannot carry")
         parts.append(f"<ste>{escape(ste)}</ste>")
+    if hbi is not None:
+        if isinstance(hbi, bool) or not 0 < hbi <= 86_400:
+            raise ValueError(f"hbi {hbi!r} is not a heartbeat interval of 1–86400 s")
+        parts.append(f"<hbi>{int(hbi)}</hbi>")
     body = "".join(parts)
     return f'<?xml version="1.0" encoding="UTF-8"?><mrs>{body}</mrs>'.encode()

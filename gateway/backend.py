@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from core.errors import StorageUnavailable
 from core.rows import Shelf, WriteResult
 from gateway.journal import JournalEntry, Progress
+from gateway.registry import SipAccount
 from rules.access import AccessDirectory
 from rules.model import DeviceInfo
 from rules.work import AlertWork
@@ -34,6 +35,7 @@ class Startup:
     homes: dict[str, str] = field(default_factory=dict)
     shelves: list[Shelf] = field(default_factory=list)
     progress: Progress | None = None
+    sip: dict[str, SipAccount] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Refresh:
     shelves: list[Shelf]
     directory_at: datetime | None
     directory: AccessDirectory | None
+    sip: dict[str, SipAccount] | None = None  # with devices, when they changed
 
 
 class Sink(Protocol):

@@ -149,6 +149,34 @@ class ApiSettings(_Section):
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
+class ScaipSettings(_Section):
+    """The SCAIP receiver: SIP MESSAGE from social-alarm units over UDP, TCP and TLS."""
+
+    host: str = "127.0.0.1"
+    # UDP and TCP share this port (5060 is SIP's); 0: any free port (tests).
+    port: Annotated[int, Field(ge=0, le=65535)] = 5060
+    # SIP over TLS on its own port, when a certificate and its key are set.
+    tls_port: Annotated[int, Field(ge=0, le=65535)] = 5061
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    # Source networks a unit may send from; empty: any. A refused source gets 403.
+    allow_from: tuple[IPvAnyNetwork, ...] = ()
+    # Where the <mrs> goes unless the device's registry entry says otherwise:
+    # "body" in the 200 OK, "message" as a separate MESSAGE back to the unit.
+    reply: Literal["body", "message"] = "body"
+    # The digest realm for devices with SIP credentials in the registry.
+    realm: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = "wgw"
+    # A whole SIP request larger than this is refused (413 over UDP/TCP framing);
+    # SCAIP bodies are capped at 8 KiB by the adapter, headers take the rest.
+    max_message_bytes: Annotated[int, Field(ge=1024, le=65_000)] = 16 * 1024
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ScaipSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("scaip.tls_cert_file and scaip.tls_key_file go together: set both")
+        return self
+
+
 class Settings(BaseSettings):
     """All gateway settings: TOML file first, then WGW_SECTION__KEY environment overrides."""
 
@@ -162,6 +190,8 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
+    # The SCAIP receiver runs only when this section is present.
+    scaip: ScaipSettings | None = None
     # A throwaway installation: plain-HTTP cookies on this machine are allowed.
     demo: bool = False
 

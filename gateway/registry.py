@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +29,19 @@ class DeviceRecord(BaseModel):
     # The district or team whose night patrol answers for it; the console filters by it.
     area: Annotated[str, Field(max_length=100)] = ""
     heartbeat_interval_s: Annotated[int, Field(gt=0, le=86_400)] = 60
+    # SCAIP over SIP: where this unit expects its <mrs> ("body" of the 200 OK or a
+    # separate "message"); empty: the [scaip] reply default.
+    scaip_reply: Literal["body", "message"] | None = None
+    # SIP digest credentials (RFC 2617 HA1): hex MD5 of "device_id:realm:password",
+    # so the password itself is never stored; empty: no authentication asked.
+    sip_ha1: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+
+class SipAccount(NamedTuple):
+    """A device's SIP settings from the registry, for the devices that have any."""
+
+    reply: Literal["body", "message"] | None
+    ha1: str | None
 
 
 def parse_registry(text: str, *, source: str) -> list[DeviceRecord]:

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.clock import Clock, SystemClock
-from core.errors import ConfigError, StorageUnavailable
+from core.errors import ConfigError, GatewayError, StorageUnavailable
 from core.events import RawMessage
 from core.rows import DeadLetter, Shelf, StoredRow
 from gateway.alerting import Alerting
@@ -49,6 +49,7 @@ from gateway.journal import (
 )
 from gateway.metrics import IngestMetrics
 from gateway.pipeline import Pipeline
+from gateway.registry import SipAccount
 from gateway.spool import Spool, SpoolError
 from gateway.store.runtime import PostgresBackend
 from rules import RuleEngine, default_rules_text, load_ruleset
@@ -72,6 +73,10 @@ _STORE_ROWS = 10_000
 _DRAIN_S = 5.0
 # Acknowledgements resume once the spool is below this share of its limit.
 _SPOOL_RESUME = 0.9
+
+
+class SpoolFull(GatewayError):
+    """The spool is at its limit (or not open yet): a message cannot be taken now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +169,8 @@ class Gateway:
         self.alerting: Alerting | None = None
         self.source: MessageSource | None = None
         self._devices: dict[str, DeviceInfo] = {}
+        # SIP settings of the devices whose registry entry has any (the SCAIP receiver).
+        self.sip_accounts: dict[str, SipAccount] = {}
         # Moves whenever the device registry is reloaded (the console's caches follow it).
         self.registry_loads = 0
         self._lanes: tuple[_LaneState, _LaneState] | None = None
@@ -239,6 +246,35 @@ class Gateway:
         if work:
             self._journal_append(JournalEntry(lanes=self._positions(), work=work))
         return work
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        """The registered device of that id, as the pipeline knows it now."""
+        return self._devices.get(device_id)
+
+    async def accept_external(self, raw: RawMessage) -> None:
+        """Spool a message a receiver of the gateway's own took (SCAIP over SIP), durably.
+
+        Returns once it is fsync'd, in the same group commit as the broker's
+        messages; the caller answers its peer only then. SpoolFull while the
+        spool is at its limit, as acknowledgements to the broker stop then too.
+        """
+        if self._lanes is None or self._spool_full:
+            raise SpoolFull("the gateway's spool cannot take messages now; try again later")
+        if self._spool_bytes() >= self.settings.spool.max_bytes:
+            raise SpoolFull("the gateway's spool is full; try again later")
+        lane = lane_of(raw, self._judged_attributes)
+        split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
+        split[lane].append(raw)
+        firsts = await self._spool_durably(split)
+        self._lanes[lane].received(firsts[lane], [raw])
+        self._rules_wake.set()
+
+    def refuse_external(self, dead: DeadLetter) -> None:
+        """Journal a dead letter for a message a receiver of the gateway's own refused."""
+        self.metrics.dead_letters_decoded[dead.reason] += 1
+        self._journal_append(
+            make_entry([], [dead], None, lanes=self._positions(), received_at=dead.received_at)
+        )
 
     # -- running -------------------------------------------------------------
 
@@ -349,6 +385,7 @@ class Gateway:
         alerting.set_homes(startup.homes)
         self.alerting = alerting
         self._devices = startup.devices
+        self.sip_accounts = startup.sip
         self._apply_shelves(startup.shelves, devices_changed=True)
         # Newer snapshots than PostgreSQL's, and the positions the journal
         # covers, are in the journal entries it does not have yet.
@@ -684,6 +721,8 @@ class Gateway:
             if fresh.devices is not None:
                 self.pipeline.set_registry(fresh.devices)
                 self._devices = fresh.devices
+                if fresh.sip is not None:
+                    self.sip_accounts = fresh.sip
                 if self.alerting is not None and fresh.homes is not None:
                     self.alerting.set_homes(fresh.homes)
                 log.info("device registry reloaded (%d devices)", fresh.version[1])

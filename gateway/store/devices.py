@@ -9,18 +9,21 @@ from typing import Any
 import psycopg
 
 from core.events import Family
-from gateway.registry import DeviceRecord
+from gateway.registry import DeviceRecord, SipAccount
 from rules.model import DeviceInfo
 
 _UPSERT = """
-INSERT INTO devices (device_id, family, org, unit, area, heartbeat_interval_s)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO devices (device_id, family, org, unit, area, heartbeat_interval_s, scaip_reply,
+                     sip_ha1)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (device_id) DO UPDATE SET
     family = EXCLUDED.family, org = EXCLUDED.org, unit = EXCLUDED.unit, area = EXCLUDED.area,
-    heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, updated_at = now()
-WHERE (devices.family, devices.org, devices.unit, devices.area, devices.heartbeat_interval_s)
+    heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, scaip_reply = EXCLUDED.scaip_reply,
+    sip_ha1 = EXCLUDED.sip_ha1, updated_at = now()
+WHERE (devices.family, devices.org, devices.unit, devices.area, devices.heartbeat_interval_s,
+       devices.scaip_reply, devices.sip_ha1)
       IS DISTINCT FROM (EXCLUDED.family, EXCLUDED.org, EXCLUDED.unit, EXCLUDED.area,
-                        EXCLUDED.heartbeat_interval_s)
+                        EXCLUDED.heartbeat_interval_s, EXCLUDED.scaip_reply, EXCLUDED.sip_ha1)
 """
 
 
@@ -30,7 +33,16 @@ def import_devices(dsn: str, records: Sequence[DeviceRecord]) -> int:
         cur.executemany(
             _UPSERT,
             [
-                (r.device_id, r.family.value, r.org, r.unit, r.area, r.heartbeat_interval_s)
+                (
+                    r.device_id,
+                    r.family.value,
+                    r.org,
+                    r.unit,
+                    r.area,
+                    r.heartbeat_interval_s,
+                    r.scaip_reply,
+                    r.sip_ha1,
+                )
                 for r in records
             ],
         )
@@ -59,6 +71,17 @@ async def load_known_devices(conn: psycopg.AsyncConnection[Any]) -> dict[str, De
             entry = shared[key] = DeviceInfo(key[0], families[key[1]], key[2])
         known[str(device_id)] = entry
     return known
+
+
+async def load_sip_accounts(conn: psycopg.AsyncConnection[Any]) -> dict[str, SipAccount]:
+    """Device id → SIP settings, for the devices whose registry entry sets any."""
+    cur = await conn.execute(
+        "SELECT device_id, scaip_reply, sip_ha1 FROM devices"
+        " WHERE scaip_reply IS NOT NULL OR sip_ha1 IS NOT NULL"
+    )
+    return {
+        str(device_id): SipAccount(reply, ha1) for device_id, reply, ha1 in await cur.fetchall()
+    }
 
 
 async def load_homes(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:

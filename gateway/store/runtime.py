@@ -16,7 +16,12 @@ from gateway.config import DatabaseSettings
 from gateway.journal import Progress
 from gateway.store.access import directory_version, load_directory
 from gateway.store.alerts import load_states
-from gateway.store.devices import load_homes, load_known_devices, registry_version
+from gateway.store.devices import (
+    load_homes,
+    load_known_devices,
+    load_sip_accounts,
+    registry_version,
+)
 from gateway.store.migrate import migrate
 from gateway.store.pool import Connection, Pool
 from gateway.store.shelves import load_shelves
@@ -80,6 +85,7 @@ async def load_startup(pool: Pool, *, spool_id: str, now: datetime) -> Startup:
             homes=await load_homes(conn),
             shelves=await load_shelves(conn, now),
             progress=await _progress(conn, spool_id),
+            sip=await load_sip_accounts(conn),
         )
         await conn.commit()
     return startup
@@ -102,6 +108,7 @@ class Refresher:
                 changed = version != self._version
                 devices = await load_known_devices(conn) if changed else None
                 homes = await load_homes(conn) if changed else None
+                sip = await load_sip_accounts(conn) if changed else None
                 shelves = await load_shelves(conn, now)
                 directory_at = await directory_version(conn)
                 directory = None
@@ -118,7 +125,7 @@ class Refresher:
             raise StorageUnavailable(str(exc).strip().splitlines()[0]) from exc
         self._version = version
         self._directory_at = directory_at
-        return Refresh(version, devices, homes, shelves, directory_at, directory)
+        return Refresh(version, devices, homes, shelves, directory_at, directory, sip)
 
 
 class PostgresBackend:
