@@ -127,15 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _sip_summary(report: PublishReport, target: str | None) -> str:
     """The SIP half of the summary line: answers, <mrs> replies and reply latency."""
-    sip = report.sip
-    if sip is None:
-        return ""
-    return (
-        f"; SIP to {target}: {sip.sent} MESSAGE, {sip.answered} answered 2xx, "
-        f"{sip.replied} <mrs> ({sip.accepted} snu 0), {sip.failed} failed, "
-        f"{sip.retransmissions} retransmissions, reply p50 {sip.percentile_ms(0.5):.1f} ms "
-        f"p99 {sip.percentile_ms(0.99):.1f} ms"
-    )
+    return "" if report.sip is None else f"; SIP to {target}: {report.sip.summary()}"
 
 
 def _devices(args: argparse.Namespace) -> list[DeviceRecord]:

@@ -160,6 +160,15 @@ class SipReport:
         self.retransmissions += outcome.retransmissions
         self.latencies_s.append(outcome.latency_s)
 
+    def summary(self) -> str:
+        """One line: what the receiver answered and how fast."""
+        return (
+            f"{self.sent} MESSAGE, {self.answered} answered 2xx, {self.replied} <mrs> "
+            f"({self.accepted} snu 0), {self.failed} failed, {self.retransmissions} "
+            f"retransmissions, reply p50 {self.percentile_ms(0.5):.1f} ms "
+            f"p99 {self.percentile_ms(0.99):.1f} ms"
+        )
+
     def percentile_ms(self, fraction: float) -> float:
         """The reply latency at ``fraction`` (0.5, 0.99) in milliseconds; 0 with nothing sent."""
         if not self.latencies_s:
