@@ -306,7 +306,9 @@ class ScaipReceiver:
         self._dead(data, peer, *why)
         if partial is None or partial.method in ("", "ACK"):
             return  # a response or an ACK is never answered
-        if all(partial.get(name) for name in sip.REQUIRED):
+        # The unit matches a response by its Via branch (RFC 3261 §17.1.3): with a Via,
+        # whatever else is missing, it can learn why.
+        if partial.get("via"):
             answer = sip.response(
                 partial, status, to_tag=secrets.token_hex(6), headers=reason_header(why[1])
             )

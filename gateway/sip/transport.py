@@ -14,7 +14,7 @@ from typing import cast
 
 log = logging.getLogger(__name__)
 
-_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", re.I | re.M)
+_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
 # A stream peer idle this long is dropped (units keep connections up with CRLF pings).
 _IDLE_S = 600.0
 

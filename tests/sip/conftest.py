@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -27,7 +28,10 @@ _LISTENING = re.compile(r"SCAIP receiver on udp\+tcp [0-9.]+:([0-9]+)")
 
 
 def alarm_units(
-    ids: Sequence[str] = UNITS, *, reply: str | None = None, ha1: str | None = None
+    ids: Sequence[str] = UNITS,
+    *,
+    reply: Literal["body", "message"] | None = None,
+    ha1: str | None = None,
 ) -> list[DeviceRecord]:
     """Social-alarm registry entries for these controller ids."""
     return [
@@ -39,7 +43,7 @@ def alarm_units(
             heartbeat_interval_s=120,
             scaip_reply=reply,
             sip_ha1=ha1,
-        )  # type: ignore[arg-type]
+        )
         for cid in ids
     ]
 
@@ -66,6 +70,9 @@ class SipGateway:
         self.port = int(_LISTENING.findall(self.process.log_text())[-1])
 
 
+StartGateway = Callable[..., SipGateway]
+
+
 @pytest.fixture
 def sipp() -> str:
     """The SIPp binary (Debian sip-tester)."""
@@ -78,21 +85,20 @@ def sipp() -> str:
 @pytest.fixture
 def start_gateway(
     db_dsn: str, mosquitto: MosquittoServer, tmp_path: Path
-) -> Iterator[Callable[..., SipGateway]]:
+) -> Iterator[StartGateway]:
     """Start `wgw serve` with [scaip] on a free port and the given registry entries."""
     started: list[GatewayProcess] = []
 
     def start(devices: Sequence[DeviceRecord], **scaip: str) -> SipGateway:
         migrate(db_dsn)
         import_devices(db_dsn, devices)
-        extra = {f"WGW_SCAIP__{k.upper()}": v for k, v in scaip.items()}
+        extra = {"WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"}
+        extra |= {f"WGW_SCAIP__{k.upper()}": v for k, v in scaip.items()}
         env = gateway_env(
             dsn=db_dsn,
             broker_port=mosquitto.port,
             client_id=f"wgw-{uuid.uuid4().hex[:8]}",
             spool_dir=tmp_path / "spool",
-            WGW_SCAIP__HOST="127.0.0.1",
-            WGW_SCAIP__PORT="0",
             **extra,
         )
         log = tmp_path / "gateway.log"
