@@ -6,6 +6,7 @@
 
 import { HttpError, readJson } from "./http.js";
 import { applyTranslations, getLang, has, setLang, t } from "./i18n.js";
+import { renderPosition } from "./position.js";
 
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
@@ -495,7 +496,7 @@ function createItem(alert) {
 
   const meta = document.createElement("div");
   meta.className = "alert-meta";
-  meta.append(span("unit"), span("area"), span("device"));
+  meta.append(span("unit"), span("area"), span("device"), span("position"));
 
   const status = document.createElement("div");
   status.className = "alert-status";
@@ -553,6 +554,7 @@ function updateItem(li, alert) {
   setText(li.querySelector(".unit"), labelled(t("alert.unit"), alert.unit));
   setText(li.querySelector(".area"), labelled(t("alert.area"), alert.area));
   li.querySelector(".device").textContent = labelled(t("alert.device"), alert.device_id);
+  renderPosition(li.querySelector(".position"), alert.position, formatClock);
   li.querySelector(".state-label").textContent = t(`state.${alert.state}`);
   li.querySelector(".handler").textContent = alert.handled_by
     ? t("alert.handledBy", { name: alert.handled_by })
