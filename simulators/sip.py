@@ -177,7 +177,7 @@ class SipReport:
         return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: each is one transaction
 class _Transaction:
     request: bytes
     ref: str | None
@@ -195,7 +195,8 @@ class SipClient:
         self.target = target
         self._reply_timeout_s = reply_timeout_s
         self._pending: dict[str, _Transaction] = {}  # by Via branch
-        self._by_ref: dict[str, _Transaction] = {}  # waiting for a separate <mrs>
+        # Waiting for a separate <mrs>, by ref; oldest first, should a ref be sent twice.
+        self._by_ref: dict[str, list[_Transaction]] = {}
         self._early: dict[str, int] = {}  # <mrs> that came before the 200 OK
         self._send: Callable[[bytes], None] = lambda data: None
         self._closers: list[Callable[[], object]] = []
@@ -287,8 +288,11 @@ class SipClient:
             if retransmit is not None:
                 retransmit.cancel()
             self._pending.pop(branch, None)
-            if ref is not None and self._by_ref.get(ref) is tx:
-                del self._by_ref[ref]
+            waiting = self._by_ref.get(ref or "", [])
+            if tx in waiting:
+                waiting.remove(tx)
+                if not waiting:
+                    del self._by_ref[ref or ""]
 
     async def _retransmit(self, tx: _Transaction) -> None:
         interval = T1_S
@@ -343,7 +347,7 @@ class SipClient:
         elif tx.ref in self._early:
             self._finish(tx, self._early.pop(tx.ref))
         else:
-            self._by_ref[tx.ref] = tx  # the <mrs> comes as a MESSAGE of its own
+            self._by_ref.setdefault(tx.ref, []).append(tx)  # the <mrs> comes on its own
 
     def _on_request(self, message: SipMessage, reply: Callable[[bytes], None]) -> None:
         # The receiver's own MESSAGE carrying the <mrs>: answer 200 OK (405 for the rest).
@@ -353,9 +357,11 @@ class SipClient:
         if mrs is None:
             return
         ref, snu = mrs
-        tx = self._by_ref.pop(ref, None)
-        if tx is not None:
-            self._finish(tx, snu)
+        waiting = self._by_ref.get(ref)
+        if waiting:
+            self._finish(waiting.pop(0), snu)
+            if not waiting:
+                del self._by_ref[ref]
         elif any(t.ref == ref and t.status is None for t in self._pending.values()):
             self._early[ref] = snu
 

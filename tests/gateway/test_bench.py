@@ -152,7 +152,9 @@ def test_the_sip_phase_answers_and_stores_every_message_once(
     (run,) = sip["runs"]
     # SIPp counted every call answered 200 and none failed; PostgreSQL has each ref once.
     assert (run["calls"], run["answered"], run["failed"], run["stored"]) == (calls, calls, 0, calls)
+    assert run["duplicates"] == 0
     assert run["sipp_exit"] == 0
+    assert sip["all_answered"] is True
     assert sip["exactly_once"] is True
     assert 0 <= run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
     assert sip["target_p99_ms"] == SIP_TARGET_P99_MS
