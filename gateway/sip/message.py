@@ -46,6 +46,7 @@ REASONS = {
     405: "Method Not Allowed",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
+    500: "Server Internal Error",
     503: "Service Unavailable",
 }
 

@@ -149,7 +149,14 @@ class ScaipReceiver:
         if too_large:
             self._refuse(data, peer, self._too_large(), msg, 413)
             return
-        outcome = await self._outcome(msg, data, peer)
+        try:
+            outcome = await self._outcome(msg, data, peer)
+        except Exception as exc:
+            # A bug must cost this one message (kept, with its bytes), not the receiver;
+            # the unit may try again, and gets the same 500 within the transaction.
+            log.exception("SCAIP receiver failed on a message from %s", peer.host)
+            self._dead(data, peer, "sip_internal_error", f"{type(exc).__name__}: {exc}")
+            outcome = _Outcome(500)
         tag = secrets.token_hex(6)
         if outcome.mrs is not None and outcome.reply == "body":
             answer = sip.response(

@@ -63,7 +63,7 @@ class SipGateway:
         self.process.start()
         wait_until(
             lambda: len(_LISTENING.findall(self.process.log_text())) > before,
-            timeout=30,
+            timeout=60,
             what="the SCAIP receiver to listen",
             proc=self.process.proc,
         )
