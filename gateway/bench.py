@@ -171,6 +171,7 @@ DEFAULT_SIP_DURATION_S = 30.0
 QUICK_SIP_RATE = 200
 QUICK_SIP_DURATION_S = 3.0
 SIP_TARGET_P99_MS = 100.0
+_SIPP_BUFFER_BYTES = 4 * 1024 * 1024
 _SIP_LINE = re.compile(rb"SCAIP receiver on udp\+tcp ([0-9.]+):([0-9]+)")
 
 
@@ -2128,6 +2129,9 @@ def run_sip_step(
         "-t", "u1", "-r", str(rate), "-m", str(calls), "-i", "127.0.0.1", "-p", "0",
         "-nostdin", "-timeout", f"{opts.sip_duration_s + 120:.0f}s",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+        # SIPp's own socket buffers as large as the kernel allows (net.core.rmem_max caps
+        # them): drops, if any, are then the receiver's.
+        "-buff_size", str(_SIPP_BUFFER_BYTES),
     ]  # fmt: skip
     monitor = ResourceMonitor(proc, svc)
     since = time.time()
