@@ -152,15 +152,21 @@ async def _run(
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    # The gateway stops after the simulator, so its last SIP MESSAGEs are still answered.
+    halt = asyncio.Event()
     metrics = IngestMetrics()
     gateway = Gateway(settings, metrics=metrics)
     api = ApiServer(gateway)
-    gateway_task = asyncio.create_task(run_gateway(gateway, stop, api))
+    gateway_task = asyncio.create_task(run_gateway(gateway, halt, api))
     ready = asyncio.create_task(api.ready.wait())
-    await asyncio.wait([gateway_task, ready], return_when=asyncio.FIRST_COMPLETED)
-    if gateway_task.done():
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([gateway_task, ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if gateway_task.done() or stop.is_set():
+        # Failed (or Ctrl-C) while starting: nothing simulated yet, stop at once.
         ready.cancel()
-        await gateway_task  # raises what went wrong
+        halt.set()
+        await gateway_task  # raises what went wrong, if anything did
         return
     sim_stop = threading.Event()
     reports: list[PublishReport] = []
@@ -209,7 +215,7 @@ async def _run(
         sim_stop.set()
         # Off the loop: the receiver answers the simulator's last MESSAGEs meanwhile.
         await asyncio.to_thread(simulator.join, 10)
-        stop.set()
+        halt.set()
         await gateway_task
     if reports and reports[0].sip is not None:
         print(f"social alarms over SIP: {reports[0].sip.summary()}", flush=True)
