@@ -90,5 +90,6 @@ def load_registry_file(path: Path) -> list[DeviceRecord]:
 
 def dump_registry_yaml(records: Iterable[DeviceRecord]) -> str:
     """Render records as a registry YAML file (the format ``wgw devices import`` reads)."""
-    devices = [r.model_dump(mode="json") for r in records]
+    # Unset optional keys (the SIP ones) are left out, as an operator would write it.
+    devices = [r.model_dump(mode="json", exclude_none=True) for r in records]
     return yaml.safe_dump({"devices": devices}, sort_keys=False, allow_unicode=True)

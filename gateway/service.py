@@ -188,6 +188,9 @@ class Gateway:
         self._stored_moved = asyncio.Event()
         self._judged_attributes: frozenset[str] = frozenset()
         self._spool_full = False
+        # Messages receivers of our own handed in (accept_external), and the task spooling them.
+        self._external: list[tuple[RawMessage, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
         self._write_error: str | None = None
         self.storage_up = True
 
@@ -262,12 +265,12 @@ class Gateway:
             raise SpoolFull("the gateway's spool cannot take messages now; try again later")
         if self._spool_bytes() >= self.settings.spool.max_bytes:
             raise SpoolFull("the gateway's spool is full; try again later")
-        lane = lane_of(raw, self._judged_attributes)
-        split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
-        split[lane].append(raw)
-        firsts = await self._spool_durably(split)
-        self._lanes[lane].received(firsts[lane], [raw])
-        self._rules_wake.set()
+        # Batched: what arrives while one fsync runs goes together in the next.
+        done = asyncio.get_running_loop().create_future()
+        self._external.append((raw, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_external(), name="external")
+        await done
 
     def refuse_external(self, dead: DeadLetter) -> None:
         """Journal a dead letter for a message a receiver of the gateway's own refused."""
@@ -470,20 +473,38 @@ class Gateway:
     # -- receive: broker → spool → acknowledgement ------------------------------
 
     async def _receive_loop(self, source: MessageSource) -> None:
-        assert self._lanes is not None
-        alarm, bulk = self._lanes
-        judged = self._judged_attributes
         async for batch in source.batches():
             await self._room_in_spool()
-            split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
-            for delivery in batch:
-                split[lane_of(delivery.raw, judged)].append(delivery.raw)
-            firsts = await self._spool_durably(split)
+            await self._take([delivery.raw for delivery in batch])
             source.ack(batch)
             self.metrics.batch_sizes.observe(len(batch))
-            alarm.received(firsts[Lane.ALARM], split[Lane.ALARM])
-            bulk.received(firsts[Lane.BULK], split[Lane.BULK])
-            self._rules_wake.set()
+
+    async def _take(self, raws: list[RawMessage]) -> None:
+        """Spool messages durably, each in its lane, and hand them to the rules."""
+        assert self._lanes is not None
+        judged = self._judged_attributes
+        split: tuple[list[RawMessage], list[RawMessage]] = ([], [])
+        for raw in raws:
+            split[lane_of(raw, judged)].append(raw)
+        firsts = await self._spool_durably(split)
+        for lane in Lane:
+            self._lanes[lane].received(firsts[lane], split[lane])
+        self._rules_wake.set()
+
+    async def _flush_external(self) -> None:
+        """Spool what receivers handed in, a batch per fsync, and tell each caller it is done."""
+        while self._external:
+            batch, self._external = self._external, []
+            try:
+                await self._take([raw for raw, _ in batch])
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(SpoolFull(f"the spool could not take it: {exc}"))
+                raise
+            for _, done in batch:
+                if not done.done():  # its caller may have given up
+                    done.set_result(None)
 
     async def _spool_durably(self, split: tuple[list[RawMessage], list[RawMessage]]) -> list[int]:
         """Append each lane's messages once and fsync; retry (acknowledging nothing) on failure."""

@@ -8,8 +8,9 @@ import re
 import pytest
 
 from adapters.scaip import scaip_reply
-from core.errors import ConfigError
+from core.errors import ConfigError, RegistryError
 from gateway.config import load_settings
+from gateway.registry import dump_registry_yaml, parse_registry
 from gateway.sip.digest import DigestAuth, ha1
 from gateway.sip.message import SipError, parse, response
 
@@ -103,3 +104,21 @@ def test_scaip_tls_files_go_together_and_must_exist() -> None:
     with pytest.raises(ConfigError, match=r"key scaip\.tls_key_file"):
         load_settings(scaip={"tls_cert_file": __file__, "tls_key_file": "/nonexistent.key"})
     assert load_settings().scaip is None  # no section: no receiver
+
+
+def test_the_registry_takes_the_sip_keys_and_checks_them() -> None:
+    good = parse_registry(
+        "device_id,family,org,scaip_reply,sip_ha1\n"
+        f"46700000001,alarm,vallby,message,{ha1('46700000001', 'wgw', 'x')}\n"
+        "46700000002,alarm,vallby,,\n",
+        source="units.csv",
+    )
+    assert [(r.scaip_reply, r.sip_ha1 is not None) for r in good] == [
+        ("message", True),
+        (None, False),
+    ]
+    assert "sip_ha1" not in dump_registry_yaml(good[1:])  # unset keys stay out of the file
+    with pytest.raises(RegistryError, match="scaip_reply"):
+        parse_registry("device_id,family,org,scaip_reply\n1,alarm,o,mail\n", source="u.csv")
+    with pytest.raises(RegistryError, match="sip_ha1"):
+        parse_registry("device_id,family,org,sip_ha1\n1,alarm,o,secret\n", source="u.csv")

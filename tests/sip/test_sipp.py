@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -77,10 +78,20 @@ def test_each_sample_gets_200_ok_with_its_mrs_in_the_body_and_is_stored(
     assert count(gateway.dsn, "SELECT count(*) FROM dead_letters") == 0
 
 
+@pytest.mark.parametrize(
+    ("registry", "config"),
+    [("message", None), (None, "message")],
+    ids=["the-device-says-message", "the-config-default-says-message"],
+)
 def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
-    sipp: str, start_gateway: StartGateway, tmp_path: Path
+    sipp: str,
+    start_gateway: StartGateway,
+    tmp_path: Path,
+    registry: Literal["message"] | None,
+    config: str | None,
 ) -> None:
-    gateway = start_gateway(alarm_units(reply="message"))
+    scaip = {"reply": config} if config else {}
+    gateway = start_gateway(alarm_units(reply=registry), **scaip)
     run = run_sipp(
         sipp,
         gateway,
@@ -99,20 +110,11 @@ def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
     _check_stored_and_alerted(gateway.dsn)
 
 
-def test_the_registry_default_reply_style_is_the_config_s(
+def test_a_device_s_body_style_overrides_the_config_s_message_default(
     sipp: str, start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(alarm_units(), reply="message")
-    run = run_sipp(
-        sipp,
-        gateway,
-        "scaip_message.xml",
-        tmp_path,
-        "-inf",
-        str(SAMPLES),
-        "-oocsf",
-        str(SIPP_DIR / "scaip_reply_uas.xml"),
-    )
+    gateway = start_gateway(alarm_units(reply="body"), reply="message")
+    run = run_sipp(sipp, gateway, "scaip_body.xml", tmp_path, "-inf", str(SAMPLES))
     assert run.returncode == 0, run.output[-2000:]
     assert dict(_MRS.findall(run.messages)) == dict.fromkeys(EXPECTED, "0")
 
