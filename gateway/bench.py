@@ -749,27 +749,20 @@ class GatewayProcess:
 
     def wait_api(self, timeout: float = 60.0) -> tuple[str, int]:
         """Wait for the line naming the API's address; return its host and port."""
-        deadline = time.monotonic() + timeout
-        while (found := _API_LINE.search(self._log_path.read_bytes())) is None:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"gateway API not up within {timeout:.0f} s; log:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        return found[1].decode().strip("[]"), int(found[2])
+        return self._wait_address(_API_LINE, "gateway API", timeout)
 
     def wait_scaip(self, timeout: float = 60.0) -> tuple[str, int]:
         """Wait for the line naming the SCAIP receiver's address; return its host and port."""
+        return self._wait_address(_SIP_LINE, "SCAIP receiver", timeout)
+
+    def _wait_address(self, line: re.Pattern[bytes], what: str, timeout: float) -> tuple[str, int]:
         deadline = time.monotonic() + timeout
-        while (found := _SIP_LINE.search(self._log_path.read_bytes())) is None:
+        while (found := line.search(self._log_path.read_bytes())) is None:
             self.check_alive()
             if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"SCAIP receiver not up within {timeout:.0f} s; log:\n{self.log_tail()}"
-                )
+                raise ServiceError(f"{what} not up within {timeout:.0f} s; log:\n{self.log_tail()}")
             time.sleep(0.05)
-        return found[1].decode(), int(found[2])
+        return found[1].decode().strip("[]"), int(found[2])
 
     def pause(self) -> None:
         """Freeze the gateway (SIGSTOP): the broker queues for its session meanwhile."""

@@ -14,12 +14,11 @@ from simulators import build_plan, demo_registry
 from simulators.render import mrq
 from simulators.sip import (
     SipClient,
-    SipSession,
     parse_message,
     parse_sip_target,
     read_mrs,
 )
-from tests.utils.sipp_peer import sipp_uas
+from tests.utils.sipp_peer import send_all, sipp_uas
 
 CID = "46700000001"
 NOW = datetime.now(UTC)
@@ -29,23 +28,11 @@ def alarms(count: int) -> list[bytes]:
     return [mrq(ref=f"SIM{n:04d}", mty="ME", cid=CID, dty="0003", stc="0010") for n in range(count)]
 
 
-def send_all(url: str, bodies: list[bytes]) -> SipSession:
-    session = SipSession(url)
-    session.open()
-    try:
-        for body in bodies:
-            session.send(body)
-        assert session.drain(timeout_s=120)
-    finally:
-        session.close()
-    return session
-
-
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 @pytest.mark.parametrize("scenario", ["uas_reply_in_200", "uas_reply_as_message"])
 def test_every_alarm_gets_its_200_and_its_mrs(scenario: str, transport: str) -> None:
     with sipp_uas(scenario, calls=5, transport=transport) as sipp:
-        report = send_all(f"{transport}://127.0.0.1:{sipp.port}", alarms(5)).report
+        report = send_all(f"{transport}://127.0.0.1:{sipp.port}", alarms(5))
         # SIPp exits 0 only if every call went as the scenario says; in the separate
         # style that includes our 200 OK to its reply MESSAGE.
         code, errors = sipp.finish()
@@ -58,7 +45,7 @@ def test_every_alarm_gets_its_200_and_its_mrs(scenario: str, transport: str) -> 
 def test_a_slow_receiver_gets_the_request_again_and_it_is_one_transaction() -> None:
     # SIPp waits 1.2 s before answering: the client retransmits at 0.5 s (Timer E).
     with sipp_uas("uas_reply_in_200", calls=1, extra=["-d", "1200"]) as sipp:
-        report = send_all(f"udp://127.0.0.1:{sipp.port}", alarms(1)).report
+        report = send_all(f"udp://127.0.0.1:{sipp.port}", alarms(1))
         assert sipp.finish()[0] == 0
     assert report.retransmissions >= 1
     assert (report.sent, report.answered, report.accepted) == (1, 1, 1)

@@ -11,26 +11,14 @@ from typing import Literal
 import pytest
 
 from simulators.render import mrq
-from simulators.sip import SipReport, SipSession
 from tests.sip.conftest import StartGateway, alarm_units
 from tests.utils.services import count, rows, wait_until
+from tests.utils.sipp_peer import send_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 
 UNITS = tuple(f"467200000{n:02d}" for n in range(10))
 PER_UNIT = 5
-
-
-def _send(url: str, bodies: list[bytes]) -> SipReport:
-    session = SipSession(url)
-    session.open()
-    try:
-        for body in bodies:
-            session.send(body)
-        assert session.drain(timeout_s=120)
-    finally:
-        session.close()
-    return session.report
 
 
 @pytest.mark.parametrize(
@@ -45,7 +33,7 @@ def test_simulated_units_are_answered_in_their_reply_style_and_stored_once(
         for u, cid in enumerate(UNITS)
         for n in range(PER_UNIT)
     ]
-    report = _send(f"{transport}://127.0.0.1:{gateway.port}", bodies)
+    report = send_all(f"{transport}://127.0.0.1:{gateway.port}", bodies)
     total = len(bodies)
     assert (report.sent, report.answered, report.replied, report.accepted) == (total,) * 4
     assert report.failed == 0
@@ -69,7 +57,7 @@ def test_a_position_sent_over_sip_reaches_the_stored_event_and_the_alert(
     body = mrq(ref="POS1", mty="ME", cid=UNITS[0], dty="0003", stc="0010").replace(
         b"</mrq>", lge + b"</mrq>"
     )
-    report = _send(f"udp://127.0.0.1:{gateway.port}", [body])
+    report = send_all(f"udp://127.0.0.1:{gateway.port}", [body])
     assert (report.answered, report.accepted) == (1, 1)
     wait_until(
         lambda: count(gateway.dsn, "SELECT count(*) FROM alerts") == 1,

@@ -1,4 +1,4 @@
-"""Run SIPp, the SIP traffic generator, as the peer of a test (Debian package sip-tester)."""
+"""SIP peers for tests: SIPp (sip-tester) as the receiver, the simulators' client as units."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.embedded import free_port
+from simulators.sip import SipReport, SipSession
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 
@@ -77,3 +78,16 @@ def _wait_listening(port: int, transport: str, process: subprocess.Popen[str]) -
             return
         time.sleep(0.05)
     pytest.fail(f"sipp did not listen on {transport} port {port} within 30 s")
+
+
+def send_all(url: str, bodies: Sequence[bytes]) -> SipReport:
+    """Send SCAIP requests with the simulators' SIP client; its report once all have ended."""
+    session = SipSession(url)
+    session.open()
+    try:
+        for body in bodies:
+            session.send(body)
+        assert session.drain(timeout_s=120), "SIP transactions still open after 120 s"
+    finally:
+        session.close()
+    return session.report
