@@ -92,6 +92,7 @@ class ScaipReceiver:
         self._clients: dict[str, asyncio.Event] = {}  # our MESSAGEs' branches → answered
         self.listeners = Listeners(self.handle, max_bytes=settings.max_message_bytes)
         self.ready = asyncio.Event()
+        self._refusing = False  # answering 503 because the spool is full
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen once the gateway is ready, until ``stop``."""
@@ -127,10 +128,15 @@ class ScaipReceiver:
         try:
             msg = sip.parse(data, stream=peer.transport != "UDP")
         except SipError as exc:
-            if too_large:
+            if not self._allowed(peer.host):
+                self._refuse(data, peer, self._outsider(peer), exc.partial, 403)
+            elif too_large:
                 self._refuse(data, peer, self._too_large(), exc.partial, 413)
             else:
                 self._refuse(data, peer, ("sip_malformed", exc.detail), exc.partial, 400)
+            return
+        if not self._allowed(peer.host):  # before anything else, even a response
+            self._refuse(data, peer, self._outsider(peer), msg, 403)
             return
         if not msg.method:
             self._response_arrived(msg)
@@ -178,9 +184,6 @@ class ScaipReceiver:
 
     async def _outcome(self, msg: SipMessage, data: bytes, peer: Peer) -> _Outcome:
         """Decide the answer; everything refused becomes a dead letter."""
-        if self._networks and not self._allowed(peer.host):
-            self._dead(data, peer, "sip_source_refused", f"{peer.host} is not in scaip.allow_from")
-            return _Outcome(403)
         if msg.method == "OPTIONS":  # units probe the centre with it: say what we take
             return _Outcome(200, (("allow", ALLOW), ("accept", SCAIP_TYPE)))
         if msg.method != "MESSAGE":
@@ -243,8 +246,13 @@ class ScaipReceiver:
         try:
             await self.gateway.accept_external(raw)
         except SpoolFull as exc:
-            log.warning("SCAIP message %s from %s not taken: %s", ref, cid, exc)
+            if not self._refusing:  # once per spell, not once per message
+                log.warning("SCAIP units are answered 503 until the spool has room: %s", exc)
+                self._refusing = True
             return _Outcome(503, (("retry-after", "5"),))
+        if self._refusing:
+            log.warning("the spool takes SCAIP messages again")
+            self._refusing = False
         mrs = scaip_reply(ref, ReplyStatus.OK, hbi=device.heartbeat_interval_s)
         return _Outcome(200, mrs=mrs, reply=reply)
 
@@ -298,6 +306,8 @@ class ScaipReceiver:
     # -- refusals ------------------------------------------------------------
 
     def _allowed(self, host: str) -> bool:
+        if not self._networks:
+            return True
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -324,6 +334,9 @@ class ScaipReceiver:
             )
             peer.send(answer)
 
+    def _outsider(self, peer: Peer) -> tuple[str, str]:
+        return ("sip_source_refused", f"{peer.host} is not in scaip.allow_from")
+
     def _too_large(self) -> tuple[str, str]:
         limit = self.settings.max_message_bytes
         return ("sip_too_large", f"the message is over scaip.max_message_bytes ({limit})")
@@ -331,7 +344,8 @@ class ScaipReceiver:
     def _dead(
         self, data: bytes, peer: Peer, reason: str, detail: str, *, org: str | None = None
     ) -> None:
-        log.info("SIP from %s:%d refused: %s (%s)", peer.host, peer.port, reason, detail)
+        # Debug, as the pipeline's dead letters: a flood must not flood the log too.
+        log.debug("SIP from %s:%d refused: %s (%s)", peer.host, peer.port, reason, detail)
         self.gateway.refuse_external(
             DeadLetter(
                 received_at=self.gateway.clock.now(),

@@ -6,13 +6,15 @@ as real units do. Once a third are answered the gateway is SIGKILLed and
 started again on the same port and spool. Demanded: every message that got
 `200 OK` before the kill is stored; in the end every message is answered and
 stored exactly once, although some reached the spool, lost their answer with
-the process and came again.
+the process and came again. The same once more with SIPp as the units,
+reading its message trace for every 200 OK.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from gateway.embedded import free_port
 from gateway.sip.message import SipError, parse
 from tests.sip.client import mrq, request
-from tests.sip.conftest import SipGateway, StartGateway, alarm_units
+from tests.sip.conftest import SipGateway, StartGateway, alarm_units, run_sipp
 from tests.utils.services import count, rows, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
@@ -32,6 +34,7 @@ MESSAGES = 400
 RATE = 100.0  # new messages a second, all units together
 KILL_AFTER = MESSAGES // 3  # answered messages
 _SNU = re.compile(rb"<ref>([A-Za-z0-9]+)</ref><snu>([0-9])</snu>")
+_SNU_TEXT = re.compile(r"<ref>([A-Za-z0-9]+)</ref><snu>([0-9])</snu>")
 
 
 @dataclass
@@ -125,3 +128,55 @@ def test_kill_9_while_units_send_loses_nothing_answered_and_stores_each_once(
     assert before_kill <= set(stored)  # every 200 OK before the kill was durable
     assert len(stored) == len(set(stored)) == MESSAGES  # and nothing twice
     assert gateway.process.log_text().count("SCAIP receiver on") == 2
+
+
+def test_kill_9_while_sipp_sends_every_200_ok_is_stored_once(
+    sipp: str, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    samples = tmp_path / "units.csv"
+    lines = [f"S{n:05d};PI;{UNITS[n % len(UNITS)]};0003;\n" for n in range(MESSAGES)]
+    samples.write_text("SEQUENTIAL\n" + "".join(lines))
+    gateway = start_gateway(alarm_units(UNITS), port=str(free_port()))
+    port = gateway.port
+    crashed = threading.Event()
+
+    def crash() -> None:
+        # Once SIPp has had answers: kill -9, and start again on the same port and spool.
+        wait_until(
+            lambda: count(gateway.dsn, "SELECT count(*) FROM events") > 50,
+            timeout=60,
+            what="the first answers",
+        )
+        gateway.process.kill()
+        crashed.set()
+        gateway.restart()
+
+    killer = threading.Thread(target=crash)
+    killer.start()
+    # 40 calls a second for 10 s; SIPp retransmits an unanswered MESSAGE up to 10 times
+    # (timer E, 500 ms doubling to 4 s), longer than a restart takes.
+    run = run_sipp(
+        sipp,
+        gateway,
+        "scaip_body.xml",
+        tmp_path,
+        "-inf",
+        str(samples),
+        "-max_non_invite_retrans",
+        "10",
+        calls=MESSAGES,
+        rate=40,
+    )
+    killer.join()
+    assert crashed.is_set() and gateway.port == port
+    assert run.returncode == 0, run.output[-2000:]  # every call ended with its 200 OK
+    answered = {ref for ref, snu in _SNU_TEXT.findall(run.messages) if snu == "0"}
+    assert len(answered) == MESSAGES
+    dsn = gateway.dsn
+    wait_until(
+        lambda: count(dsn, "SELECT count(*) FROM events") >= MESSAGES,
+        timeout=60,
+        what="every answered message stored",
+    )
+    stored = [str(e) for (e,) in rows(dsn, "SELECT event_id FROM events")]
+    assert sorted(stored) == sorted(answered)  # each 200 OK stored, and once

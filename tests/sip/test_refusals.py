@@ -182,7 +182,12 @@ def test_a_source_outside_the_allow_list_gets_403(start_gateway: StartGateway) -
     unit = UdpUnit(gateway.port)
     answer = unit.ask(unit.message(mrq("NOPE1", CID)))
     assert answer is not None and answer.status == 403
-    assert [r for r, _ in _dead_letters(gateway.dsn, 1)] == ["sip_source_refused"]
+    # Malformed as well: still refused for where it comes from, before anything else.
+    broken = unit.message(mrq("NOPE2", CID)).replace(b"CSeq: 1 MESSAGE", b"CSeq: x")
+    answer = unit.ask(broken, timeout=3)
+    assert answer is not None and answer.status == 403
+    reasons = [r for r, _ in _dead_letters(gateway.dsn, 2)]
+    assert reasons == ["sip_source_refused", "sip_source_refused"]
     assert count(gateway.dsn, "SELECT count(*) FROM events") == 0
     unit.close()
 

@@ -79,9 +79,9 @@ def test_each_sample_gets_200_ok_with_its_mrs_in_the_body_and_is_stored(
 
 
 @pytest.mark.parametrize(
-    ("registry", "config"),
-    [("message", None), (None, "message")],
-    ids=["the-device-says-message", "the-config-default-says-message"],
+    ("registry", "config", "transport"),
+    [("message", None, "u1"), (None, "message", "u1"), ("message", None, "t1")],
+    ids=["the-device-says-message", "the-config-default-says-message", "over-tcp"],
 )
 def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
     sipp: str,
@@ -89,6 +89,7 @@ def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
     tmp_path: Path,
     registry: Literal["message"] | None,
     config: str | None,
+    transport: str,
 ) -> None:
     scaip = {"reply": config} if config else {}
     gateway = start_gateway(alarm_units(reply=registry), **scaip)
@@ -101,6 +102,7 @@ def test_each_sample_gets_an_empty_200_and_its_mrs_as_a_separate_message(
         str(SAMPLES),
         "-oocsf",
         str(SIPP_DIR / "scaip_reply_uas.xml"),
+        transport=transport,
     )
     assert run.returncode == 0, run.output[-2000:]
     # Each <mrs> came in a MESSAGE of the gateway's own, never in a 200 OK.
