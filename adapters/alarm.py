@@ -15,7 +15,7 @@ from adapters.common import (
     event_from_json,
     load_json_object,
 )
-from adapters.scaip import KEPT_TAGS, parse_mrq
+from adapters.scaip import KEPT_TAGS, Mrq, read_mrq
 from adapters.status import decode_status
 from core.errors import DecodeError
 from core.events import AttributeValue, Event, Family, RawMessage
@@ -79,10 +79,15 @@ def scaip_kind(fields: Mapping[str, str]) -> str:
     return "alarm.automatic"
 
 
-def _scaip_event(fields: Mapping[str, str], device_id: str, raw: RawMessage) -> Event:
+def _scaip_event(mrq: Mrq, device_id: str, raw: RawMessage) -> Event:
+    fields = mrq.fields
     attributes: dict[str, AttributeValue] = {
         "scaip_" + tag: fields[tag] for tag in KEPT_TAGS if tag in fields
     }
+    if mrq.position is not None:
+        attributes["position"] = mrq.position
+    if mrq.position_problem is not None:
+        attributes["position_problem"] = mrq.position_problem
     return build_event(
         event_id=fields["ref"],
         device_id=device_id,
@@ -108,8 +113,8 @@ def _decode_bridge(raw: RawMessage) -> list[Event]:
     parts = raw.topic.split("/")
     if len(parts) != 3 or not parts[1] or parts[2] != "mrq":
         raise DecodeError("bad_topic", f"topic {raw.topic!r} is not scaip/{{org}}/mrq")
-    fields = parse_mrq(raw.payload)
-    return [_scaip_event(fields, fields["cid"], raw)]
+    mrq = read_mrq(raw.payload)
+    return [_scaip_event(mrq, mrq.fields["cid"], raw)]
 
 
 def decode(raw: RawMessage) -> list[Event]:
@@ -121,9 +126,9 @@ def decode(raw: RawMessage) -> list[Event]:
         return decode_status(raw, address.device_id, Family.ALARM)
     check_size(raw)
     if _looks_like_xml(raw.payload):
-        fields = parse_mrq(raw.payload)
-        check_device_id(fields["cid"], address.device_id, "cid")
-        return [_scaip_event(fields, address.device_id, raw)]
+        mrq = read_mrq(raw.payload)
+        check_device_id(mrq.fields["cid"], address.device_id, "cid")
+        return [_scaip_event(mrq, address.device_id, raw)]
     data = load_json_object(raw)
     return [event_from_json(FORM, data, device_id=address.device_id, received_at=raw.received_at)]
 

@@ -10,8 +10,11 @@ document: XXE), invalid_xml, scaip_missing_tag, scaip_invalid.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
@@ -22,13 +25,15 @@ import defusedxml  # type: ignore[import-untyped]
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 
 from core.errors import DecodeError
+from core.events import Position
 
 # SCAIP requests are a few hundred bytes; 8 KiB leaves room for long texts and
 # keeps a hostile document from costing the parser anything.
 MAX_SCAIP_BYTES = 8 * 1024
 
-# The <mrq> tags kept as event attributes (as "scaip_" + tag). ver, crd, lge and
-# ame are accepted but not kept: crd is a caller URI (a phone number).
+# The <mrq> tags kept as event attributes (as "scaip_" + tag). ver, crd and ame are
+# accepted but not kept: crd is a caller URI (a phone number). lge becomes the
+# structured ``position`` attribute (read_mrq).
 KEPT_TAGS = (
     "ref",
     "mty",
@@ -88,8 +93,23 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+@dataclass(frozen=True, slots=True)
+class Mrq:
+    """A parsed <mrq>: its kept tags, and its <lge> position or why the position was dropped."""
+
+    fields: dict[str, str]
+    position: Position | None = None
+    # Set when an <lge> was present but unusable (or its time was): the alarm still counts.
+    position_problem: str | None = None
+
+
 def parse_mrq(payload: bytes) -> dict[str, str]:
     """Parse a SCAIP <mrq> safely into its kept tags (ref, mty, cid, dty always present)."""
+    return read_mrq(payload).fields
+
+
+def read_mrq(payload: bytes) -> Mrq:
+    """Parse a SCAIP <mrq> safely: its kept tags and its <lge> position."""
     if len(payload) > MAX_SCAIP_BYTES:
         raise DecodeError(
             "oversized",
@@ -110,10 +130,14 @@ def parse_mrq(payload: bytes) -> dict[str, str]:
     if _local(root.tag) != "mrq":
         raise DecodeError("scaip_invalid", f"root element is <{_local(root.tag)[:20]}>, not <mrq>")
     fields: dict[str, str] = {}
+    lge: list[Element] = []
     for child in root:
         tag = _local(child.tag)
+        if tag == "lge":
+            lge.append(child)
+            continue
         if tag not in _KEPT:
-            continue  # ver, crd, lge, ame and future tags
+            continue  # ver, crd, ame and future tags
         if tag in fields:
             raise DecodeError("scaip_invalid", f"<{tag}> appears more than once")
         text = (child.text or "").strip()
@@ -130,7 +154,117 @@ def parse_mrq(payload: bytes) -> dict[str, str]:
         value = fields.get(tag)
         if value is not None and pattern.fullmatch(value) is None:
             raise DecodeError("scaip_invalid", f"<{tag}> {value[:20]!r} is not {wanted}")
-    return fields
+    if not lge:
+        return Mrq(fields)
+    if len(lge) > 1:
+        return Mrq(fields, None, "<lge> appears more than once; position dropped")
+    position, problem = read_lge(lge[0])
+    return Mrq(fields, position, problem)
+
+
+# --- The <lge> geo position -----------------------------------------------------------
+#
+# SS 91100 is not public. The element's layout follows the schema-derived model in
+# caruhome/scaip-gateway (scaip_gateway/xml/scaip.py, class Mrq.Lge): <lge> holds
+# <geo> (WGS84, pattern [0-9.,]{1,23}: "latitude,longitude" in decimal degrees),
+# <tim> (the fix time, pattern [0-9-:+T]{22}, e.g. 2026-11-23T02:14:07+01) and
+# <gga> (an NMEA 0183 GGA sentence, at most 81 characters), all optional. The order
+# latitude-then-longitude is ISO 6709's. The schema allows no sign; one is accepted
+# so a unit south or west of Greenwich is not lost. <lge> itself is optional
+# (mandatory are ref, mty, cid, dty), so a bad position never refuses the alarm: the
+# position is dropped and the reason kept with the event (position_problem).
+
+_GEO = re.compile(r"\s*(-?[0-9]{1,3}(?:\.[0-9]{1,12})?)\s*,\s*(-?[0-9]{1,3}(?:\.[0-9]{1,12})?)\s*")
+_GGA_MAX = 82  # NMEA sentences are at most 82 characters with $ and CR LF
+# NMEA angles: latitude ddmm.mmmm, longitude dddmm.mmmm.
+_NMEA_ANGLE = {
+    digits: re.compile(rf"([0-9]{{{digits}}})([0-9]{{2}}(?:\.[0-9]{{1,10}})?)") for digits in (2, 3)
+}
+
+
+def read_lge(lge: Element) -> tuple[Position | None, str | None]:
+    """Read an <lge> element: the position (or None) and, if something was unusable, why."""
+    parts: dict[str, str] = {}
+    for child in lge:
+        tag = _local(child.tag)
+        if tag in ("geo", "tim", "gga"):
+            if tag in parts:
+                return None, f"<lge> has <{tag}> more than once; position dropped"
+            parts[tag] = (child.text or "").strip()
+    try:
+        if parts.get("geo"):
+            lat, lon = _geo(parts["geo"])
+        elif parts.get("gga"):
+            lat, lon = _gga(parts["gga"])
+        else:
+            return None, "<lge> has neither <geo> nor <gga>; position dropped"
+    except ValueError as exc:
+        return None, f"{exc}; position dropped"
+    tim = parts.get("tim")
+    if not tim:
+        return Position(lat=lat, lon=lon, at=None), None
+    try:
+        at = _fix_time(tim)
+    except ValueError as exc:
+        return Position(lat=lat, lon=lon, at=None), f"{exc}; position kept without a time"
+    return Position(lat=lat, lon=lon, at=at), None
+
+
+def _in_range(lat: float, lon: float) -> tuple[float, float]:
+    if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+        raise ValueError(f"latitude {lat:g} is outside -90..90")
+    if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
+        raise ValueError(f"longitude {lon:g} is outside -180..180")
+    return lat, lon
+
+
+def _geo(text: str) -> tuple[float, float]:
+    match = _GEO.fullmatch(text)
+    if match is None:
+        raise ValueError(f"<geo> {text[:30]!r} is not 'latitude,longitude' in decimal degrees")
+    return _in_range(float(match.group(1)), float(match.group(2)))
+
+
+def _gga(text: str) -> tuple[float, float]:
+    """Latitude and longitude from an NMEA GGA sentence ($--GGA,time,lat,N,lon,E,quality,...)."""
+    if len(text) > _GGA_MAX:
+        raise ValueError(f"<gga> is {len(text)} characters; an NMEA sentence is at most 82")
+    body, star, checksum = text.removeprefix("$").partition("*")
+    if star:
+        computed = 0
+        for char in body:
+            computed ^= ord(char)
+        if checksum[:2].upper() != f"{computed:02X}":
+            raise ValueError("<gga> checksum does not match")
+    fields = body.split(",")
+    if len(fields) < 7 or not fields[0].endswith("GGA"):
+        raise ValueError(f"<gga> {text[:30]!r} is not an NMEA GGA sentence")
+    if fields[6] in ("", "0"):
+        raise ValueError("<gga> says there is no fix (quality 0)")
+    lat = _nmea_angle(fields[2], fields[3], "NS", 2)
+    lon = _nmea_angle(fields[4], fields[5], "EW", 3)
+    return _in_range(lat, lon)
+
+
+def _nmea_angle(value: str, hemisphere: str, sides: str, degree_digits: int) -> float:
+    match = _NMEA_ANGLE[degree_digits].fullmatch(value)
+    if match is None or hemisphere not in tuple(sides):
+        raise ValueError(f"<gga> angle {value[:14]!r} {hemisphere[:2]!r} is not NMEA (d)ddmm.mmmm")
+    minutes = float(match.group(2))
+    if minutes >= 60:
+        raise ValueError(f"<gga> angle {value[:14]!r} has {minutes:g} minutes")
+    angle = int(match.group(1)) + minutes / 60
+    return -angle if hemisphere == sides[1] else angle
+
+
+def _fix_time(text: str) -> str:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"<tim> {text[:30]!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise ValueError(f"<tim> {text[:30]!r} has no UTC offset")
+    return at.astimezone(UTC).isoformat()
 
 
 def _classify_dtd(payload: bytes, dtd: defusedxml.DTDForbidden) -> DecodeError:

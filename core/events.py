@@ -11,6 +11,9 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Pydantic needs typing_extensions' TypedDict before Python 3.12 (it ships with pydantic).
+from typing_extensions import TypedDict
+
 
 class Family(StrEnum):
     """The four device families the gateway understands."""
@@ -102,7 +105,18 @@ CARRIED_KINDS: dict[Family, frozenset[str]] = {
     ),
 }
 
-AttributeValue = str | int | float | bool | None
+
+class Position(TypedDict):
+    """A WGS84 position (decimal degrees) and when it was fixed: the SCAIP ``<lge>``."""
+
+    lat: float
+    lon: float
+    at: str | None  # ISO 8601 with offset, or None when the device gave no usable time
+
+
+# Positions are the one structured attribute: adapters build them, never device JSON
+# (the JSON event form accepts scalars only, adapters.common.AttributeScalar).
+AttributeValue = str | int | float | bool | Position | None
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 

@@ -15,6 +15,9 @@ so that it does not share the GIL with the gateway or with the measurements.
                    broker queued for it (the gateway paused meanwhile)
     (f) outage     the same while PostgreSQL is stopped under background load,
                    and how long storage takes to catch up once it is back
+    (g) sip        SIPp sending SCAIP heartbeats as SIP MESSAGE over UDP to the
+                   gateway's SCAIP receiver at a fixed rate: every one answered
+                   and stored once, and the reply latency (MESSAGE → 200 OK)
 
 Each gateway the bench starts gets a fresh spool directory of its own in the
 bench's temporary directory. The ack rate (broker → spool) is read from the
@@ -143,7 +146,7 @@ _API_ENV = {
     "WGW_API__PORT": "0",
     "WGW_API__SECURE_COOKIES": "false",
 }
-PHASES = ("baseline", "drain", "sustained", "memory", "console", "backlog", "outage")
+PHASES = ("baseline", "drain", "sustained", "memory", "console", "backlog", "outage", "sip")
 # The gateway keeps up while it commits at least this share of the publish rate
 # and has at most this many seconds of traffic still queued when publishing stops.
 KEEP_UP_RATIO = 0.9
@@ -160,6 +163,16 @@ _PUBLISH_CHUNK = 1_000
 _READY_LINE = b"connected to MQTT broker"
 _API_LINE = re.compile(rb"console and API at http://([^/\s]+):(\d+)/")
 _SESSION_EXPIRY_S = 3600
+# (g) SCAIP over SIP: the issue's load test (issue 11), 2,000 MESSAGE/s over UDP for 30 s.
+SIP_UNITS = 1_000
+SIP_CLIENT_ID = "wgw-bench-sip"
+DEFAULT_SIP_RATE = 2_000
+DEFAULT_SIP_DURATION_S = 30.0
+QUICK_SIP_RATE = 200
+QUICK_SIP_DURATION_S = 3.0
+SIP_TARGET_P99_MS = 100.0
+_SIPP_BUFFER_BYTES = 4 * 1024 * 1024
+_SIP_LINE = re.compile(rb"SCAIP receiver on udp\+tcp ([0-9.]+):([0-9]+)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -233,13 +246,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"background heartbeats in msg/s during the outage (default {DEFAULT_OUTAGE_LOAD:,})",
     )
     parser.add_argument(
+        "--sip-rate",
+        type=int,
+        help=f"SIP MESSAGE/s SIPp sends in the sip phase (default {DEFAULT_SIP_RATE:,})",
+    )
+    parser.add_argument(
+        "--sip-duration",
+        type=float,
+        help=f"seconds SIPp sends in the sip phase (default {DEFAULT_SIP_DURATION_S:g})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK_MESSAGES:,} messages, {QUICK_RATES[0]:,} msg/s for "
         f"{QUICK_DURATION_S:g} s, {QUICK_MEMORY_DEVICES:,} devices, {QUICK_CONSOLE_ALERTS} "
         f"console alarms at {QUICK_CONSOLE_ALERT_RATE:g}/s under {QUICK_CONSOLE_LOAD:,} msg/s, "
         f"a {QUICK_BACKLOG_MESSAGES:,}-message backlog, a {QUICK_OUTAGE_S:g} s outage under "
-        f"{QUICK_OUTAGE_LOAD:,} msg/s (explicit options win)",
+        f"{QUICK_OUTAGE_LOAD:,} msg/s, SIP at {QUICK_SIP_RATE:,}/s for {QUICK_SIP_DURATION_S:g} s "
+        "(explicit options win)",
     )
     parser.add_argument(
         "--config",
@@ -294,6 +318,8 @@ class Options:
     backlog_alert_rate: float = DEFAULT_BACKLOG_ALERT_RATE
     outage_s: float = DEFAULT_OUTAGE_S
     outage_load: int = DEFAULT_OUTAGE_LOAD
+    sip_rate: int = DEFAULT_SIP_RATE
+    sip_duration_s: float = DEFAULT_SIP_DURATION_S
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -340,6 +366,10 @@ def _options(args: argparse.Namespace) -> Options:
             if args.outage_load is not None
             else (QUICK_OUTAGE_LOAD if quick else DEFAULT_OUTAGE_LOAD),
         ),
+        sip_rate=max(1, args.sip_rate or (QUICK_SIP_RATE if quick else DEFAULT_SIP_RATE)),
+        sip_duration_s=max(
+            1.0, args.sip_duration or (QUICK_SIP_DURATION_S if quick else DEFAULT_SIP_DURATION_S)
+        ),
     )
 
 
@@ -360,8 +390,16 @@ def heartbeat(event_id: str, ts: str, sent: float) -> bytes:
     ).encode()
 
 
+def sip_units(count: int) -> list[str]:
+    """The sip phase's social-alarm units: SCAIP controller ids are digits only."""
+    return [f"4671{i:07d}" for i in range(count)]
+
+
 def _register(dsn: str, count: int) -> None:
     records = [DeviceRecord(device_id=d, family=f, org=ORG) for f, d in device_ids(count)]
+    records += [
+        DeviceRecord(device_id=c, family=Family.ALARM, org=ORG) for c in sip_units(SIP_UNITS)
+    ]
     import_devices(dsn, records)
 
 
@@ -711,13 +749,18 @@ class GatewayProcess:
 
     def wait_api(self, timeout: float = 60.0) -> tuple[str, int]:
         """Wait for the line naming the API's address; return its host and port."""
+        return self._wait_address(_API_LINE, "gateway API", timeout)
+
+    def wait_scaip(self, timeout: float = 60.0) -> tuple[str, int]:
+        """Wait for the line naming the SCAIP receiver's address; return its host and port."""
+        return self._wait_address(_SIP_LINE, "SCAIP receiver", timeout)
+
+    def _wait_address(self, line: re.Pattern[bytes], what: str, timeout: float) -> tuple[str, int]:
         deadline = time.monotonic() + timeout
-        while (found := _API_LINE.search(self._log_path.read_bytes())) is None:
+        while (found := line.search(self._log_path.read_bytes())) is None:
             self.check_alive()
             if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"gateway API not up within {timeout:.0f} s; log:\n{self.log_tail()}"
-                )
+                raise ServiceError(f"{what} not up within {timeout:.0f} s; log:\n{self.log_tail()}")
             time.sleep(0.05)
         return found[1].decode().strip("[]"), int(found[2])
 
@@ -1960,6 +2003,236 @@ def run_outage(svc: Services, opts: Options) -> dict[str, Any]:
     }
 
 
+# --- (g) SCAIP over SIP -------------------------------------------------------------------------
+
+# A social-alarm unit's heartbeat as SIP MESSAGE, one a call, ref and cid from -inf; the
+# response time is MESSAGE sent → 200 OK (with the <mrs>) received; UDP retransmits at
+# T1 = 500 ms. Written to the bench's directory for SIPp (and printed with the command).
+SIPP_LOAD_SCENARIO = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="wgw bench: SCAIP heartbeat over SIP">
+  <send retrans="500" start_rtd="reply">
+    <![CDATA[
+
+      MESSAGE sip:scaip@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field1]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:scaip@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 MESSAGE
+      Max-Forwards: 70
+      Content-Type: application/scaip+xml
+      Content-Length: [len]
+
+      <?xml version="1.0" encoding="UTF-8"?>
+      <mrq><ref>[field0]</ref><mty>PI</mty><cid>[field1]</cid><dty>0003</dty></mrq>
+    ]]>
+  </send>
+  <recv response="200" rtd="reply"/>
+</scenario>
+"""
+
+
+@dataclass(frozen=True)
+class SipRun:
+    """One SIPp run against the SCAIP receiver."""
+
+    target_rate: int
+    calls: int  # MESSAGEs SIPp was told to send, each its own transaction and ref
+    answered: int  # calls SIPp counted successful: a 200 OK came
+    failed: int  # calls SIPp counted failed (no answer after its retransmissions, or not 200)
+    retransmissions: int
+    stored: int  # events of the run in PostgreSQL, one per ref when none is twice
+    duplicates: int  # rows beyond one per ref: a message stored twice
+    # Datagrams the kernel dropped because a UDP socket's receive buffer was full
+    # (/proc/net/snmp RcvbufErrors, the whole machine's, over the run): a reason for
+    # retransmissions; None where the counter cannot be read.
+    udp_buffer_drops: int | None
+    achieved_rate: float | None
+    latency_p50_ms: float | None  # MESSAGE → 200 OK, as SIPp measured it (1 ms resolution)
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    sipp_exit: int  # 0: every call as the scenario says
+    gateway_cpu_percent: float
+    broker_cpu_percent: float
+    postgres_cpu_percent: float
+    system_cpu_percent: float
+    gateway_peak_rss_mb: float
+
+
+def sipp_binary() -> str:
+    """The sipp executable (Debian sip-tester), or ServiceError saying how to install it."""
+    found = shutil.which("sipp")
+    if found is None:
+        raise ServiceError(
+            "the sip phase needs SIPp: apt-get install sip-tester (scripts/system-deps.sh does "
+            "it as root), or leave the phase out with --only"
+        )
+    return found
+
+
+def sipp_stats(path: Path) -> dict[str, str]:
+    """The last row of a SIPp -trace_stat file, by column name."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if len(lines) < 2:
+        return {}
+    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+
+
+def sipp_rtts(paths: Iterable[Path]) -> list[float]:
+    """Every response time (ms) in SIPp -trace_rtt files (rows: date_ms;response_time_ms;rtd)."""
+    times: list[float] = []
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines()[1:]:
+            fields = line.split(";")
+            with contextlib.suppress(IndexError, ValueError):
+                times.append(float(fields[1]))
+    return times
+
+
+def _udp_buffer_drops() -> int | None:
+    """The machine's UDP receive-buffer drops so far (Linux /proc/net/snmp), or None."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    except OSError:
+        return None
+    udp = [fields[1:] for fields in lines if fields and fields[0] == "Udp:"]
+    if len(udp) < 2 or "RcvbufErrors" not in udp[0]:
+        return None
+    return int(udp[1][udp[0].index("RcvbufErrors")])
+
+
+def run_sip_step(
+    svc: Services, gateway: GatewayProcess, proc: psutil.Process, opts: Options, run: int
+) -> tuple[SipRun, str]:
+    """SIPp sends ``opts.sip_rate`` MESSAGE/s for ``opts.sip_duration_s``; the run, the command."""
+    host, port = gateway.wait_scaip()
+    rate = opts.sip_rate
+    calls = max(1, int(rate * opts.sip_duration_s))
+    prefix = f"S{secrets.token_hex(2)}r{run}"  # refs are 1–16 letters and digits
+    where = svc.work / f"sip-{run}"
+    where.mkdir(parents=True, exist_ok=True)
+    scenario = where / "scaip_load.xml"
+    scenario.write_text(SIPP_LOAD_SCENARIO)
+    units = sip_units(SIP_UNITS)
+    rows = (f"{prefix}{n:08d};{units[n % len(units)]}" for n in range(calls))
+    (where / "calls.csv").write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
+    command = [
+        sipp_binary(), f"{host}:{port}", "-sf", scenario.name, "-inf", "calls.csv",
+        "-t", "u1", "-r", str(rate), "-m", str(calls), "-i", "127.0.0.1", "-p", "0",
+        "-nostdin", "-timeout", f"{opts.sip_duration_s + 120:.0f}s",
+        "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+        # SIPp's own socket buffers as large as the kernel allows (net.core.rmem_max caps
+        # them): drops, if any, are then the receiver's.
+        "-buff_size", str(_SIPP_BUFFER_BYTES),
+    ]  # fmt: skip
+    monitor = ResourceMonitor(proc, svc)
+    since = time.time()
+    drops_before = _udp_buffer_drops()
+    monitor.start()
+    started = time.monotonic()
+    done = subprocess.run(
+        command, cwd=where, capture_output=True, text=True, check=False,
+        timeout=opts.sip_duration_s + 180,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    monitor.stop()
+    drops = _udp_buffer_drops()
+    stats = sipp_stats(where / "stat.csv")
+    answered = int(stats.get("SuccessfulCall(C)", "0") or 0)
+    # Everything answered is durable; what SIPp gave up on may be stored too.
+    svc.db.wait_for(prefix, since, answered, gateway.check_alive, timeout=60.0)
+    # Counted after a moment more: a duplicate or a late one would show here.
+    time.sleep(1.0)
+    stored = svc.db.count(prefix, since)
+    rtts = sorted(sipp_rtts(where.glob("*_rtt.csv")))
+    return (
+        SipRun(
+            target_rate=rate,
+            calls=calls,
+            answered=answered,
+            failed=int(stats.get("FailedCall(C)", "0") or 0),
+            retransmissions=int(stats.get("Retransmissions(C)", "0") or 0),
+            stored=stored,
+            duplicates=svc.db.duplicates(prefix, since),
+            udp_buffer_drops=None
+            if drops is None or drops_before is None
+            else drops - drops_before,
+            achieved_rate=_rate(answered, elapsed),
+            latency_p50_ms=_quantile(rtts, 0.5),
+            latency_p99_ms=_quantile(rtts, 0.99),
+            latency_max_ms=rtts[-1] if rtts else None,
+            sipp_exit=done.returncode,
+            gateway_cpu_percent=monitor.cpu_percent["gateway"],
+            broker_cpu_percent=monitor.cpu_percent["broker"],
+            postgres_cpu_percent=monitor.cpu_percent["postgres"],
+            system_cpu_percent=monitor.system_cpu_percent,
+            gateway_peak_rss_mb=_mb(monitor.peak_rss),
+        ),
+        " ".join(command),
+    )
+
+
+def run_sip(svc: Services, opts: Options) -> dict[str, Any]:
+    """The sip phase: a gateway with its SCAIP receiver on a free port, SIPp as the units."""
+    gateway = GatewayProcess(
+        dsn=svc.db.dsn,
+        broker_port=svc.port,
+        client_id=SIP_CLIENT_ID,
+        log_path=svc.work / "gateway-sip.log",
+        config=opts.config,
+        spool_root=svc.work,
+        env={"WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"},
+    )
+    proc = gateway.start()
+    try:
+        gateway.wait_ready()
+        runs: list[SipRun] = []
+        command = ""
+        for run in range(opts.repeat):
+            sip_run, command = run_sip_step(svc, gateway, proc, opts, run)
+            runs.append(sip_run)
+            _print_sip_run(sip_run)
+    finally:
+        gateway.stop()
+    median = _medians(runs)
+    p99 = median["latency_p99_ms"]
+    return {
+        "rate": opts.sip_rate,
+        "duration_s": opts.sip_duration_s,
+        "median": median,
+        "target_p99_ms": SIP_TARGET_P99_MS,
+        "target_met": None if p99 is None else p99 < SIP_TARGET_P99_MS,
+        # Every MESSAGE answered 200, and each stored once (none lost, none twice).
+        "all_answered": all(r.answered == r.calls and r.failed == 0 for r in runs),
+        "exactly_once": all(r.stored == r.calls and r.duplicates == 0 for r in runs),
+        "sipp_command": command,
+        "runs": [dataclasses.asdict(r) for r in runs],
+    }
+
+
+def _print_sip_run(r: SipRun) -> None:
+    once = (
+        "each stored once"
+        if r.stored == r.calls and r.duplicates == 0
+        else f"STORED {r.stored:,} ({r.duplicates:,} twice)"
+    )
+    drops = (
+        ""
+        if not r.udp_buffer_drops
+        else (f"; the kernel dropped {r.udp_buffer_drops:,} datagrams at full UDP receive buffers")
+    )
+    _print(
+        f"  {r.calls:,} MESSAGE at {r.target_rate:,}/s ({_fmt(r.achieved_rate)}/s reached): "
+        f"{r.answered:,} answered 200, {r.failed:,} failed, {r.retransmissions:,} retransmitted; "
+        f"{once}; reply p50 {_fmt(r.latency_p50_ms, ',.1f')} ms, p99 "
+        f"{_fmt(r.latency_p99_ms, ',.1f')} ms, max {_fmt(r.latency_max_ms, ',.0f')} ms "
+        f"(target p99 < {SIP_TARGET_P99_MS:g} ms); CPU% gateway {r.gateway_cpu_percent:.0f}, "
+        f"broker {r.broker_cpu_percent:.0f}, PostgreSQL {r.postgres_cpu_percent:.0f}, "
+        f"machine {r.system_cpu_percent:.0f}{drops}"
+    )
+
+
 def transfer_rates(results: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ack and storage rates of a backlog drain as shares of the gmqtt no-op baseline.
 
@@ -2220,6 +2493,14 @@ def _print_summary(results: Mapping[str, Any]) -> None:
                 f"{_fmt(None if share is None else 100 * share, '.0f')}% of the gmqtt baseline "
                 f"({_fmt(rates['gmqtt_baseline_rate'])} msg/s); {floor}: {verdict}"
             )
+    if (sip := results.get("sip")) is not None:
+        m = sip["median"]
+        lines.append(
+            f"  SCAIP over SIP at {sip['rate']:,}/s: reply p99 {_fmt(m['latency_p99_ms'], ',.1f')} "
+            f"ms (target < {SIP_TARGET_P99_MS:g} ms: {_target_verdict(sip['target_met'])}); "
+            f"all answered: {'yes' if sip['all_answered'] else 'NO'}; each stored once: "
+            f"{'yes' if sip['exactly_once'] else 'NO'}"
+        )
     if lines:
         _print("\nthe alarm path and the spool, against the targets:")
         for line in lines:
@@ -2315,6 +2596,8 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "backlog_alert_rate": opts.backlog_alert_rate,
             "outage_s": opts.outage_s,
             "outage_load": opts.outage_load,
+            "sip_rate": opts.sip_rate,
+            "sip_duration_s": opts.sip_duration_s,
             "config": None if opts.config is None else str(opts.config),
             "payload_bytes": len(
                 heartbeat(f"d0-{n // 2}", now.isoformat(timespec="milliseconds"), now.timestamp())
@@ -2341,6 +2624,7 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
         "console": None,
         "backlog_alarm": None,
         "outage": None,
+        "sip": None,
         "rates": None,
     }
     m, o = results["machine"], results["options"]
@@ -2390,6 +2674,12 @@ def _run_phases(svc: Services, opts: Options) -> dict[str, Any]:
             "publish → AlertOpened on /api/stream"
         )
         results["outage"] = run_outage(svc, opts)
+    if "sip" in opts.phases:
+        _print(
+            f"\n(g) SCAIP over SIP: SIPp sends {opts.sip_rate:,} heartbeats/s as SIP MESSAGE over "
+            f"UDP for {opts.sip_duration_s:g} s to the SCAIP receiver; MESSAGE → 200 OK"
+        )
+        results["sip"] = run_sip(svc, opts)
     results["rates"] = transfer_rates(results)
     _print_summary(results)
     _print(

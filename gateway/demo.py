@@ -20,6 +20,7 @@ from gateway.embedded import (
     PostgresServer,
     find_mosquitto,
     find_postgres_bin,
+    free_port,
     temp_dir,
 )
 from gateway.metrics import IngestMetrics
@@ -77,6 +78,9 @@ def run_demo(
         report = migrate(pg.dsn)
         registry = demo_registry(devices, seed=seed)
         import_devices(pg.dsn, registry)
+        # The SCAIP receiver on a free local port: the simulated social alarms that
+        # a SIP bridge would otherwise carry arrive over SIP, as real units send them.
+        scaip_port = free_port()
         hasher = PasswordHasher()
         for user, password in DEMO_USERS:
             save_user(pg.dsn, user=user, password_hash=hasher.hash(password))
@@ -88,12 +92,14 @@ def run_demo(
             mqtt={"port": server.port, "protocol": protocol, "client_id": "wgw-demo"},
             # Plain HTTP on this machine only; the port is the usual one when free.
             api={"port": api_port, "secure_cookies": False},
+            scaip={"host": "127.0.0.1", "port": scaip_port},
             demo=True,
         )
         families = Counter(r.family.value for r in registry)
         print(
             f"  PostgreSQL {pg.bin_dir} on port {pg.port} ({report.variant} storage)\n"
             f"  broker {type(server).__name__} at {server.url} (MQTT {_PROTOCOL_NAMES[protocol]})\n"
+            f"  SCAIP receiver at udp+tcp 127.0.0.1:{scaip_port}: social alarms arrive over SIP\n"
             f"  {len(registry)} simulated devices: "
             + ", ".join(f"{n} {f}" for f, n in sorted(families.items())),
             flush=True,
@@ -103,6 +109,7 @@ def run_demo(
                 settings=settings,
                 registry=registry,
                 broker_url=server.url,
+                scaip_sip=f"udp://127.0.0.1:{scaip_port}",
                 protocol=protocol,
                 rate=rate,
                 seed=seed,
@@ -133,34 +140,51 @@ async def _run(
     settings: Settings,
     registry: list[DeviceRecord],
     broker_url: str,
+    scaip_sip: str,
     protocol: int,
     rate: float,
     seed: int,
     duration: float | None,
     started: float,
 ) -> None:
-    from simulators import run_live
+    from simulators import PublishReport, SimMessage, run_live
+    from simulators.render import BRIDGE_TOPIC_PREFIX
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    # The gateway stops after the simulator, so its last SIP MESSAGEs are still answered.
+    halt = asyncio.Event()
     metrics = IngestMetrics()
     gateway = Gateway(settings, metrics=metrics)
     api = ApiServer(gateway)
-    gateway_task = asyncio.create_task(run_gateway(gateway, stop, api))
+    gateway_task = asyncio.create_task(run_gateway(gateway, halt, api))
     ready = asyncio.create_task(api.ready.wait())
-    await asyncio.wait([gateway_task, ready], return_when=asyncio.FIRST_COMPLETED)
-    if gateway_task.done():
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([gateway_task, ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if gateway_task.done() or stop.is_set():
+        # Failed (or Ctrl-C) while starting: nothing simulated yet, stop at once.
         ready.cancel()
-        await gateway_task  # raises what went wrong
+        halt.set()
+        await gateway_task  # raises what went wrong, if anything did
         return
     sim_stop = threading.Event()
-    simulator = threading.Thread(
-        target=run_live,
-        args=(registry, broker_url),
-        kwargs={"seed": seed, "rate": rate, "stop": sim_stop, "protocol": protocol},
-        name="simulator",
-        daemon=True,
-    )
+    reports: list[PublishReport] = []
+    over_sip = [0]  # social alarms the simulator sent as SIP MESSAGE so far
+
+    def sent(message: SimMessage) -> None:
+        if message.topic.startswith(BRIDGE_TOPIC_PREFIX):
+            over_sip[0] += 1
+
+    def simulate() -> None:
+        reports.append(
+            run_live(
+                registry, broker_url, seed=seed, rate=rate, stop=sim_stop, on_sent=sent,
+                protocol=protocol, scaip_sip=scaip_sip,
+            )
+        )  # fmt: skip
+
+    simulator = threading.Thread(target=simulate, name="simulator", daemon=True)
     simulator.start()
     print(
         f"ready in {time.monotonic() - started:.1f} s — simulated devices are publishing; "
@@ -182,15 +206,19 @@ async def _run(
                 await asyncio.wait_for(stop.wait(), _STATUS_EVERY_S)
             current = metrics.snapshot()
             alerts = gateway.alerting.published if gateway.alerting else 0
-            print(_status_line(previous, current, _STATUS_EVERY_S, alerts), flush=True)
+            line = _status_line(previous, current, _STATUS_EVERY_S, alerts)
+            print(f"{line}  | SCAIP over SIP {over_sip[0]} sent", flush=True)
             previous = current
             if deadline is not None and time.monotonic() >= deadline:
                 stop.set()
     finally:
         sim_stop.set()
-        stop.set()
-        simulator.join(10)
+        # Off the loop: the receiver answers the simulator's last MESSAGEs meanwhile.
+        await asyncio.to_thread(simulator.join, 10)
+        halt.set()
         await gateway_task
+    if reports and reports[0].sip is not None:
+        print(f"social alarms over SIP: {reports[0].sip.summary()}", flush=True)
 
 
 def _status_line(

@@ -27,6 +27,14 @@ class EscalationPublic(BaseModel):
     next_to: list[str] | None = Field(description="the next tier's recipients, if one is due")
 
 
+class PositionPublic(BaseModel):
+    """Where the alarm unit was (WGS84 decimal degrees) and when it fixed that position."""
+
+    lat: float
+    lon: float
+    at: datetime | None
+
+
 NO_ESCALATION = EscalationPublic(tier=0, to=[], next_at=None, next_to=None)
 
 
@@ -71,6 +79,8 @@ class AlertPublic(BaseModel):
     # rows take it from the users table.
     handled_by_name: str | None = None
     escalation: EscalationPublic = NO_ESCALATION
+    # From the opening event's SCAIP <lge>; null when the alarm carried none.
+    position: PositionPublic | None = None
 
 
 # The fields an engine's Alert has in common with the public model.

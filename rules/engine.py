@@ -12,7 +12,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import GatewayError
-from core.events import Event
+from core.events import Event, Position
 from rules import lifecycle
 from rules.access import CheckResult
 from rules.lifecycle import HandoverRequired, TransitionError
@@ -315,6 +315,7 @@ class RuleEngine:
             kind=event.kind,
             event_id=event.event_id,
             reason=reason,
+            position=_position(event),
         )
 
     def _on_absence(
@@ -382,6 +383,7 @@ class RuleEngine:
                     event_id=event.event_id,
                     match=match,
                     reason=f"the device reported {event.kind} at {self._local(event.occurred_at)}",
+                    position=_position(event),
                 )
             )
 
@@ -429,6 +431,7 @@ class RuleEngine:
                     kind=event.kind,
                     event_id=event.event_id,
                     reason=reason,
+                    position=_position(event),
                 )
             )
         elif (
@@ -504,6 +507,7 @@ class RuleEngine:
         reason: str,
         event_id: str | None = None,
         match: str | None = None,
+        position: Position | None = None,
     ) -> AlertOpened | AlertRepeated:
         key = (device_id, rule_id)
         current = self._open.get(key)
@@ -540,6 +544,7 @@ class RuleEngine:
             kind=kind,
             event_id=event_id,
             match=match,
+            position=position,
         )
         alert = self._scheduled(alert)
         self._open[key] = alert
@@ -939,6 +944,12 @@ class RuleEngine:
             self._watch(device_id, last_seen=last_seen.get(device_id), now=now)
 
 
+def _position(event: Event) -> Position | None:
+    """The event's position attribute (SCAIP <lge>), which an alert it opens carries."""
+    value = event.attributes.get("position")
+    return value if isinstance(value, dict) else None
+
+
 def _value(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -986,6 +997,7 @@ def _alert_from_json(data: Mapping[str, Any]) -> Alert:
         handled_by=data.get("handled_by"),
         escalation=_escalation_from_json(data.get("escalation"), escalated=bool(data["escalated"])),
         handled_by_name=data.get("handled_by_name"),
+        position=data.get("position"),
     )
 
 

@@ -10,7 +10,7 @@ from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-from core.events import Family
+from core.events import Family, Position
 
 
 class Priority(IntEnum):
@@ -157,6 +157,8 @@ class Alert:
     # Its escalation tier; ``escalated`` says whether it reached the first.
     escalation: Escalation = NOT_ESCALATED
     handled_by_name: str | None = None  # their display name, as the console shows it
+    # Where the unit was, from the opening event's position attribute (SCAIP <lge>).
+    position: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from simulators.live import run_live
 from simulators.plan import build_plan
 from simulators.publisher import PublishReport, publish
 from simulators.scenarios import SCENARIOS
+from simulators.sip import parse_sip_target
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 DEFAULT_LIVE_RATE = 10.0
@@ -68,6 +69,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol", type=int, choices=(4, 5), default=5, help="MQTT 5 (default) or 3.1.1 (4)"
     )
+    parser.add_argument(
+        "--scaip-sip",
+        metavar="URL",
+        type=_sip_target,
+        help="send the bridged social alarms as SIP MESSAGE to this SCAIP receiver "
+        "(udp://host:port or tcp://host:port) instead of onto scaip/{org}/mrq",
+    )
+
+
+def _sip_target(text: str) -> str:
+    try:
+        parse_sip_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"live: published {report.published} messages ({report.acked} acknowledged) "
             f"from {len(devices)} devices in {report.elapsed_s:.0f} s to {args.broker}"
+            + _sip_summary(report, args.scaip_sip)
         )
         return 0
     now = datetime.now(UTC)
@@ -90,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
         args.scenario, devices=devices, seed=args.seed, messages=args.messages, **anchor
     )
     report = publish(
-        plan, args.broker, rate=args.rate, realtime=args.realtime, protocol=args.protocol
+        plan,
+        args.broker,
+        rate=args.rate,
+        realtime=args.realtime,
+        protocol=args.protocol,
+        scaip_sip=args.scaip_sip,
     )
     expected = plan.expected
     families = ", ".join(f"{n} {family}" for family, n in expected.events.items())
@@ -98,9 +120,14 @@ def run(args: argparse.Namespace) -> int:
         f"{plan.scenario}: published {report.published} messages ({report.acked} acknowledged, "
         f"{report.reconnects} reconnects) in {report.elapsed_s:.1f} s to {args.broker}; "
         f"expect {expected.total_events} events ({families}) "
-        f"and {expected.total_dead_letters} dead letters"
+        f"and {expected.total_dead_letters} dead letters" + _sip_summary(report, args.scaip_sip)
     )
     return 0
+
+
+def _sip_summary(report: PublishReport, target: str | None) -> str:
+    """The SIP half of the summary line: answers, <mrs> replies and reply latency."""
+    return "" if report.sip is None else f"; SIP to {target}: {report.sip.summary()}"
 
 
 def _devices(args: argparse.Namespace) -> list[DeviceRecord]:
@@ -129,6 +156,7 @@ def _run_live(devices: list[DeviceRecord], args: argparse.Namespace) -> PublishR
                     rate=args.rate or DEFAULT_LIVE_RATE,
                     stop=stop,
                     protocol=args.protocol,
+                    scaip_sip=args.scaip_sip,
                 )
             )
         except BaseException as exc:  # handed to the main thread, which re-raises it

@@ -303,13 +303,18 @@ def run_live(
     on_sent: Callable[[SimMessage], None] | None = None,
     client_id: str | None = None,
     protocol: int = 5,
+    scaip_sip: str | None = None,
 ) -> PublishReport:
-    """Publish live traffic at about ``rate`` messages/s in total until ``stop`` is set."""
+    """Publish live traffic at about ``rate`` messages/s in total until ``stop`` is set.
+
+    With ``scaip_sip`` the bridged social alarms go to that SIP receiver as MESSAGE.
+    """
     started = time.monotonic()
     traffic = LiveTraffic(
         devices, seed=seed, rate=rate, now=started, tag=run_tag(seed, datetime.now(UTC))
     )
-    with open_session(broker_url, client_id=client_id, protocol=protocol) as session:
+    sessions = open_session(broker_url, client_id=client_id, protocol=protocol, scaip_sip=scaip_sip)
+    with sessions as session:
         while not stop.is_set():
             for message in traffic.due(time.monotonic(), datetime.now(UTC)):
                 session.send(message)
@@ -317,7 +322,5 @@ def run_live(
                     on_sent(message)
             stop.wait(max(0.0, traffic.next_due() - time.monotonic()))
         if not session.drain(timeout_s=5.0):
-            log.warning(
-                "stopped with %d messages unacknowledged", session.published - session.acked
-            )
+            log.warning("stopped with %d messages unacknowledged", session.unfinished)
         return session.report(time.monotonic() - started)

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -31,6 +31,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import GatewayError
 from simulators.model import Plan, SimMessage
+from simulators.render import BRIDGE_TOPIC_PREFIX
+from simulators.sip import SipReport, SipSession
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class PublishReport:
     elapsed_s: float
     refused: int = 0  # PUBACKs with a failure reason code (the broker did not take it)
     reconnects: int = 0
+    sip: SipReport | None = None  # the SCAIP requests sent as SIP MESSAGE, if any were
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,16 +332,63 @@ class MqttSession:
             log.warning("broker did not accept message %d: %s", mid, reason)
 
 
+class Sessions:
+    """Where simulated traffic goes: the broker, and SCAIP over SIP when a receiver is given.
+
+    With a SIP receiver, what a SIP bridge would have put on ``scaip/{org}/mrq`` goes
+    to the receiver as the unit itself sends it, a SIP MESSAGE; everything else
+    (JSON events, SCAIP on the device's own topic, statuses) stays on MQTT.
+    """
+
+    def __init__(self, mqtt_session: MqttSession, sip: SipSession | None) -> None:
+        self.mqtt = mqtt_session
+        self.sip = sip
+
+    def send(self, message: SimMessage) -> None:
+        """Send one message the way its device does."""
+        if self.sip is not None and message.topic.startswith(BRIDGE_TOPIC_PREFIX):
+            self.sip.send(message.payload)
+        else:
+            self.mqtt.send(message)
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for every PUBACK and every SIP transaction; False if the timeout came first."""
+        drained = self.mqtt.drain(timeout_s)
+        return (self.sip is None or self.sip.drain(timeout_s)) and drained
+
+    def report(self, elapsed_s: float) -> PublishReport:
+        """The counts so far, MQTT and SIP."""
+        report = self.mqtt.report(elapsed_s)
+        if self.sip is None:
+            return report
+        return replace(report, sip=self.sip.report)
+
+    @property
+    def unfinished(self) -> int:
+        """MQTT messages without their PUBACK plus SIP transactions not yet ended."""
+        sip = 0 if self.sip is None else self.sip.report.sent - len(self.sip.report.latencies_s)
+        return self.mqtt.published - self.mqtt.acked + sip
+
+
 @contextmanager
 def open_session(
-    broker_url: str, *, client_id: str | None = None, protocol: int = 5
-) -> Iterator[MqttSession]:
-    """An open MqttSession that is closed however the block ends."""
+    broker_url: str,
+    *,
+    client_id: str | None = None,
+    protocol: int = 5,
+    scaip_sip: str | None = None,
+) -> Iterator[Sessions]:
+    """Open sessions (MQTT, and SIP to ``scaip_sip`` if given), closed however the block ends."""
     session = MqttSession(broker_url, client_id=client_id, protocol=protocol)
+    sip = None if scaip_sip is None else SipSession(scaip_sip)
     try:
         session.open()
-        yield session
+        if sip is not None:
+            sip.open()
+        yield Sessions(session, sip)
     finally:
+        if sip is not None:
+            sip.close()
         session.close()
 
 
@@ -350,13 +400,19 @@ def publish(
     client_id: str | None = None,
     realtime: bool = False,
     protocol: int = 5,
+    scaip_sip: str | None = None,
 ) -> PublishReport:
-    """Publish a plan with QoS 1 and wait for every PUBACK; ``rate`` caps messages/s overall."""
+    """Publish a plan with QoS 1 and wait for every PUBACK; ``rate`` caps messages/s overall.
+
+    With ``scaip_sip`` (udp://host:port or tcp://host:port) the bridged SCAIP requests
+    go to that receiver as SIP MESSAGE instead, and the run waits for their replies too.
+    """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for as fast as possible)")
     _warn_if_ahead(plan, realtime)
     started = time.monotonic()
-    with open_session(broker_url, client_id=client_id, protocol=protocol) as session:
+    sessions = open_session(broker_url, client_id=client_id, protocol=protocol, scaip_sip=scaip_sip)
+    with sessions as session:
         t0 = time.monotonic()
         for index, message in enumerate(plan.messages):
             due = t0 + index / rate if rate is not None else t0

@@ -60,9 +60,12 @@ def status_topic(device: DeviceRecord) -> str:
     return f"wgw/{device.org}/{device.family.value}/{device.device_id}/status"
 
 
+BRIDGE_TOPIC_PREFIX = "scaip/"
+
+
 def bridge_topic(org: str) -> str:
     """Where the SIP bridge puts an organisation's SCAIP requests."""
-    return f"scaip/{org}/mrq"
+    return f"{BRIDGE_TOPIC_PREFIX}{org}/mrq"
 
 
 def to_json(fields: Mapping[str, object]) -> bytes:

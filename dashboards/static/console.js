@@ -16,6 +16,7 @@ import { initPage, renderNav } from "./pages.js";
 import {
   registerWorker, renderPush, showLinkedAlertFromUrl, startPush, stopPush, togglePush,
 } from "./push.js";
+import { renderPosition } from "./position.js";
 
 const MUTE_KEY = "wgw.mute";
 const AREA_KEY = "wgw.area";
@@ -529,7 +530,7 @@ function createItem(alert) {
 
   const meta = document.createElement("div");
   meta.className = "alert-meta";
-  meta.append(span("unit"), span("area"), span("device"));
+  meta.append(span("unit"), span("area"), span("device"), span("position"));
 
   const status = document.createElement("div");
   status.className = "alert-status";
@@ -590,6 +591,7 @@ function updateItem(li, alert) {
   setText(li.querySelector(".unit"), labelled(t("alert.unit"), alert.unit));
   setText(li.querySelector(".area"), labelled(t("alert.area"), alert.area));
   li.querySelector(".device").textContent = labelled(t("alert.device"), alert.device_id);
+  renderPosition(li.querySelector(".position"), alert.position, formatClock);
   li.querySelector(".state-label").textContent = t(`state.${alert.state}`);
   li.querySelector(".handler").textContent = alert.handled_by
     ? t("alert.handledBy", { name: handlerName(alert) })

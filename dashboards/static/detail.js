@@ -8,6 +8,7 @@
 
 import { HttpError } from "./http.js";
 import { getLang, has, t } from "./i18n.js";
+import { renderPosition } from "./position.js";
 
 const FINAL_STATES = new Set(["resolved", "cleared"]);
 
@@ -240,15 +241,12 @@ function positionSection(position) {
   if (!position || typeof position.lat !== "number" || typeof position.lon !== "number") {
     return null;
   }
-  const coordinates = `${position.lat.toFixed(5)}, ${position.lon.toFixed(5)}`;
-  const link = text("a", t("detail.openMap"));
-  // The phone's own map app; no map tiles are fetched from anywhere.
-  link.href = `geo:${position.lat},${position.lon}`;
+  // The card's rendering (position.js): coordinates as a geo: link to the phone's own
+  // map app; no map tiles are fetched from anywhere.
+  const line = text("p", "", "detail-coordinates");
+  renderPosition(line, position, formatWhen);
   const box = section("position", t("detail.position"), []);
-  box.append(text("p", coordinates, "detail-coordinates"), link);
-  if (position.at) {
-    box.append(text("p", t("detail.positionAt", { time: formatWhen(position.at) }), "muted"));
-  }
+  box.append(line);
   return box;
 }
 

@@ -65,6 +65,13 @@ class Database:
         query = f"SELECT count(*) FROM events WHERE {self._RUN}"
         return int(self._row(query, {"since": since - 1, "prefix": prefix})[0])
 
+    def duplicates(self, prefix: str, since: float) -> int:
+        """Events of a run stored more than once: rows beyond one per (device, event id)."""
+        query = (
+            f"SELECT count(*) - count(DISTINCT (device_id, event_id)) FROM events WHERE {self._RUN}"
+        )
+        return int(self._row(query, {"since": since - 1, "prefix": prefix})[0])
+
     def wait_for(
         self,
         prefix: str,

@@ -62,10 +62,14 @@ a.reason, a.outcome, a.handled_by, a.arrived_at, a.closed_at, a.chattering,
 coalesce(d.unit, '') AS unit, coalesce(d.area, '') AS area,
 json_build_object('tier', a.escalation_tier, 'to', a.escalated_to, 'next_at', NULL,
                   'next_to', NULL) AS escalation,
-coalesce(nullif(u.display_name, ''), a.handled_by) AS handled_by_name
+coalesce(nullif(u.display_name, ''), a.handled_by) AS handled_by_name,
+(SELECT e.attributes -> 'position' FROM events e
+  WHERE e.device_id = a.device_id AND e.event_id = a.event_id LIMIT 1) AS position
 """
 # A stored alert names the tier it reached; the next tier is the live engine's
 # to tell (the API shows an open alert from there), so it is null here.
+# position: the opening event's (SCAIP <lge>), found through the events primary key
+# (device_id, event_id, ...) rather than copied into a column of its own.
 _ALERT_FROM = """
 FROM alerts a LEFT JOIN devices d USING (device_id) LEFT JOIN users u ON u.username = a.handled_by
 """

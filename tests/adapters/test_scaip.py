@@ -15,6 +15,7 @@ from adapters.scaip import (
     MAX_SCAIP_BYTES,
     ReplyStatus,
     parse_mrq,
+    read_mrq,
     reply_status_for,
     scaip_reply,
 )
@@ -350,3 +351,122 @@ def test_reply_refuses_a_boolean_status() -> None:
 )
 def test_reply_status_for_reasons(decode_reason: str, snu: ReplyStatus) -> None:
     assert reply_status_for(decode_reason) is snu
+
+
+# --- <lge> positions ------------------------------------------------------------------
+
+# An invented position in Stockholm, in the element layout adapters/scaip.py cites.
+STOCKHOLM = "<lge><geo>59.334591,18.063240</geo><tim>2026-11-23T02:14:07+01</tim></lge>"
+
+
+def _nmea(body: str) -> str:
+    checksum = 0
+    for char in body:
+        checksum ^= ord(char)
+    return f"${body}*{checksum:02X}"
+
+
+GGA = _nmea("GPGGA,011407.00,5920.0754,N,01803.7944,E,1,08,0.9,28.0,M,24.0,M,,")
+
+
+def test_lge_becomes_the_position_attribute() -> None:
+    events = alarm.decode(RawMessage("scaip/org-1/mrq", mrq(STOCKHOLM, stc="0010"), RECEIVED_AT))
+    attributes = events[0].attributes
+    assert attributes["position"] == {
+        "lat": 59.334591,
+        "lon": 18.06324,
+        "at": "2026-11-23T01:14:07+00:00",
+    }
+    assert "position_problem" not in attributes
+    assert events[0].kind == "alarm.button"
+
+
+def test_no_lge_means_no_position() -> None:
+    events = alarm.decode(RawMessage("scaip/org-1/mrq", mrq(stc="0010"), RECEIVED_AT))
+    assert "position" not in events[0].attributes
+    assert "position_problem" not in events[0].attributes
+
+
+@pytest.mark.parametrize(
+    ("lge", "position"),
+    [
+        ("<lge><geo>59.3,18.1</geo></lge>", {"lat": 59.3, "lon": 18.1, "at": None}),
+        ("<lge><geo> -33.86 , 151.2 </geo></lge>", {"lat": -33.86, "lon": 151.2, "at": None}),
+        ("<lge><geo>90,-180</geo></lge>", {"lat": 90.0, "lon": -180.0, "at": None}),
+        (
+            "<lge><tim>2026-11-23T01:14:07Z</tim><geo>67.85,20.22</geo></lge>",
+            {"lat": 67.85, "lon": 20.22, "at": "2026-11-23T01:14:07+00:00"},
+        ),
+        # Only an NMEA sentence: 59°20.0754' N, 18°03.7944' E.
+        (f"<lge><gga>{GGA}</gga></lge>", {"lat": 59.33459, "lon": 18.06324, "at": None}),
+        # Southern and western hemispheres from NMEA, without a checksum.
+        (
+            "<lge><gga>$GNGGA,011407,3351.6000,S,07040.2000,W,1,05,1.2,500,M,,M,,</gga></lge>",
+            {"lat": -33.86, "lon": -70.67, "at": None},
+        ),
+        # geo wins over gga when both are given.
+        (
+            f"<lge><geo>55.6,13.0</geo><gga>{GGA}</gga></lge>",
+            {"lat": 55.6, "lon": 13.0, "at": None},
+        ),
+    ],
+)
+def test_position_forms(lge: str, position: dict[str, object]) -> None:
+    parsed = read_mrq(mrq(lge))
+    assert parsed.position is not None
+    assert parsed.position["at"] == position["at"]
+    assert parsed.position["lat"] == pytest.approx(position["lat"], abs=1e-6)
+    assert parsed.position["lon"] == pytest.approx(position["lon"], abs=1e-6)
+    assert parsed.position_problem is None
+
+
+@pytest.mark.parametrize(
+    ("lge", "why"),
+    [
+        ("<lge><geo>91.0,18.0</geo></lge>", "latitude 91 is outside -90..90"),
+        ("<lge><geo>59.3,180.5</geo></lge>", "longitude 180.5 is outside -180..180"),
+        ("<lge><geo>59.3;18.0</geo></lge>", "is not 'latitude,longitude'"),
+        ("<lge><geo>59.3</geo></lge>", "is not 'latitude,longitude'"),
+        ("<lge><geo>NaN,18.0</geo></lge>", "is not 'latitude,longitude'"),
+        ("<lge><geo>1e2,18.0</geo></lge>", "is not 'latitude,longitude'"),
+        ("<lge>59.3,18.0</lge>", "neither <geo> nor <gga>"),
+        ("<lge/>", "neither <geo> nor <gga>"),
+        ("<lge><geo>59.3,18.0</geo><geo>1,2</geo></lge>", "<geo> more than once"),
+        (
+            "<lge><geo>59.3,18.0</geo></lge><lge><geo>1,2</geo></lge>",
+            "<lge> appears more than once",
+        ),
+        (f"<lge><gga>{GGA[:-2]}00</gga></lge>", "checksum does not match"),
+        ("<lge><gga>$GPRMC,011407,A,5920.07,N,01803.79,E</gga></lge>", "not an NMEA GGA"),
+        ("<lge><gga>$GPGGA,011407,5920.07,N,01803.79,E,0,00,,,M,,M,,</gga></lge>", "no fix"),
+        ("<lge><gga>$GPGGA,011407,5920.07,X,01803.79,E,1,04,,,M,,M,,</gga></lge>", "not NMEA"),
+        ("<lge><gga>$GPGGA,011407,5960.07,N,01803.79,E,1,04,,,M,,M,,</gga></lge>", "60.07 minutes"),
+        ("<lge><gga>$GPGGA,011407,9500.00,N,01803.79,E,1,04,,,M,,M,,</gga></lge>", "latitude 95"),
+        (f"<lge><gga>{'$GPGGA' + ',1' * 40}</gga></lge>", "at most 82"),
+    ],
+)
+def test_bad_positions_are_dropped_with_a_reason_and_the_alarm_kept(lge: str, why: str) -> None:
+    events = alarm.decode(RawMessage("scaip/org-1/mrq", mrq(lge, stc="0010"), RECEIVED_AT))
+    (event,) = events
+    assert event.kind == "alarm.button"  # lge is optional: the alarm itself is never refused
+    assert "position" not in event.attributes
+    problem = event.attributes["position_problem"]
+    assert isinstance(problem, str)
+    assert why in problem
+    assert problem.endswith("position dropped")
+
+
+@pytest.mark.parametrize(
+    ("tim", "why"),
+    [
+        ("2026-11-23T02:14:07", "has no UTC offset"),
+        ("igår", "is not an ISO 8601 time"),
+        ("2026-13-23T02:14:07+01", "is not an ISO 8601 time"),
+    ],
+)
+def test_a_bad_fix_time_keeps_the_position_without_a_time(tim: str, why: str) -> None:
+    parsed = read_mrq(mrq(f"<lge><geo>59.3,18.0</geo><tim>{tim}</tim></lge>"))
+    assert parsed.position == {"lat": 59.3, "lon": 18.0, "at": None}
+    assert parsed.position_problem is not None
+    assert why in parsed.position_problem
+    assert parsed.position_problem.endswith("position kept without a time")

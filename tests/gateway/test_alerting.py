@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from core.clock import FrozenClock
 from core.events import Family, RawMessage
+from gateway.alerting import alert_json
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.embedded import PostgresServer
@@ -23,6 +25,7 @@ from gateway.public import AlertPublic
 from gateway.registry import DeviceRecord
 from gateway.service import Gateway
 from gateway.store import migrate
+from gateway.store.console import alert_history
 from gateway.store.devices import import_devices
 from tests.utils.gateways import judged, running_gateway, stored, ticked_settings, until
 from tests.utils.services import count, rows
@@ -424,3 +427,41 @@ async def test_an_organisation_with_its_own_rule_set_is_judged_by_it(
     assert opened() == ["solglantan", "vallby"]
     stop.set()
     await task
+
+
+ALARM_UNIT = DeviceRecord(
+    device_id="46700000001", family=Family.ALARM, org="vallby", heartbeat_interval_s=3600
+)
+# An invented home in Vallby: the unit reports its position with the alarm (SCAIP <lge>).
+WITH_POSITION = (
+    b"<mrq><ref>P1</ref><mty>ME</mty><cid>46700000001</cid><dty>0003</dty><stc>0010</stc>"
+    b"<lge><geo>59.334591,18.063240</geo><tim>2026-11-24T02:09:30+01</tim></lge></mrq>"
+)
+
+
+async def test_a_scaip_position_reaches_the_published_and_the_stored_alert(db_dsn: str) -> None:
+    migrate(db_dsn)
+    import_devices(db_dsn, [ALARM_UNIT])
+    where = {"lat": 59.334591, "lon": 18.06324, "at": "2026-11-24T01:09:30+00:00"}
+    async with running(db_dsn, FrozenClock(LEFT_BED)) as (gateway, source):
+        source.feed([RawMessage("scaip/vallby/mrq", WITH_POSITION, LEFT_BED)])
+        await until(lambda: len(published_alerts(source, "alarm")) == 1)
+        await until(lambda: count(db_dsn, "SELECT count(*) FROM alerts") == 1)
+        await stored(gateway)
+        assert gateway.alerting is not None
+        (live,) = gateway.alerting.open_alerts()
+        # The public model writes its times in UTC with a Z.
+        public_where = where | {"at": "2026-11-24T01:09:30Z"}
+        assert alert_json(live, gateway.alerting.rules_of("vallby"))["position"] == public_where
+    assert published_alerts(source, "alarm")[0]["alert"]["position"] == public_where
+    # The console's history reads it back from the opening event, after the fact.
+    async with await psycopg.AsyncConnection.connect(db_dsn) as conn:
+        (row,) = await alert_history(conn, orgs=None, since=None, until=None, limit=10)
+    assert row["position"] == where
+    public = AlertPublic.model_validate(row | {"unit": "", "area": ""}).position
+    assert public is not None
+    assert (public.lat, public.lon, public.at) == (
+        59.334591,
+        18.06324,
+        LEFT_BED - timedelta(seconds=30),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,16 @@ from gateway.bench import (
     QUICK_OUTAGE_LOAD,
     QUICK_OUTAGE_S,
     QUICK_RATES,
+    QUICK_SIP_DURATION_S,
+    QUICK_SIP_RATE,
+    SIP_TARGET_P99_MS,
     LatencyHistogram,
     StreamWatch,
     counter_rate,
     first_sample,
     parse_metrics,
+    sipp_rtts,
+    sipp_stats,
     step_verdict,
     transfer_rates,
 )
@@ -51,6 +57,7 @@ def test_quick_bench_stores_every_message_once(
         "(d) console latency",
         "(e) backlog alarm",
         "(f) outage",
+        "(g) SCAIP over SIP",
         "the alarm path and the spool, against the targets",
     ):
         assert heading in printed
@@ -127,6 +134,49 @@ def test_quick_bench_stores_every_message_once(
     assert rates["drain_today_ratio"] == DRAIN_TODAY_RATIO
     assert rates["storage_ratio_to_gmqtt_baseline"] > 0
     assert "ack_ratio_to_gmqtt_baseline" in rates
+
+
+@pytest.mark.broker
+@pytest.mark.db
+@pytest.mark.slow
+def test_the_sip_phase_answers_and_stores_every_message_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+
+    assert main(["bench", "--quick", "--only", "sip", "--json", str(out)]) == 0
+
+    assert "(g) SCAIP over SIP" in capsys.readouterr().out
+    sip = json.loads(out.read_text())["sip"]
+    calls = int(QUICK_SIP_RATE * QUICK_SIP_DURATION_S)
+    (run,) = sip["runs"]
+    # SIPp counted every call answered 200 and none failed; PostgreSQL has each ref once.
+    assert (run["calls"], run["answered"], run["failed"], run["stored"]) == (calls, calls, 0, calls)
+    assert run["duplicates"] == 0
+    assert run["sipp_exit"] == 0
+    assert sip["all_answered"] is True
+    assert sip["exactly_once"] is True
+    assert 0 <= run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
+    assert sip["target_p99_ms"] == SIP_TARGET_P99_MS
+    assert sip["sipp_command"].startswith(shutil.which("sipp") or "sipp")
+
+
+def test_sipp_statistics_and_response_times_are_read_by_column(tmp_path: Path) -> None:
+    stat = tmp_path / "stat.csv"
+    stat.write_text(
+        "StartTime;SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n"
+        "2026-12-02\t03:10:45.595241\t1.5;10;1;3;\n"
+        "2026-12-02\t03:10:46.595241\t2.5;598;2;14;\n"
+    )
+    stats = sipp_stats(stat)
+    assert (stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == ("598", "2")
+    assert stats["Retransmissions(C)"] == "14"
+    rtt = tmp_path / "scaip_load_1_rtt.csv"
+    rtt.write_text("Date_ms;response_time_ms;rtd_no\n16.001;4;reply\n28.001;12.5;reply\nbad\n")
+    assert sipp_rtts([rtt]) == [4.0, 12.5]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert sipp_stats(empty) == {}
 
 
 def _step(**overrides: Any) -> dict[str, Any]:

@@ -42,9 +42,18 @@ def test_demo_shows_all_four_families_flowing_and_stops_cleanly(broker: str) -> 
         assert any(float(line[family_index]) > 0 for line in lines), out
     stored = [int(line[4]) for line in lines]
     assert stored == sorted(stored) and stored[-1] > 0
+    # The bridged social alarms went to the demo's SCAIP receiver over SIP: each answered.
+    assert "SCAIP receiver at udp+tcp 127.0.0.1:" in out
+    sip = _SIP.search(out)
+    assert sip, out
+    assert sip["sent"] == sip["answered"] == sip["replied"], out
     assert "demo stopped" in out
 
 
+_SIP = re.compile(
+    r"social alarms over SIP: (?P<sent>\d+) MESSAGE, (?P<answered>\d+) answered 2xx, "
+    r"(?P<replied>\d+) <mrs>"
+)
 _CONSOLE = re.compile(r"console: (http://\S+/)")
 _LOGIN = re.compile(r"^\s+(\S+)\s+/\s+(\S+)\s+(operator|coordinator|auditor|admin),", re.MULTILINE)
 
@@ -93,3 +102,9 @@ def test_demo_serves_the_console_and_an_alert_appears_within_seconds() -> None:
         out, err = demo.communicate(timeout=30)
     assert demo.returncode == 0, err
     assert "demo stopped" in out
+    # Seconds of traffic: social alarms reached the receiver over SIP and, Ctrl-C or
+    # not, every one was answered (the gateway stops after the simulator).
+    sip = _SIP.search(out)
+    assert sip, out
+    assert int(sip["answered"]) > 0, out
+    assert sip["sent"] == sip["answered"] == sip["replied"], out

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pytest
 
-from core.events import Family
+from core.events import Family, Position
 from rules.engine import EngineStateError, RuleEngine
 from rules.lifecycle import HandoverRequired, TransitionError
 from rules.model import (
@@ -423,3 +423,27 @@ def test_state_saved_before_tiers_reads_an_escalated_alert_as_at_the_first() -> 
     restarted.import_state(saved)
     (alert,) = restarted.open_alerts()
     assert (alert.escalation.tier, alert.escalation.next_to) == (1, ("role:operator",))
+
+
+def test_the_alert_carries_the_opening_event_s_position_through_repeats_and_restarts() -> None:
+    engine, _ = make_engine(T0, DEVICES)
+    where = Position(lat=59.334591, lon=18.06324, at="2026-11-23T01:00:00+00:00")
+    opened = _only(
+        engine.on_event(event("alarm-1", "alarm.button", T0, position=where), org=ORG), AlertOpened
+    )
+    assert opened.alert.position == where
+    # A repeat from elsewhere keeps where the alarm began: that is where the patrol goes.
+    elsewhere = Position(lat=59.4, lon=18.1, at=None)
+    later = T0 + timedelta(seconds=30)
+    repeat = engine.on_event(event("alarm-1", "alarm.button", later, position=elsewhere), org=ORG)
+    assert _only(repeat, AlertRepeated).alert.position == where
+    saved = json.loads(json.dumps(engine.export_state()))
+    restarted, _ = make_engine(T0 + timedelta(minutes=1), DEVICES)
+    restarted.import_state(saved)
+    assert [a.position for a in restarted.open_alerts()] == [where]
+
+
+def test_an_alert_without_a_position_says_none() -> None:
+    engine, _ = make_engine(T0, DEVICES)
+    opened = _only(engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG), AlertOpened)
+    assert opened.alert.position is None

@@ -65,6 +65,7 @@ def test_run_writes_an_importable_registry_and_publishes_a_night_ending_now(
         "rate": None,
         "realtime": False,
         "protocol": 5,
+        "scaip_sip": None,
     }
     line = capsys.readouterr().out
     assert line.startswith(f"fall: published {len(plan.messages)} messages")
