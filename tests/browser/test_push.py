@@ -214,8 +214,10 @@ async def test_a_pushed_alert_is_shown_and_a_tap_opens_it(
     assert opened.startswith(url)
     card = page.locator(f'#queue li[data-alert-id="{alert_id}"]')
     await expect(card).to_have_class("alert linked")
-    await expect(card).to_be_focused()
     await expect(card).to_be_in_viewport()
+    # The tap opens that alert's detail: its whole story, not only its card.
+    await expect(page.locator("#detail-dialog")).to_be_visible()
+    await expect(page.locator("#detail-title")).to_contain_text("Fall")
     assert page.url == f"{url}?alert={payload['url'].split('=', 1)[1]}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "push-opened-alert-phone.png"), full_page=True)
@@ -230,6 +232,10 @@ async def test_a_link_to_an_alert_opens_the_console_on_it(
     await page.goto(console_gateway.url.rstrip("/") + push_payload(alert, escalated=False)["url"])
     card = page.locator(f'#queue li[data-alert-id="{alert_id}"]')
     await expect(card).to_have_class("alert linked", timeout=10_000)
+    await expect(page.locator("#detail-dialog")).to_be_visible()
+    await expect(page.locator("#detail-title")).to_contain_text("Fall")
+    await page.locator("#detail-close").click()
+    await expect(page.locator("#detail-dialog")).to_be_hidden()
     await expect(page.locator("#push-toggle")).to_be_visible()
     await expect(page.locator("#push-toggle")).to_have_text("Avisering av")
     await page.locator("#lang-switch").click()
