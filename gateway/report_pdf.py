@@ -17,7 +17,7 @@ from fpdf.enums import XPos, YPos
 
 from gateway.charts import hourly_chart, spread_chart
 from gateway.night_report import Durations, NightReport
-from gateway.report_text import Lang, clock_time, duration, text
+from gateway.report_text import Lang, clock_time, duration, rule_title, text
 
 # fpdf2 warns of every SVG <title> and <desc> it skips; they are there for screen readers.
 logging.getLogger("fpdf.svg").setLevel(logging.ERROR)
@@ -133,13 +133,15 @@ def night_pdf(report: NightReport, lang: Lang = "sv") -> bytes:
     )  # fmt: skip
     _heading(pdf, text(lang, "byKind"))
     _table(pdf, [text(lang, "col.priority"), text(lang, "col.kind"), text(lang, "col.count")],
-           [[str(k.priority), k.kind, str(k.count)] for k in r.by_kind], lang)  # fmt: skip
+           [[str(k.priority), rule_title(r, k, lang), str(k.count)] for k in r.by_kind],
+           lang)  # fmt: skip
     _heading(pdf, text(lang, "escalationList"))
     _table(
         pdf,
         [text(lang, "col.opened"), text(lang, "col.priority"), text(lang, "col.kind"),
          text(lang, "col.device")],
-        [[clock_time(e.opened_at), str(e.priority), e.kind, e.device_id] for e in r.escalations],
+        [[clock_time(e.opened_at), str(e.priority), rule_title(r, e, lang), e.device_id]
+         for e in r.escalations],
         lang,
     )  # fmt: skip
     _heading(pdf, text(lang, "floodList", count=r.flood_count, min=r.flood_window_min))
@@ -154,7 +156,8 @@ def night_pdf(report: NightReport, lang: Lang = "sv") -> bytes:
         pdf,
         [text(lang, "col.opened"), text(lang, "col.priority"), text(lang, "col.kind"),
          text(lang, "col.device"), text(lang, "col.waited"), text(lang, "col.acknowledged")],
-        [[clock_time(s.opened_at), str(s.priority), s.kind, s.device_id, duration(s.waited_s),
+        [[clock_time(s.opened_at), str(s.priority), rule_title(r, s, lang), s.device_id,
+          duration(s.waited_s),
           clock_time(s.acknowledged_at) if s.acknowledged_at
           else text(lang, "stale.open" if s.still_open else "stale.never")]
          for s in r.stale],
@@ -165,7 +168,8 @@ def night_pdf(report: NightReport, lang: Lang = "sv") -> bytes:
         pdf,
         [text(lang, "col.device"), text(lang, "col.kind"), text(lang, "col.alerts"),
          text(lang, "col.repeats")],
-        [[c.device_id, ", ".join(c.kinds), str(c.alerts), str(c.repeats)] for c in r.chattering],
+        [[c.device_id, ", ".join(rule_title(r, k, lang) for k in c.rules), str(c.alerts),
+          str(c.repeats)] for c in r.chattering],
         lang,
     )  # fmt: skip
     return bytes(pdf.output())

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from gateway.night_report import NightReport, RuleKind
+
 Lang = Literal["sv", "en"]
 
 TEXTS: dict[Lang, dict[str, str]] = {
@@ -156,3 +158,9 @@ def duration(seconds: float | None) -> str:
 def clock_time(at: datetime) -> str:
     """A local instant as date and time to the minute, "2025-10-25 22:00"."""
     return at.strftime("%Y-%m-%d %H:%M")
+
+
+def rule_title(report: NightReport, ref: RuleKind, lang: Lang) -> str:
+    """The rule's title in ``lang`` from the rule set, or the kind for a rule no longer in it."""
+    titles = report.titles.get(ref.rule_id)
+    return ref.kind if titles is None else getattr(titles, lang)

@@ -127,8 +127,10 @@ async def test_the_figures_of_a_constructed_dst_night_are_exact(night_api: Runni
     assert (a4["alert_id"], a4["still_open"]) == ("a4", True)
     assert a4["waited_s"] > 4500.0
     assert report["chattering"] == [
-        {"device_id": "dev-a4", "kinds": ["dispenser.dose_missed"], "alerts": 1, "repeats": 6}
-    ]
+        {"device_id": "dev-a4", "kinds": ["dispenser.dose_missed"],
+         "rules": [{"rule_id": "dose_not_taken", "kind": "dispenser.dose_missed"}],
+         "alerts": 1, "repeats": 6}
+    ]  # fmt: skip
     assert (report["stale_after_min"], report["flood_count"], report["flood_window_min"]) == (
         30, 10, 10,
     )  # fmt: skip
@@ -280,21 +282,27 @@ async def test_the_pdf_has_the_figures_of_the_json_report(
     assert times("Alla", report["alerts"], report["acknowledge"], report["arrival"]) in text
     for p in report["by_priority"]:
         assert times(str(p["priority"]), p["alerts"], p["acknowledge"], p["arrival"]) in text
+    # Rules by the rule set's title in the PDF's language; one no longer in the set by its kind.
+    titles = {rule: words["sv"] for rule, words in report["titles"].items()}
+    assert titles == {"alarm": "Larm", "not_back_in_bed": "Ej tillbaka i sängen",
+                      "dose_not_taken": "Missad dos"}  # fmt: skip
     for k in report["by_kind"]:
-        assert f"{k['priority']} {k['kind']} {k['count']}" in text
+        assert f"{k['priority']} {titles.get(k['rule_id'], k['kind'])} {k['count']}" in text
+    assert "1 sensor.fall 1" in text and "alarm.button" not in text
+    [escalation] = report["escalations"]
+    assert f"1 sensor.fall {escalation['device_id']}" in text
     for s in report["stale"]:
-        assert f"{s['device_id']} {duration(s['waited_s'])}" in text
+        assert f"{titles[s['rule_id']]} {s['device_id']} {duration(s['waited_s'])}" in text
     [flood] = report["floods"]
     assert f"{flood['actor']} 2025-10-26 04:00 {flood['count']}" in text
     [chatter] = report["chattering"]
-    assert (
-        f"{chatter['device_id']} {chatter['kinds'][0]} {chatter['alerts']} {chatter['repeats']}"
-        in text
-    )
+    assert f"{chatter['device_id']} Missad dos {chatter['alerts']} {chatter['repeats']}" in text
     # The charts are drawn into it too: their axis words are text in the PDF.
     assert "Antal larm" in text and "Timme (Europe/Stockholm)" in text and "Minuter" in text
     english = pdf_text((await client.get(PDF_URL, params={"lang": "en"})).content)
     assert f"Alerts {report['alerts']}" in english and "Never acknowledged 2" in english
+    assert "1 Alarm 1" in english and "2 Not back in bed 1" in english
+    assert "Missed dose" in english and "Missad dos" not in english
 
 
 async def test_the_charts_are_svg_of_the_nights_figures(night_api: RunningApi) -> None:

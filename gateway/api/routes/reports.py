@@ -36,6 +36,7 @@ from gateway.store.reports import known_organisations, night_alerts, staff_ackno
 from gateway.store.users import User
 from rules.auditlog import Action
 from rules.calendar import STOCKHOLM, DailyWindow
+from rules.ruleset import Titles
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
@@ -91,9 +92,12 @@ async def _night_report(
     # (or one that names no night).
     window = DailyWindow(time(api.night_starts_hour), time(api.night_ends_hour))
     tz = STOCKHOLM
+    titles: dict[str, Titles] = {}
     if engine is not None:
-        tz = engine.ruleset.tz
-        window = engine.ruleset.windows.get(NIGHT, window)
+        ruleset = engine.ruleset
+        tz = ruleset.tz
+        window = ruleset.windows.get(NIGHT, window)
+        titles = {rid: p.titles for rid in ruleset.rules if (p := ruleset.presentation(rid))}
     now = ctx.clock.now()
     day = tonight(now, window, tz) if day is None else day
     start, end = night_window(day, window, tz)
@@ -107,6 +111,7 @@ async def _night_report(
         stale_after=timedelta(minutes=api.stale_after_min),
         as_of=now,
         tz=tz,
+        titles=titles,
     )
 
 
