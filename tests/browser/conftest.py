@@ -20,6 +20,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Locator,
     Page,
     ViewportSize,
     async_playwright,
@@ -376,3 +377,20 @@ async def log_in(page: Page, user: User, password: str = PASSWORD) -> None:
     await page.fill("#login-username", user.username)
     await page.fill("#login-password", password)
     await page.click("#login-submit")
+
+
+def queued(page: Page, device: DeviceRecord) -> Locator:
+    """The queue item of a device's alert."""
+    return page.locator(f'#queue li[data-device-id="{device.device_id}"]')
+
+
+def section(page: Page, name: str) -> Locator:
+    """A section of the open detail (trail, comments, events, earlier, devices, entry)."""
+    return page.locator(f'#detail-dialog [data-section="{name}"]')
+
+
+async def open_detail(page: Page, device: DeviceRecord) -> None:
+    """Tap the device's card (not a button) and wait for its detail."""
+    await queued(page, device).locator(".alert-title").click()
+    await expect(page.locator("#detail-dialog")).to_be_visible()
+    await expect(section(page, "trail")).to_be_visible(timeout=10_000)

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
+from playwright.async_api import Browser, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
@@ -20,6 +20,9 @@ from tests.browser.conftest import (
     ConsoleGateway,
     PageErrors,
     open_console,
+    open_detail,
+    queued,
+    section,
 )
 from tests.utils.services import count, wait_until
 
@@ -28,23 +31,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 # Invented: no real home's way in.
 NOTES = "Nyckelbox vid entrén, kod 2580. Hunden Bamse är snäll."
 PHONE: ViewportSize = {"width": 390, "height": 844}
-
-
-def queued(page: Page, device: DeviceRecord) -> Locator:
-    """The queue item of a device's alert."""
-    return page.locator(f'#queue li[data-device-id="{device.device_id}"]')
-
-
-def section(page: Page, name: str) -> Locator:
-    """A section of the open detail (trail, comments, events, earlier, devices, entry)."""
-    return page.locator(f'#detail-dialog [data-section="{name}"]')
-
-
-async def open_detail(page: Page, device: DeviceRecord) -> None:
-    """Tap the device's card (not a button) and wait for its detail."""
-    await queued(page, device).locator(".alert-title").click()
-    await expect(page.locator("#detail-dialog")).to_be_visible()
-    await expect(section(page, "trail")).to_be_visible(timeout=10_000)
 
 
 def detail_reads(gateway: ConsoleGateway, actor: str, alert_id: str) -> int:
