@@ -17,7 +17,8 @@ from fpdf.enums import XPos, YPos
 
 from gateway.charts import hourly_chart, spread_chart
 from gateway.night_report import Durations, NightReport
-from gateway.report_text import Lang, clock_time, duration, rule_title, text
+from gateway.report_text import clock_time, duration, rule_title, text
+from rules.ruleset import Lang
 
 # fpdf2 warns of every SVG <title> and <desc> it skips; they are there for screen readers.
 logging.getLogger("fpdf.svg").setLevel(logging.ERROR)

@@ -8,11 +8,9 @@ the PDF), so they are kept with the code that draws them. Swedish is the default
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from gateway.night_report import NightReport, RuleKind
-
-Lang = Literal["sv", "en"]
+from rules.ruleset import Lang
 
 TEXTS: dict[Lang, dict[str, str]] = {
     "sv": {

@@ -31,12 +31,11 @@ from gateway.night_report import (
     tonight,
 )
 from gateway.report_pdf import night_pdf
-from gateway.report_text import Lang
 from gateway.store.reports import known_organisations, night_alerts, staff_acknowledgements
 from gateway.store.users import User
 from rules.auditlog import Action
 from rules.calendar import STOCKHOLM, DailyWindow
-from rules.ruleset import Titles
+from rules.ruleset import Lang, Titles
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
