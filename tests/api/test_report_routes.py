@@ -8,7 +8,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -48,8 +48,12 @@ async def night_api(api: RunningApi) -> RunningApi:
     return api
 
 
-async def report_of(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
-    response = await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), **params})
+async def report_of(
+    client: httpx.AsyncClient, night: date | None = NIGHT, **params: str
+) -> dict[str, Any]:
+    """The JSON report of a night (None: without a date, tonight's)."""
+    night_param = {} if night is None else {"date": night.isoformat()}
+    response = await client.get(NIGHT_URL, params=night_param | params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -220,25 +224,18 @@ async def test_without_a_date_the_report_is_tonight_not_the_night_before(
     client = await api.login(COORDINATOR_A)
     # 04:30, after midnight: the night in progress began the evening before and
     # has its four alerts; the night before that had none.
-    report = await report_of_tonight(client)
+    report = await report_of(client, None)
     assert (report["date"], report["phase"], report["tonight"]) == (
         "2025-10-25", "in_progress", True,
     )  # fmt: skip
     assert (report["window"], report["timezone"]) == ("22:00-07:00", "Europe/Stockholm")
     assert report["alerts"] == 4
-    previous = await report_of(client, date="2025-10-24")
+    previous = await report_of(client, date(2025, 10, 24))
     assert (previous["alerts"], previous["tonight"], previous["phase"]) == (0, False, "ended")
     # During the day tonight is the coming night: on the 26th, the night of the 26th.
     clock.advance(stockholm("2025-10-26T14:00") - clock.now())
-    later = await report_of_tonight(client)
+    later = await report_of(client, None)
     assert (later["date"], later["phase"], later["alerts"]) == ("2025-10-26", "coming", 0)
-
-
-async def report_of_tonight(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get(NIGHT_URL)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def pdf_text(body: bytes) -> str:

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, Page, Route, ViewportSize, expect
+from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
@@ -66,6 +66,17 @@ async def wait_stored(gateway: ConsoleGateway, table: str, alert_id: str, n: int
     )
 
 
+async def stored_trail(
+    page: Page, gateway: ConsoleGateway, device: DeviceRecord, alert_id: str, n: int
+) -> Locator:
+    """Once the alert's n transitions are stored, open its detail: the trail's n items."""
+    await wait_stored(gateway, "alert_transitions", alert_id, n)
+    await open_detail(page, device)
+    trail = section(page, "trail").locator("li")
+    await expect(trail).to_have_count(n)
+    return trail
+
+
 async def resolve_from_card(page: Page, device: DeviceRecord, outcome: str) -> None:
     """Acknowledge and resolve the device's alert through its card."""
     item = queued(page, device)
@@ -101,11 +112,7 @@ async def test_opening_an_alert_shows_its_story_and_a_comment_reaches_another_se
     assert alert_id and alert_id != earlier
     await item.locator('[data-action="acknowledge"]').click()
     await expect(item).to_have_attribute("data-state", "acknowledged")
-    await wait_stored(console_gateway, "alert_transitions", alert_id, 2)
-
-    await open_detail(nora, device)
-    trail = section(nora, "trail").locator("li")
-    await expect(trail).to_have_count(2)
+    trail = await stored_trail(nora, console_gateway, device, alert_id, 2)
     await expect(trail.nth(1)).to_contain_text("Kvitterat")
     await expect(trail.nth(1)).to_contain_text("Nora Nattsson")
     await expect(nora.locator("#detail-summary")).to_contain_text("Hanteras av Nora Nattsson")
@@ -211,11 +218,7 @@ async def test_a_takeover_asks_first_and_the_trail_names_both(
     await expect(at_nora).to_have_attribute("data-state", "en_route")
     await expect(at_nora.locator(".handler")).to_have_text("Hanteras av Olle Olsson")
     assert alert_id
-    await wait_stored(console_gateway, "alert_transitions", alert_id, 4)
-
-    await open_detail(nora, device)
-    trail = section(nora, "trail").locator("li")
-    await expect(trail).to_have_count(4)
+    trail = await stored_trail(nora, console_gateway, device, alert_id, 4)
     await expect(trail.nth(2)).to_contain_text("Olle Olsson tog över från Nora Nattsson")
     await expect(trail.nth(3)).to_contain_text("På väg")
     await expect(trail.nth(3)).to_contain_text("Olle Olsson")

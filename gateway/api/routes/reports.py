@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 from datetime import date, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -54,6 +54,12 @@ NightDate = Annotated[
     ),
 ]
 ReportLang = Annotated[Lang, Query(description="the language of the text")]
+# What every route of one night's report may answer besides its 200.
+_NIGHT_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {},
+    404: {"description": "no report: a night out of range, or no organisation chosen"},
+    503: {},
+}
 
 
 def _one_org(user: User, org: str | None) -> str:
@@ -127,9 +133,7 @@ def _log_read(ctx: Context, user: User, report: NightReport, fmt: str) -> None:
     response_model=NightReport,
     responses={
         200: {"content": {"text/csv": {}}, "description": "the report, or CSV with format=csv"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night(
@@ -157,9 +161,7 @@ async def night(
     response_class=Response,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "the report as a PDF"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night_pdf_file(
@@ -187,9 +189,7 @@ async def night_pdf_file(
     response_class=Response,
     responses={
         200: {"content": {"image/svg+xml": {}}, "description": "one chart of the report"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night_chart(
