@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     ConsoleGateway,
     log_in,
     open_console,
+    open_detail,
 )
 from tests.utils.i18n import swedish_only_texts, text_pattern
 
@@ -116,6 +117,10 @@ async def test_the_console_in_english_shows_no_swedish(
     await expect(page.locator("#resolve-dialog")).to_be_visible()
     await assert_english(page, "console-resolve")
     await page.click("#resolve-cancel")
+    # And the alert's detail: its trail, the home's events and devices.
+    await open_detail(page, waiting)
+    await assert_english(page, "console-detail")
+    await page.click("#detail-close")
 
     # Opened in English from the start (the choice is remembered).
     await page.reload()
