@@ -514,11 +514,14 @@ def _localized(report: NightReport, tz: ZoneInfo) -> NightReport:
 #   flood        actor, start, end (the window), count = acknowledgements in it
 #   stale        priority, kind, alert_id, device_id, start = opened,
 #                end = acknowledged (empty: never), waited_s, count = 1 if still open
-#   chattering   device_id, kind (its kinds, space-separated), count = repeats
+#   chattering   device_id, kind (its kinds, space-separated), count = repeats,
+#                rule_id (its rules, space-separated)
+# by_kind, escalation and stale rows name the rule in rule_id (last, so the
+# columns before it stay where they were).
 # Times are ISO 8601 with the local offset; seconds have one decimal.
 CSV_FIELDS = (
     "section", "org", "priority", "kind", "alert_id", "device_id", "actor", "start", "end",
-    "count", "median_s", "worst_s", "waited_s",
+    "count", "median_s", "worst_s", "waited_s", "rule_id",
 )  # fmt: skip
 
 
@@ -538,9 +541,10 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
          "count": str(report.alerts)},
     ]  # fmt: skip
     rows += [
-        {"section": "by_kind", "priority": str(k.priority), "kind": k.kind, "count": str(k.count)}
+        {"section": "by_kind", "priority": str(k.priority), "kind": k.kind, "count": str(k.count),
+         "rule_id": k.rule_id}
         for k in report.by_kind
-    ]
+    ]  # fmt: skip
     timings: list[tuple[str, Durations, list[tuple[str, Durations]]]] = [
         ("acknowledge", report.acknowledge,
          [(str(p.priority), p.acknowledge) for p in report.by_priority]),
@@ -555,7 +559,8 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
         ]  # fmt: skip
     rows += [
         {"section": "escalation", "priority": str(e.priority), "kind": e.kind,
-         "alert_id": e.alert_id, "device_id": e.device_id, "start": _t(e.opened_at)}
+         "alert_id": e.alert_id, "device_id": e.device_id, "start": _t(e.opened_at),
+         "rule_id": e.rule_id}
         for e in report.escalations
     ]  # fmt: skip
     rows += [
@@ -566,12 +571,13 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
     rows += [
         {"section": "stale", "priority": str(s.priority), "kind": s.kind, "alert_id": s.alert_id,
          "device_id": s.device_id, "start": _t(s.opened_at), "end": _t(s.acknowledged_at),
-         "waited_s": _s(s.waited_s), "count": "1" if s.still_open else "0"}
+         "waited_s": _s(s.waited_s), "count": "1" if s.still_open else "0",
+         "rule_id": s.rule_id}
         for s in report.stale
     ]  # fmt: skip
     rows += [
         {"section": "chattering", "device_id": c.device_id, "kind": " ".join(c.kinds),
-         "count": str(c.repeats)}
+         "count": str(c.repeats), "rule_id": " ".join(r.rule_id for r in c.rules)}
         for c in report.chattering
     ]  # fmt: skip
     return [{f: row.get(f, org if f == "org" else "") for f in CSV_FIELDS} for row in rows]

@@ -172,6 +172,12 @@ async def test_the_csv_is_one_flat_table_with_a_section_column(night_api: Runnin
     assert (stale["alert_id"], stale["waited_s"], stale["end"], stale["count"]) == (
         "a3", "2400.0", "", "0",
     )  # fmt: skip
+    # Each alert's rule, so that two rules of one kind stay apart.
+    assert [(r["kind"], r["rule_id"]) for r in rows[1:5]] == [
+        ("alarm.button", "alarm"), ("sensor.fall", "sensor.fall"),
+        ("dispenser.dose_missed", "dose_not_taken"), ("sensor.not_back_in_bed", "not_back_in_bed"),
+    ]  # fmt: skip
+    assert (stale["rule_id"], rows[-1]["rule_id"]) == ("not_back_in_bed", "dose_not_taken")
 
 
 async def test_reading_and_downloading_the_report_are_logged(night_api: RunningApi) -> None:
