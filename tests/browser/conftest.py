@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,6 +369,31 @@ async def open_console(
             "data-connection", "live", timeout=10_000
         )
     return context, page
+
+
+async def open_page(
+    browser: Browser,
+    url: str,
+    user: User,
+    path: str,
+    *,
+    watch: Callable[[Page], None] | None = None,
+) -> Page:
+    """Open a page before logging in: it sends the user to the login and back.
+
+    ``watch`` is handed the page before it loads (to follow its errors).
+    """
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    if watch is not None:
+        watch(page)
+    base = url.rstrip("/")
+    await page.goto(base + path)
+    await expect(page).to_have_url(f"{base}/?next={path}")
+    await log_in(page, user)
+    await expect(page).to_have_url(base + path)
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
 
 
 async def log_in(page: Page, user: User, password: str = PASSWORD) -> None:
