@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 from gateway.night_report import Durations, NightReport
-from gateway.report_text import Lang, duration, text
+from gateway.report_text import duration, text
+from rules.ruleset import Lang
 
 WIDTH = 640
 FONT = "Helvetica"

@@ -38,7 +38,7 @@ from __future__ import annotations
 import statistics
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from rules.calendar import STOCKHOLM, DailyWindow
+from rules.ruleset import Titles
 
 # Issue 4: "floods (more than 10 alerts per operator in 10 minutes)".
 FLOOD_COUNT = 10
@@ -101,6 +102,7 @@ class AlertTiming:
     alert_id: str
     org: str
     device_id: str
+    rule_id: str  # the rule that raised it: its title is what the report shows
     kind: str
     priority: int
     opened_at: datetime
@@ -149,10 +151,16 @@ class PriorityTimes(BaseModel):
     arrival: Durations
 
 
-class KindCount(BaseModel):
-    """How many alerts of one kind and priority the night had."""
+class RuleKind(BaseModel):
+    """The rule that raised an alert and the kind of event it raised it for."""
 
+    rule_id: str
     kind: str
+
+
+class KindCount(RuleKind):
+    """How many alerts of one rule (and its kind) and priority the night had."""
+
     priority: int
     count: int
 
@@ -173,12 +181,11 @@ class HourCount(BaseModel):
     by_priority: list[PriorityCount]
 
 
-class AlertRef(BaseModel):
+class AlertRef(RuleKind):
     """An alert the report points at."""
 
     alert_id: str
     device_id: str
-    kind: str
     priority: int
     opened_at: datetime
 
@@ -205,6 +212,7 @@ class ChatteringDevice(BaseModel):
 
     device_id: str
     kinds: list[str]
+    rules: list[RuleKind]  # the rules its repeating alerts came from, by kind
     alerts: int
     repeats: int  # the times its alerts were seen in all
 
@@ -235,6 +243,9 @@ class NightReport(BaseModel):
     floods: list[Flood]
     stale: list[StaleAlert]
     chattering: list[ChatteringDevice]
+    # The names of the rules the report mentions, by rule id, in each language,
+    # from the rule set; a rule no longer in the set is missing and shown by its kind.
+    titles: dict[str, Titles]
 
 
 def _seconds(delta: timedelta) -> float:
@@ -284,11 +295,13 @@ def summarize(values: Iterable[float | None]) -> Durations:
 
 
 def by_kind(alerts: Sequence[AlertTiming]) -> list[KindCount]:
-    """Alert counts per (kind, priority), highest priority first, then by kind."""
-    counts: defaultdict[tuple[int, str], int] = defaultdict(int)
+    """Alert counts per (rule, priority), highest priority first, then by kind and rule."""
+    counts: defaultdict[tuple[int, str, str], int] = defaultdict(int)
     for a in alerts:
-        counts[a.priority, a.kind] += 1
-    return [KindCount(kind=k, priority=p, count=n) for (p, k), n in sorted(counts.items())]
+        counts[a.priority, a.kind, a.rule_id] += 1
+    return [
+        KindCount(rule_id=r, kind=k, priority=p, count=n) for (p, k, r), n in sorted(counts.items())
+    ]
 
 
 def by_hour(alerts: Sequence[AlertTiming], window: tuple[datetime, datetime]) -> list[HourCount]:
@@ -333,6 +346,7 @@ def _ref(a: AlertTiming) -> dict[str, object]:
     return {
         "alert_id": a.alert_id,
         "device_id": a.device_id,
+        "rule_id": a.rule_id,
         "kind": a.kind,
         "priority": a.priority,
         "opened_at": a.opened_at,
@@ -397,6 +411,9 @@ def chattering_devices(alerts: Iterable[AlertTiming]) -> list[ChatteringDevice]:
         ChatteringDevice(
             device_id=device,
             kinds=sorted({a.kind for a in group}),
+            rules=[
+                RuleKind(rule_id=r, kind=k) for k, r in sorted({(a.kind, a.rule_id) for a in group})
+            ],
             alerts=len(group),
             repeats=sum(a.count for a in group),
         )
@@ -415,8 +432,13 @@ def build_report(
     stale_after: timedelta,
     as_of: datetime,
     tz: ZoneInfo = STOCKHOLM,
+    titles: Mapping[str, Titles] | None = None,
 ) -> NightReport:
-    """Put one night's figures together; times are shown on the rule set's wall clock."""
+    """Put one night's figures together; times are shown on the rule set's wall clock.
+
+    ``titles`` names the rules by id (the rule set's presentation); those of the
+    night's alerts are kept with the report.
+    """
     start, end = night_window(day, window, tz)
     report = NightReport(
         org=org,
@@ -442,6 +464,7 @@ def build_report(
         floods=floods(acks),
         stale=stale_alerts(alerts, limit=stale_after, as_of=as_of),
         chattering=chattering_devices(alerts),
+        titles={a.rule_id: titles[a.rule_id] for a in alerts if titles and a.rule_id in titles},
     )
     return _localized(report, tz)
 
@@ -491,11 +514,14 @@ def _localized(report: NightReport, tz: ZoneInfo) -> NightReport:
 #   flood        actor, start, end (the window), count = acknowledgements in it
 #   stale        priority, kind, alert_id, device_id, start = opened,
 #                end = acknowledged (empty: never), waited_s, count = 1 if still open
-#   chattering   device_id, kind (its kinds, space-separated), count = repeats
+#   chattering   device_id, kind (its kinds, space-separated), count = repeats,
+#                rule_id (its rules, space-separated)
+# by_kind, escalation and stale rows name the rule in rule_id (last, so the
+# columns before it stay where they were).
 # Times are ISO 8601 with the local offset; seconds have one decimal.
 CSV_FIELDS = (
     "section", "org", "priority", "kind", "alert_id", "device_id", "actor", "start", "end",
-    "count", "median_s", "worst_s", "waited_s",
+    "count", "median_s", "worst_s", "waited_s", "rule_id",
 )  # fmt: skip
 
 
@@ -515,9 +541,10 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
          "count": str(report.alerts)},
     ]  # fmt: skip
     rows += [
-        {"section": "by_kind", "priority": str(k.priority), "kind": k.kind, "count": str(k.count)}
+        {"section": "by_kind", "priority": str(k.priority), "kind": k.kind, "count": str(k.count),
+         "rule_id": k.rule_id}
         for k in report.by_kind
-    ]
+    ]  # fmt: skip
     timings: list[tuple[str, Durations, list[tuple[str, Durations]]]] = [
         ("acknowledge", report.acknowledge,
          [(str(p.priority), p.acknowledge) for p in report.by_priority]),
@@ -532,7 +559,8 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
         ]  # fmt: skip
     rows += [
         {"section": "escalation", "priority": str(e.priority), "kind": e.kind,
-         "alert_id": e.alert_id, "device_id": e.device_id, "start": _t(e.opened_at)}
+         "alert_id": e.alert_id, "device_id": e.device_id, "start": _t(e.opened_at),
+         "rule_id": e.rule_id}
         for e in report.escalations
     ]  # fmt: skip
     rows += [
@@ -543,12 +571,13 @@ def csv_rows(report: NightReport) -> list[dict[str, str]]:
     rows += [
         {"section": "stale", "priority": str(s.priority), "kind": s.kind, "alert_id": s.alert_id,
          "device_id": s.device_id, "start": _t(s.opened_at), "end": _t(s.acknowledged_at),
-         "waited_s": _s(s.waited_s), "count": "1" if s.still_open else "0"}
+         "waited_s": _s(s.waited_s), "count": "1" if s.still_open else "0",
+         "rule_id": s.rule_id}
         for s in report.stale
     ]  # fmt: skip
     rows += [
         {"section": "chattering", "device_id": c.device_id, "kind": " ".join(c.kinds),
-         "count": str(c.repeats)}
+         "count": str(c.repeats), "rule_id": " ".join(r.rule_id for r in c.rules)}
         for c in report.chattering
     ]  # fmt: skip
     return [{f: row.get(f, org if f == "org" else "") for f in CSV_FIELDS} for row in rows]

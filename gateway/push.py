@@ -39,6 +39,7 @@ from gateway.console import FeedItem, LiveFeed
 from gateway.store import Connection, Pool, connection
 from gateway.store.push import Subscription, delete_subscription, subscriptions_of
 from gateway.store.users import User, users_for_recipients
+from rules.ruleset import Lang, Titles
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ Resolver = Callable[[Connection, Sequence[str], str], Awaitable[list[User]]]
 PlaceLookup = Callable[[str], Awaitable[tuple[str, str]]]
 # Called for each push a push service took: the alert reached that account (a read).
 Recorder = Callable[[User, Mapping[str, Any]], None]
+# The titles of an organisation's rule (org, rule id), None for a rule not in its set.
+TitleLookup = Callable[[str, str], Titles | None]
 
 
 async def resolve_recipients(conn: Connection, recipients: Sequence[str], org: str) -> list[User]:
@@ -189,16 +192,32 @@ def page_recipients(data: Mapping[str, Any], paged: Mapping[StaffRole, Sequence[
     return roles if data["effect"] in {"AlertOpened", "AlertRepeated"} else []
 
 
-def push_payload(alert: Mapping[str, Any], *, escalated: bool) -> dict[str, Any]:
-    """What a notification carries: the alert, its place, and the URL a tap opens."""
-    tier = (alert.get("escalation") or {}).get("tier")
+# The words of a notification, in the console's languages.
+_WORDS: dict[Lang, dict[str, str]] = {
+    "sv": {"priority": "Prio {n}", "escalated": "Eskalerat: {head}"},
+    "en": {"priority": "Priority {n}", "escalated": "Escalated: {head}"},
+}
+
+
+def push_payload(
+    alert: Mapping[str, Any], *, escalated: bool, lang: Lang, titles: Titles | None = None
+) -> dict[str, Any]:
+    """What a notification carries, written in ``lang``: its title and body, and what a tap opens.
+
+    ``titles`` are the rule's (its presentation in the rule set); without them,
+    for a rule no longer in the set, the title the alert was raised with.
+    """
+    words = _WORDS[lang]
+    rule = alert["title"] if titles is None else getattr(titles, lang)
+    head = f"{words['priority'].format(n=alert['priority'])} · {rule}"
     return {
         "alert_id": alert["alert_id"],
-        "title": alert["title"],
+        "lang": lang,
+        "title": words["escalated"].format(head=head) if escalated else head,
+        "body": ", ".join(p for p in (alert.get("unit"), alert.get("area")) if p),
         "priority": alert["priority"],
-        "place": ", ".join(p for p in (alert.get("unit"), alert.get("area")) if p),
         "escalated": escalated,
-        "tier": tier,
+        "tier": (alert.get("escalation") or {}).get("tier"),
         "url": alert_url(alert["alert_id"]),
     }
 
@@ -224,6 +243,7 @@ class Notifier:
         pool: Pool,
         place: PlaceLookup,
         record: Recorder,
+        titles: TitleLookup,
         resolve: Resolver = resolve_recipients,
     ) -> None:
         self.settings = settings
@@ -232,6 +252,7 @@ class Notifier:
         self._pool = pool
         self._place = place
         self._record = record
+        self._titles = titles
         self._resolve = resolve
         self._queue: asyncio.Queue[_Push] = asyncio.Queue(maxsize=settings.queue_max)
         self._threads = ThreadPoolExecutor(settings.senders, thread_name_prefix="wgw-push")
@@ -279,10 +300,20 @@ class Notifier:
         if not subscriptions:
             return
         alert["unit"], alert["area"] = await self._place(str(alert["device_id"]))
-        payload = push_payload(alert, escalated=item.data["effect"] == "AlertEscalated")
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        titles = self._titles(item.org, str(alert["rule_id"]))
+        escalated = item.data["effect"] == "AlertEscalated"
+        # Written on the server in each subscription's language: the worker cannot
+        # know the console's language, and the rule set's titles are here.
+        bodies = {
+            lang: json.dumps(
+                push_payload(alert, escalated=escalated, lang=lang, titles=titles),
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+            for lang in {s.lang for s in subscriptions}
+        }
         for subscription in subscriptions:
-            push = _Push(users[subscription.username], subscription, body,
+            push = _Push(users[subscription.username], subscription, bodies[subscription.lang],
                          alert["priority"] == 1, alert)  # fmt: skip
             try:
                 self._queue.put_nowait(push)

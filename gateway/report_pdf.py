@@ -17,7 +17,8 @@ from fpdf.enums import XPos, YPos
 
 from gateway.charts import hourly_chart, spread_chart
 from gateway.night_report import Durations, NightReport
-from gateway.report_text import Lang, clock_time, duration, text
+from gateway.report_text import clock_time, duration, rule_title, text
+from rules.ruleset import Lang
 
 # fpdf2 warns of every SVG <title> and <desc> it skips; they are there for screen readers.
 logging.getLogger("fpdf.svg").setLevel(logging.ERROR)
@@ -49,24 +50,23 @@ class _Report(FPDF):
         self.cell(0, 5, _safe(f"{self._footer_text} - {self.page_no()}"), align="C")
 
 
-def _heading(pdf: FPDF, words: str) -> None:
+def _section(
+    pdf: FPDF,
+    lang: Lang,
+    heading: str,
+    head: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    widths: tuple[int, ...] | None = None,
+) -> None:
+    """A heading and its table (a header row, then the rows), or the word for none."""
     # A heading starts a new page rather than sit alone at the foot of one.
     if pdf.will_page_break(30):
         pdf.add_page()
     pdf.ln(3)
     pdf.set_font(FONT, "B", 12)
-    pdf.multi_cell(0, 7, _safe(words), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, 7, _safe(heading), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(FONT, size=9)
-
-
-def _table(
-    pdf: FPDF,
-    head: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    lang: Lang,
-    widths: tuple[int, ...] | None = None,
-) -> None:
-    """A table with a header row, or the word for none when it has no rows."""
     if not rows:
         pdf.cell(0, 6, text(lang, "none"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         return
@@ -76,6 +76,11 @@ def _table(
             line = table.row()
             for value in row:
                 line.cell(_safe(value))
+
+
+def _columns(lang: Lang, *keys: str) -> list[str]:
+    """The header row of a table: each column's word in ``lang``."""
+    return [text(lang, f"col.{key}") for key in keys]
 
 
 def _times(who: str, alerts: int, ack: Durations, arr: Durations) -> list[str]:
@@ -117,55 +122,36 @@ def night_pdf(report: NightReport, lang: Lang = "sv") -> bytes:
         pdf.ln(2)
         pdf.image(io.BytesIO(chart.encode()), w=PAGE_W)
 
-    _heading(pdf, text(lang, "times"))
     measures = [
         f"{text(lang, measure)}: {text(lang, column).lower()}"
         for measure in ("acknowledge", "arrival")
         for column in ("col.count", "col.median", "col.p90", "col.worst")
     ]
-    _table(
-        pdf,
-        [text(lang, "col.priority"), text(lang, "col.alerts"), *measures],
+    _section(
+        pdf, lang, text(lang, "times"), [*_columns(lang, "priority", "alerts"), *measures],
         [_times(text(lang, "all"), r.alerts, r.acknowledge, r.arrival),
          *(_times(str(p.priority), p.alerts, p.acknowledge, p.arrival) for p in r.by_priority)],
-        lang,
         widths=(9, 8, 15, 17, 17, 17, 15, 17, 17, 17),  # room for "12 min 34 s" on one line
     )  # fmt: skip
-    _heading(pdf, text(lang, "byKind"))
-    _table(pdf, [text(lang, "col.priority"), text(lang, "col.kind"), text(lang, "col.count")],
-           [[str(k.priority), k.kind, str(k.count)] for k in r.by_kind], lang)  # fmt: skip
-    _heading(pdf, text(lang, "escalationList"))
-    _table(
-        pdf,
-        [text(lang, "col.opened"), text(lang, "col.priority"), text(lang, "col.kind"),
-         text(lang, "col.device")],
-        [[clock_time(e.opened_at), str(e.priority), e.kind, e.device_id] for e in r.escalations],
-        lang,
-    )  # fmt: skip
-    _heading(pdf, text(lang, "floodList", count=r.flood_count, min=r.flood_window_min))
-    _table(
-        pdf,
-        [text(lang, "col.staff"), text(lang, "col.from"), text(lang, "col.acks")],
-        [[f.actor, clock_time(f.start), str(f.count)] for f in r.floods],
-        lang,
-    )  # fmt: skip
-    _heading(pdf, text(lang, "staleList"))
-    _table(
-        pdf,
-        [text(lang, "col.opened"), text(lang, "col.priority"), text(lang, "col.kind"),
-         text(lang, "col.device"), text(lang, "col.waited"), text(lang, "col.acknowledged")],
-        [[clock_time(s.opened_at), str(s.priority), s.kind, s.device_id, duration(s.waited_s),
-          clock_time(s.acknowledged_at) if s.acknowledged_at
-          else text(lang, "stale.open" if s.still_open else "stale.never")]
-         for s in r.stale],
-        lang,
-    )  # fmt: skip
-    _heading(pdf, text(lang, "chattering"))
-    _table(
-        pdf,
-        [text(lang, "col.device"), text(lang, "col.kind"), text(lang, "col.alerts"),
-         text(lang, "col.repeats")],
-        [[c.device_id, ", ".join(c.kinds), str(c.alerts), str(c.repeats)] for c in r.chattering],
-        lang,
-    )  # fmt: skip
+    _section(pdf, lang, text(lang, "byKind"), _columns(lang, "priority", "kind", "count"),
+             [[str(k.priority), rule_title(r, k, lang), str(k.count)]
+              for k in r.by_kind])  # fmt: skip
+    _section(pdf, lang, text(lang, "escalationList"),
+             _columns(lang, "opened", "priority", "kind", "device"),
+             [[clock_time(e.opened_at), str(e.priority), rule_title(r, e, lang), e.device_id]
+              for e in r.escalations])  # fmt: skip
+    _section(pdf, lang, text(lang, "floodList", count=r.flood_count, min=r.flood_window_min),
+             _columns(lang, "staff", "from", "acks"),
+             [[f.actor, clock_time(f.start), str(f.count)] for f in r.floods])  # fmt: skip
+    _section(pdf, lang, text(lang, "staleList"),
+             _columns(lang, "opened", "priority", "kind", "device", "waited", "acknowledged"),
+             [[clock_time(s.opened_at), str(s.priority), rule_title(r, s, lang), s.device_id,
+               duration(s.waited_s),
+               clock_time(s.acknowledged_at) if s.acknowledged_at
+               else text(lang, "stale.open" if s.still_open else "stale.never")]
+              for s in r.stale])  # fmt: skip
+    _section(pdf, lang, text(lang, "chattering"),
+             _columns(lang, "device", "kind", "alerts", "repeats"),
+             [[c.device_id, ", ".join(rule_title(r, k, lang) for k in c.rules), str(c.alerts),
+               str(c.repeats)] for c in r.chattering])  # fmt: skip
     return bytes(pdf.output())

@@ -8,9 +8,9 @@ the PDF), so they are kept with the code that draws them. Swedish is the default
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
-Lang = Literal["sv", "en"]
+from gateway.night_report import NightReport, RuleKind
+from rules.ruleset import Lang
 
 TEXTS: dict[Lang, dict[str, str]] = {
     "sv": {
@@ -156,3 +156,9 @@ def duration(seconds: float | None) -> str:
 def clock_time(at: datetime) -> str:
     """A local instant as date and time to the minute, "2025-10-25 22:00"."""
     return at.strftime("%Y-%m-%d %H:%M")
+
+
+def rule_title(report: NightReport, ref: RuleKind, lang: Lang) -> str:
+    """The rule's title in ``lang`` from the rule set, or the kind for a rule no longer in it."""
+    titles = report.titles.get(ref.rule_id)
+    return ref.kind if titles is None else getattr(titles, lang)

@@ -89,6 +89,10 @@ CATEGORIES: tuple[str, ...] = get_args(Category)
 Title = Annotated[str, Field(min_length=1, max_length=120)]
 
 
+# The languages of the console, and of a rule's titles.
+Lang = Literal["sv", "en"]
+
+
 class Titles(_Model):
     """A rule's name in each language of the console (Swedish first)."""
 

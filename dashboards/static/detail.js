@@ -6,6 +6,7 @@
 // Every opening and refresh is a GET of /api/alerts/{id}, which the server
 // writes to the access log as a read; nothing of it is kept after closing.
 
+import { recipientsLabel } from "./escalation.js";
 import { HttpError } from "./http.js";
 import { getLang, has, t } from "./i18n.js";
 import { renderPosition } from "./position.js";
@@ -175,7 +176,7 @@ function renderDetail() {
   const sections = [
     positionSection(alert.position),
     entrySection(view.data.entry_notes),
-    section("trail", t("detail.trail"), view.data.transitions.map(transitionItem)),
+    section("trail", t("detail.trail"), trailItems(view.data)),
     commentSection(),
     section("events", t("detail.events"), view.data.events.map(eventItem), t("detail.noEvents")),
     section(
@@ -260,6 +261,24 @@ function entrySection(notes) {
     ...(notes.length ? notes.map((n) => text("p", n, "detail-entry")) : [text("p", t("detail.noEntry"), "muted")]),
   );
   return box;
+}
+
+/** The transitions and the escalation tiers reached, in time order (a tie: the move first). */
+function trailItems({ transitions, escalations }) {
+  const rows = [
+    ...transitions.map((row) => ({ at: row.at, draw: () => transitionItem(row) })),
+    ...(escalations ?? []).map((row) => ({ at: row.at, draw: () => escalationItem(row) })),
+  ];
+  // A stable sort: each list is in order already, and a tie keeps the transition first.
+  rows.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  return rows.map((row) => row.draw());
+}
+
+function escalationItem(row) {
+  const li = item(row.at, t("detail.escalated", { to: recipientsLabel(row.recipients), tier: row.tier }));
+  li.classList.add("detail-escalation");
+  li.dataset.tier = String(row.tier);
+  return li;
 }
 
 function transitionItem(row) {

@@ -20,7 +20,7 @@ export function namesUser(recipients, user) {
 }
 
 /** A tier's recipients as the console says them: roles translated, groups by name. */
-function recipientsLabel(recipients) {
+export function recipientsLabel(recipients) {
   return recipients
     .map((r) => {
       const [kind, name] = r.split(":", 2);

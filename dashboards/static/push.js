@@ -7,7 +7,7 @@
 // and fires "wgw:open-alert" on document with {alertId}, for a detail view.
 
 import { HttpError } from "./http.js";
-import { t } from "./i18n.js";
+import { getLang, t } from "./i18n.js";
 
 const WORKER_URL = "/sw.js";
 // How long a linked alert's card waits to appear (the queue fills from the stream).
@@ -35,8 +35,12 @@ export function registerWorker() {
   navigator.serviceWorker.addEventListener("message", (event) => {
     if (event.data?.type === "open-alert" && event.data.alert_id) {
       showLinkedAlert(event.data.alert_id);
+    } else if (event.data?.type === "subscription-changed") {
+      resend();
     }
   });
+  // The notifications are written in the console's language: a switch is told to the gateway.
+  document.addEventListener("wgw:lang", () => resend());
   navigator.serviceWorker
     .register(WORKER_URL, { scope: "/" })
     .then((registration) => {
@@ -66,7 +70,27 @@ export async function startPush(api, notify) {
   if (push.subscribed) {
     // Told again at each start: the browser may have renewed it, the gateway may have
     // dropped it, or another account used this browser last (it is this one's now).
-    await api("POST", "/api/push/subscribe", subscription.toJSON());
+    await tellGateway(subscription);
+  }
+}
+
+/** Send the gateway this browser's subscription, with the language to write its pages in. */
+function tellGateway(subscription) {
+  return push.api("POST", "/api/push/subscribe", { ...subscription.toJSON(), lang: getLang() });
+}
+
+/** Send the subscription again (renewed, or the language switched), if pages are on. */
+async function resend() {
+  if (!push.api || !push.subscribed) {
+    return;
+  }
+  const subscription = await push.registration?.pushManager.getSubscription();
+  if (subscription) {
+    try {
+      await tellGateway(subscription);
+    } catch (exc) {
+      push.notify(t("push.failed", { detail: exc.message || String(exc) }), "error");
+    }
   }
 }
 
@@ -124,7 +148,7 @@ async function turnOn() {
     userVisibleOnly: true,
     applicationServerKey: publicKey,
   });
-  await push.api("POST", "/api/push/subscribe", subscription.toJSON());
+  await tellGateway(subscription);
   if (!paged.length) {
     push.notify(t("push.nothingPaged"), "error");
   }

@@ -5,7 +5,7 @@
 // same drawing the PDF holds, in the page's language.
 
 import { HttpError } from "./http.js";
-import { getLang, has, t } from "./i18n.js";
+import { getLang, t } from "./i18n.js";
 import {
   $,
   cell,
@@ -149,9 +149,10 @@ const CHARTS = ["hourly", "spread"];
 
 const state = { report: null, charts: 0 };
 
-function kindLabel(kind) {
-  const key = `kind.${kind}`;
-  return has(key) ? `${t(key)} (${kind})` : kind;
+/** The rule's title from the rule set, in the page's language; the kind for a rule no longer in it. */
+function ruleLabel({ rule_id: ruleId, kind }) {
+  const titles = state.report.titles[ruleId];
+  return titles ? titles[getLang()] : kind;
 }
 
 function fill(tableId, rows) {
@@ -232,14 +233,14 @@ function draw() {
     "report-by-kind",
     r.by_kind.map((k) => ({
       data: { kind: k.kind, priority: String(k.priority) },
-      cells: [[String(k.priority)], [kindLabel(k.kind)], [String(k.count), "num"]],
+      cells: [[String(k.priority)], [ruleLabel(k)], [String(k.count), "num"]],
     })),
   );
   fill(
     "report-escalations",
     r.escalations.map((e) => ({
       data: { alertId: e.alert_id },
-      cells: [[formatTime(e.opened_at), "nowrap"], [String(e.priority)], [kindLabel(e.kind)], [e.device_id, "mono"]],
+      cells: [[formatTime(e.opened_at), "nowrap"], [String(e.priority)], [ruleLabel(e)], [e.device_id, "mono"]],
     })),
   );
   fill(
@@ -256,7 +257,7 @@ function draw() {
       cells: [
         [formatTime(s.opened_at), "nowrap"],
         [String(s.priority)],
-        [kindLabel(s.kind)],
+        [ruleLabel(s)],
         [s.device_id, "mono"],
         [formatDuration(s.waited_s), "num"],
         [s.acknowledged_at ? formatTime(s.acknowledged_at) : t(s.still_open ? "stale.open" : "stale.never")],
@@ -267,7 +268,7 @@ function draw() {
     "report-chattering",
     r.chattering.map((c) => ({
       data: { device: c.device_id },
-      cells: [[c.device_id, "mono"], [c.kinds.map(kindLabel).join(", ")], [String(c.alerts), "num"], [String(c.repeats), "num"]],
+      cells: [[c.device_id, "mono"], [c.rules.map(ruleLabel).join(", ")], [String(c.alerts), "num"], [String(c.repeats), "num"]],
     })),
   );
 }

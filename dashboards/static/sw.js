@@ -6,27 +6,16 @@
 // and a stale queue would mislead; offline, the console says it is offline.
 //
 // A push carries JSON from gateway/push.py (push_payload):
-//   {alert_id, title, priority, place, escalated, tier, url}
-// where url is "/?alert=<alert id>", the console's link to one alert.
+//   {alert_id, lang, title, body, priority, escalated, tier, url}
+// where url is "/?alert=<alert id>", the console's link to one alert. Title and
+// body come written in the language the console had when it subscribed (the
+// gateway keeps it with the subscription and has the rule set's titles); the
+// worker cannot know the console's language, only the phone's.
 
-const TEXT = {
-  sv: {
-    priority: "Prio {n}",
-    escalated: "Eskalerat",
-    fallback: "Nytt larm i Nattpatrullen",
-  },
-  en: {
-    priority: "Priority {n}",
-    escalated: "Escalated",
-    fallback: "New alert in Nattpatrullen",
-  },
-};
-// Swedish unless the phone is set to English (the console's own default is Swedish).
-const LANG = (self.navigator.language || "sv").toLowerCase().startsWith("en") ? "en" : "sv";
-
-function text(key, n) {
-  return TEXT[LANG][key].replace("{n}", String(n));
-}
+// Only for a push that is not the gateway's JSON: then the phone's language is all there is.
+const FALLBACK = (self.navigator.language || "sv").toLowerCase().startsWith("en")
+  ? ["en", "New alert in Nattpatrullen"]
+  : ["sv", "Nytt larm i Nattpatrullen"];
 
 self.addEventListener("install", () => {
   // A new version takes over at once: an old worker must not show old texts for long.
@@ -39,16 +28,15 @@ self.addEventListener("activate", (event) => {
 
 /** The notification for one push: title, place, and what a tap opens. */
 function notificationOf(payload) {
-  if (!payload || typeof payload.alert_id !== "string") {
+  if (!payload || typeof payload.alert_id !== "string" || typeof payload.title !== "string") {
     // Every push must show something (browsers insist); this one says only "an alert".
-    return [text("fallback"), { tag: "wgw-alert", data: { url: "/" } }];
+    const [lang, title] = FALLBACK;
+    return [title, { tag: "wgw-alert", lang, data: { url: "/" } }];
   }
-  const head = [text("priority", payload.priority), payload.title].join(" · ");
-  const title = payload.escalated ? `${text("escalated")}: ${head}` : head;
   return [
-    title,
+    payload.title,
     {
-      body: payload.place || "",
+      body: payload.body || "",
       tag: `alert:${payload.alert_id}`,
       renotify: true,
       // A priority 1 stays on the screen until someone deals with it.
@@ -56,7 +44,7 @@ function notificationOf(payload) {
       vibrate: payload.priority === 1 ? [300, 150, 300, 150, 600] : [200],
       icon: "/static/icons/icon-192.png",
       badge: "/static/icons/icon-192.png",
-      lang: LANG,
+      lang: payload.lang,
       data: { alert_id: payload.alert_id, url: payload.url || "/" },
     },
   ];
@@ -94,6 +82,32 @@ async function openAlert(data) {
     return open;
   }
 }
+
+/**
+ * The push service replaced the subscription (expired, keys renewed): subscribe
+ * again with the same key and tell an open console, which sends it to the
+ * gateway. The worker does not send it itself: it has no CSRF token, and a
+ * POST with the session cookie alone is what the token is there to refuse.
+ * With no console open, its next start sends the subscription it finds
+ * (push.js startPush); meanwhile the old endpoint answers 404 or 410 and the
+ * gateway forgets it.
+ */
+async function renewSubscription(event) {
+  const old = event.oldSubscription;
+  const renewed = event.newSubscription
+    ?? (old && (await self.registration.pushManager.subscribe(old.options)));
+  if (!renewed) {
+    return;
+  }
+  const windows = await self.clients.matchAll({ type: "window" });
+  for (const client of windows) {
+    client.postMessage({ type: "subscription-changed" });
+  }
+}
+
+self.addEventListener("pushsubscriptionchange", (event) => {
+  event.waitUntil(renewSubscription(event));
+});
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();

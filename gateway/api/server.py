@@ -23,6 +23,7 @@ from gateway.sip.receiver import ScaipReceiver
 from gateway.store.runtime import make_pool
 from gateway.store.users import User
 from rules.auditlog import Action
+from rules.ruleset import Titles
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,14 @@ class ApiServer:
                        subject=str(alert["device_id"]), person=str(alert["unit"]) or None,
                        detail={"via": "push", "alert_id": str(alert["alert_id"])})  # fmt: skip
 
+        def titles(org: str, rule_id: str) -> Titles | None:
+            # The alert was raised by this organisation's engine: its rule set is there.
+            found = ctx.console.alerting.rules_of(org).presentation(rule_id)
+            return None if found is None else found.titles
+
         ctx.push = Notifier(ctx.settings.push, self.push_keys, feed=ctx.console.feed,
-                            pool=ctx.pool, place=place, record=record)  # fmt: skip
+                            pool=ctx.pool, place=place, record=record,
+                            titles=titles)  # fmt: skip
         return ctx.push
 
 

@@ -101,10 +101,18 @@ async def alert_history(
         return list(await cur.fetchall())
 
 
-async def alert_detail(
-    conn: psycopg.AsyncConnection[Any], *, alert_id: str
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
-    """A stored alert with its transitions and comments, oldest first (None if unknown).
+@dataclass(frozen=True, slots=True)
+class StoredDetail:
+    """A stored alert (None if unknown) and its trail, oldest first."""
+
+    alert: dict[str, Any] | None
+    transitions: list[dict[str, Any]]
+    comments: list[dict[str, Any]]
+    escalations: list[dict[str, Any]]  # each tier reached: at, tier, recipients
+
+
+async def alert_detail(conn: psycopg.AsyncConnection[Any], *, alert_id: str) -> StoredDetail:
+    """A stored alert with its transitions, comments and escalations, oldest first.
 
     Staff are named by their display names too; a takeover names both.
     """
@@ -127,4 +135,10 @@ async def alert_detail(
             (alert_id,),
         )
         comments = list(await cur.fetchall())
-    return alert, transitions, comments
+        await cur.execute(
+            "SELECT at, tier, recipients FROM alert_escalations WHERE alert_id = %s"
+            " ORDER BY at, tier",
+            (alert_id,),
+        )
+        escalations = list(await cur.fetchall())
+    return StoredDetail(alert, transitions, comments, escalations)

@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from rules.ruleset import Lang
+
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
@@ -17,23 +19,24 @@ class Subscription:
     endpoint: str
     p256dh: str
     auth: str
+    lang: Lang  # the console's language when it subscribed: the notifications' language
 
 
 _SAVE = """
-INSERT INTO push_subscriptions (endpoint, username, p256dh, auth, user_agent)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO push_subscriptions (endpoint, username, p256dh, auth, lang, user_agent)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (endpoint) DO UPDATE SET
     username = EXCLUDED.username, p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth,
-    user_agent = EXCLUDED.user_agent, created_at = now()
+    lang = EXCLUDED.lang, user_agent = EXCLUDED.user_agent, created_at = now()
 """
 
 
 async def save_subscription(
     conn: psycopg.AsyncConnection[Any], subscription: Subscription, *, user_agent: str
 ) -> None:
-    """Keep a subscription; the same endpoint again (new keys, another login) replaces it."""
+    """Keep a subscription; the same endpoint again (new keys, login, language) replaces it."""
     s = subscription
-    await conn.execute(_SAVE, (s.endpoint, s.username, s.p256dh, s.auth, user_agent[:300]))
+    await conn.execute(_SAVE, (s.endpoint, s.username, s.p256dh, s.auth, s.lang, user_agent[:300]))
 
 
 async def delete_subscription(
@@ -53,7 +56,7 @@ async def subscriptions_of(
 ) -> list[Subscription]:
     """Every subscription of these accounts (disabled accounts are reached by none)."""
     cur = await conn.execute(
-        "SELECT s.username, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s"
+        "SELECT s.username, s.endpoint, s.p256dh, s.auth, s.lang FROM push_subscriptions s"
         " JOIN users u USING (username) WHERE s.username = ANY(%s) AND NOT u.disabled"
         " ORDER BY s.username, s.created_at",
         (list(usernames),),

@@ -14,7 +14,7 @@ from gateway.night_report import SYSTEM_ACTOR_PREFIXES, Acknowledgement, AlertTi
 # first on-site move come from the alert's trail (an index look-up per alert);
 # a recorded arrival (staff opened the home's door) wins over "on site".
 _NIGHT_ALERTS = """
-SELECT a.alert_id, a.org, a.device_id, a.kind, a.priority, a.opened_at, a.paged_at,
+SELECT a.alert_id, a.org, a.device_id, a.rule_id, a.kind, a.priority, a.opened_at, a.paged_at,
        t.acknowledged_at, coalesce(a.arrived_at, t.on_site_at), a.closed_at,
        a.escalated, a.chattering, a.count
 FROM alerts a

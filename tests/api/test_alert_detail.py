@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core.clock import FrozenClock
 from core.events import Family, RawMessage
 from gateway.registry import DeviceRecord
 from gateway.store.devices import import_devices
@@ -207,3 +208,37 @@ async def test_a_takeover_must_be_said_and_is_a_transition_naming_both(api: Runn
         COORDINATOR_A,
     )
     assert [dict(d).get("took_over_from") for (d,) in changes] == [OPERATOR_A, None]  # type: ignore[call-overload]
+
+
+async def test_the_trail_has_each_escalation_tier_reached_with_whom_it_named(
+    prepared_dsn: str,
+) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    async with running_api(prepared_dsn, clock=clock) as api:
+        fall = await api.raise_alert(SENSOR_A1)
+        (alert,) = api.open_alerts()
+        paged = alert.opened_at
+        # Unacknowledged for 2, then 5 minutes by the gateway's clock: both tiers.
+        for minutes, tier in ((2, 1), (5, 2)):
+            clock.advance(paged + timedelta(minutes=minutes) - clock.now())
+
+            async def stored(tier: int = tier) -> bool:
+                rows = await db_rows(
+                    api.dsn, "SELECT count(*) FROM alert_escalations WHERE alert_id = %s", fall
+                )
+                return rows == [(tier,)]
+
+            await eventually(stored, what=f"tier {tier} stored")
+        operator = await api.login(OPERATOR_A)
+        assert (await operator.post(f"/api/alerts/{fall}/acknowledge", json={})).is_success
+        detail = (await operator.get(f"/api/alerts/{fall}")).json()
+        assert [(e["tier"], datetime.fromisoformat(e["at"]), e["recipients"])
+                for e in detail["escalations"]] == [
+            (1, paged + timedelta(minutes=2), ["role:coordinator"]),
+            (2, paged + timedelta(minutes=5), ["role:operator"]),
+        ]  # fmt: skip
+        # The acknowledgement came after both: the trail in time order puts it last.
+        assert [t["to_state"] for t in detail["transitions"]] == ["open", "acknowledged"]
+        assert datetime.fromisoformat(detail["transitions"][-1]["at"]) >= paged + timedelta(
+            minutes=5
+        )

@@ -78,9 +78,17 @@ async def test_a_priority_1_alert_reaches_the_subscribed_phone_encrypted_and_sig
 ) -> None:
     client, keys = await _subscribe(push_api, OPERATOR_A, service.endpoint("nora"))
     public_key = (await client.get("/api/push/key")).json()["public_key"]
+    # Another phone of hers, whose console was in English when it subscribed.
+    english = BrowserKeys()
+    response = await client.post(
+        "/api/push/subscribe",
+        json=english.subscription(service.endpoint("nora-en")) | {"lang": "en"},
+    )
+    assert response.status_code == 201, response.text
 
     alert_id = await push_api.raise_alert(SENSOR_A1)  # a fall: priority 1
     await eventually(lambda: bool(service.to("nora")), what="the push to arrive")
+    await eventually(lambda: bool(service.to("nora-en")), what="the English push to arrive")
 
     [push] = service.to("nora")
     assert push.headers["content-encoding"] == "aes128gcm"
@@ -91,8 +99,13 @@ async def test_a_priority_1_alert_reaches_the_subscribed_phone_encrypted_and_sig
     payload = keys.decrypt(push.body)
     assert payload["alert_id"] == alert_id
     assert payload["priority"] == 1
-    assert payload["title"]
-    assert payload["place"] == f"{UNIT[SENSOR_A1]}, Norr"
+    # Written by the gateway in the language of the console that subscribed.
+    assert (payload["lang"], payload["title"]) == ("sv", "Prio 1 · Fall")
+    assert payload["body"] == f"{UNIT[SENSOR_A1]}, Norr"
+    [other] = service.to("nora-en")
+    assert {k: v for k, v in english.decrypt(other.body).items() if k in {"lang", "title"}} == {
+        "lang": "en", "title": "Priority 1 · Fall"
+    }  # fmt: skip
     assert payload["url"] == "/?alert=" + alert_id.replace(":", "%3A")
     claims = vapid_claims(push.headers["authorization"], public_key)
     assert claims["aud"] == service.url
@@ -107,7 +120,8 @@ async def test_a_priority_1_alert_reaches_the_subscribed_phone_encrypted_and_sig
             "AND detail->>'via' = 'push'",
             OPERATOR_A,
         )
-        return entries == [(SENSOR_A1, UNIT[SENSOR_A1], {"via": "push", "alert_id": alert_id})]
+        # One for each of her two phones.
+        return entries == [(SENSOR_A1, UNIT[SENSOR_A1], {"via": "push", "alert_id": alert_id})] * 2
 
     await eventually(logged, what="the push's access-log entry")
 
@@ -130,6 +144,7 @@ async def test_an_escalation_is_pushed_again_marked_as_escalated(
     first, escalation = (keys.decrypt(r.body) for r in service.to("boss"))
     assert (first["alert_id"], first["escalated"]) == (alert_id, False)
     assert (escalation["alert_id"], escalation["escalated"]) == (alert_id, True)
+    assert escalation["title"] == "Eskalerat: Prio 1 · Fall"
 
 
 async def test_a_subscription_the_push_service_calls_gone_or_that_is_unusable_is_removed(
@@ -205,8 +220,9 @@ async def test_subscriptions_are_kept_per_account_and_removed_only_by_their_owne
         ({"endpoint": "https://[::1/x"}, 403, "https URL of a push service"),
         ({"endpoint": "ftp://127.0.0.1/x"}, 422, "String should match pattern"),
         ({"keys": {"p256dh": "A" * 87, "auth": "A" * 22}}, 422, "String should match pattern"),
+        ({"lang": "de"}, 422, "Input should be 'sv' or 'en'"),
     ],
-    ids=["unknown host", "plain http", "no host", "not http", "not a key"],
+    ids=["unknown host", "plain http", "no host", "not http", "not a key", "no such language"],
 )
 async def test_a_subscription_that_cannot_be_used_is_refused_with_the_reason(
     push_api: RunningApi, service: PushService, change: dict[str, Any], status: int, reason: str

@@ -8,7 +8,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -48,8 +48,12 @@ async def night_api(api: RunningApi) -> RunningApi:
     return api
 
 
-async def report_of(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
-    response = await client.get(NIGHT_URL, params={"date": NIGHT.isoformat(), **params})
+async def report_of(
+    client: httpx.AsyncClient, night: date | None = NIGHT, **params: str
+) -> dict[str, Any]:
+    """The JSON report of a night (None: without a date, tonight's)."""
+    night_param = {} if night is None else {"date": night.isoformat()}
+    response = await client.get(NIGHT_URL, params=night_param | params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -127,8 +131,10 @@ async def test_the_figures_of_a_constructed_dst_night_are_exact(night_api: Runni
     assert (a4["alert_id"], a4["still_open"]) == ("a4", True)
     assert a4["waited_s"] > 4500.0
     assert report["chattering"] == [
-        {"device_id": "dev-a4", "kinds": ["dispenser.dose_missed"], "alerts": 1, "repeats": 6}
-    ]
+        {"device_id": "dev-a4", "kinds": ["dispenser.dose_missed"],
+         "rules": [{"rule_id": "dose_not_taken", "kind": "dispenser.dose_missed"}],
+         "alerts": 1, "repeats": 6}
+    ]  # fmt: skip
     assert (report["stale_after_min"], report["flood_count"], report["flood_window_min"]) == (
         30, 10, 10,
     )  # fmt: skip
@@ -166,6 +172,12 @@ async def test_the_csv_is_one_flat_table_with_a_section_column(night_api: Runnin
     assert (stale["alert_id"], stale["waited_s"], stale["end"], stale["count"]) == (
         "a3", "2400.0", "", "0",
     )  # fmt: skip
+    # Each alert's rule, so that two rules of one kind stay apart.
+    assert [(r["kind"], r["rule_id"]) for r in rows[1:5]] == [
+        ("alarm.button", "alarm"), ("sensor.fall", "sensor.fall"),
+        ("dispenser.dose_missed", "dose_not_taken"), ("sensor.not_back_in_bed", "not_back_in_bed"),
+    ]  # fmt: skip
+    assert (stale["rule_id"], rows[-1]["rule_id"]) == ("not_back_in_bed", "dose_not_taken")
 
 
 async def test_reading_and_downloading_the_report_are_logged(night_api: RunningApi) -> None:
@@ -218,25 +230,18 @@ async def test_without_a_date_the_report_is_tonight_not_the_night_before(
     client = await api.login(COORDINATOR_A)
     # 04:30, after midnight: the night in progress began the evening before and
     # has its four alerts; the night before that had none.
-    report = await report_of_tonight(client)
+    report = await report_of(client, None)
     assert (report["date"], report["phase"], report["tonight"]) == (
         "2025-10-25", "in_progress", True,
     )  # fmt: skip
     assert (report["window"], report["timezone"]) == ("22:00-07:00", "Europe/Stockholm")
     assert report["alerts"] == 4
-    previous = await report_of(client, date="2025-10-24")
+    previous = await report_of(client, date(2025, 10, 24))
     assert (previous["alerts"], previous["tonight"], previous["phase"]) == (0, False, "ended")
     # During the day tonight is the coming night: on the 26th, the night of the 26th.
     clock.advance(stockholm("2025-10-26T14:00") - clock.now())
-    later = await report_of_tonight(client)
+    later = await report_of(client, None)
     assert (later["date"], later["phase"], later["alerts"]) == ("2025-10-26", "coming", 0)
-
-
-async def report_of_tonight(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get(NIGHT_URL)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def pdf_text(body: bytes) -> str:
@@ -280,21 +285,27 @@ async def test_the_pdf_has_the_figures_of_the_json_report(
     assert times("Alla", report["alerts"], report["acknowledge"], report["arrival"]) in text
     for p in report["by_priority"]:
         assert times(str(p["priority"]), p["alerts"], p["acknowledge"], p["arrival"]) in text
+    # Rules by the rule set's title in the PDF's language; one no longer in the set by its kind.
+    titles = {rule: words["sv"] for rule, words in report["titles"].items()}
+    assert titles == {"alarm": "Larm", "not_back_in_bed": "Ej tillbaka i sängen",
+                      "dose_not_taken": "Missad dos"}  # fmt: skip
     for k in report["by_kind"]:
-        assert f"{k['priority']} {k['kind']} {k['count']}" in text
+        assert f"{k['priority']} {titles.get(k['rule_id'], k['kind'])} {k['count']}" in text
+    assert "1 sensor.fall 1" in text and "alarm.button" not in text
+    [escalation] = report["escalations"]
+    assert f"1 sensor.fall {escalation['device_id']}" in text
     for s in report["stale"]:
-        assert f"{s['device_id']} {duration(s['waited_s'])}" in text
+        assert f"{titles[s['rule_id']]} {s['device_id']} {duration(s['waited_s'])}" in text
     [flood] = report["floods"]
     assert f"{flood['actor']} 2025-10-26 04:00 {flood['count']}" in text
     [chatter] = report["chattering"]
-    assert (
-        f"{chatter['device_id']} {chatter['kinds'][0]} {chatter['alerts']} {chatter['repeats']}"
-        in text
-    )
+    assert f"{chatter['device_id']} Missad dos {chatter['alerts']} {chatter['repeats']}" in text
     # The charts are drawn into it too: their axis words are text in the PDF.
     assert "Antal larm" in text and "Timme (Europe/Stockholm)" in text and "Minuter" in text
     english = pdf_text((await client.get(PDF_URL, params={"lang": "en"})).content)
     assert f"Alerts {report['alerts']}" in english and "Never acknowledged 2" in english
+    assert "1 Alarm 1" in english and "2 Not back in bed 1" in english
+    assert "Missed dose" in english and "Missad dos" not in english
 
 
 async def test_the_charts_are_svg_of_the_nights_figures(night_api: RunningApi) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Locator,
     Page,
     ViewportSize,
     async_playwright,
@@ -370,9 +371,51 @@ async def open_console(
     return context, page
 
 
+async def open_page(
+    browser: Browser,
+    url: str,
+    user: User,
+    path: str,
+    *,
+    watch: Callable[[Page], None] | None = None,
+) -> Page:
+    """Open a page before logging in: it sends the user to the login and back.
+
+    ``watch`` is handed the page before it loads (to follow its errors).
+    """
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    if watch is not None:
+        watch(page)
+    base = url.rstrip("/")
+    await page.goto(base + path)
+    await expect(page).to_have_url(f"{base}/?next={path}")
+    await log_in(page, user)
+    await expect(page).to_have_url(base + path)
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
 async def log_in(page: Page, user: User, password: str = PASSWORD) -> None:
     """Fill and send the login form."""
     await expect(page.locator("#login")).to_be_visible()
     await page.fill("#login-username", user.username)
     await page.fill("#login-password", password)
     await page.click("#login-submit")
+
+
+def queued(page: Page, device: DeviceRecord) -> Locator:
+    """The queue item of a device's alert."""
+    return page.locator(f'#queue li[data-device-id="{device.device_id}"]')
+
+
+def section(page: Page, name: str) -> Locator:
+    """A section of the open detail (trail, comments, events, earlier, devices, entry)."""
+    return page.locator(f'#detail-dialog [data-section="{name}"]')
+
+
+async def open_detail(page: Page, device: DeviceRecord) -> None:
+    """Tap the device's card (not a button) and wait for its detail."""
+    await queued(page, device).locator(".alert-title").click()
+    await expect(page.locator("#detail-dialog")).to_be_visible()
+    await expect(section(page, "trail")).to_be_visible(timeout=10_000)

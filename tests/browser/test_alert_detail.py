@@ -20,6 +20,9 @@ from tests.browser.conftest import (
     ConsoleGateway,
     PageErrors,
     open_console,
+    open_detail,
+    queued,
+    section,
 )
 from tests.utils.services import count, wait_until
 
@@ -28,23 +31,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 # Invented: no real home's way in.
 NOTES = "Nyckelbox vid entrén, kod 2580. Hunden Bamse är snäll."
 PHONE: ViewportSize = {"width": 390, "height": 844}
-
-
-def queued(page: Page, device: DeviceRecord) -> Locator:
-    """The queue item of a device's alert."""
-    return page.locator(f'#queue li[data-device-id="{device.device_id}"]')
-
-
-def section(page: Page, name: str) -> Locator:
-    """A section of the open detail (trail, comments, events, earlier, devices, entry)."""
-    return page.locator(f'#detail-dialog [data-section="{name}"]')
-
-
-async def open_detail(page: Page, device: DeviceRecord) -> None:
-    """Tap the device's card (not a button) and wait for its detail."""
-    await queued(page, device).locator(".alert-title").click()
-    await expect(page.locator("#detail-dialog")).to_be_visible()
-    await expect(section(page, "trail")).to_be_visible(timeout=10_000)
 
 
 def detail_reads(gateway: ConsoleGateway, actor: str, alert_id: str) -> int:
@@ -78,6 +64,17 @@ async def wait_stored(gateway: ConsoleGateway, table: str, alert_id: str, n: int
         timeout=10,
         what=f"{n} rows of {alert_id} in {table}",
     )
+
+
+async def stored_trail(
+    page: Page, gateway: ConsoleGateway, device: DeviceRecord, alert_id: str, n: int
+) -> Locator:
+    """Once the alert's n transitions are stored, open its detail: the trail's n items."""
+    await wait_stored(gateway, "alert_transitions", alert_id, n)
+    await open_detail(page, device)
+    trail = section(page, "trail").locator("li")
+    await expect(trail).to_have_count(n)
+    return trail
 
 
 async def resolve_from_card(page: Page, device: DeviceRecord, outcome: str) -> None:
@@ -115,11 +112,7 @@ async def test_opening_an_alert_shows_its_story_and_a_comment_reaches_another_se
     assert alert_id and alert_id != earlier
     await item.locator('[data-action="acknowledge"]').click()
     await expect(item).to_have_attribute("data-state", "acknowledged")
-    await wait_stored(console_gateway, "alert_transitions", alert_id, 2)
-
-    await open_detail(nora, device)
-    trail = section(nora, "trail").locator("li")
-    await expect(trail).to_have_count(2)
+    trail = await stored_trail(nora, console_gateway, device, alert_id, 2)
     await expect(trail.nth(1)).to_contain_text("Kvitterat")
     await expect(trail.nth(1)).to_contain_text("Nora Nattsson")
     await expect(nora.locator("#detail-summary")).to_contain_text("Hanteras av Nora Nattsson")
@@ -225,11 +218,7 @@ async def test_a_takeover_asks_first_and_the_trail_names_both(
     await expect(at_nora).to_have_attribute("data-state", "en_route")
     await expect(at_nora.locator(".handler")).to_have_text("Hanteras av Olle Olsson")
     assert alert_id
-    await wait_stored(console_gateway, "alert_transitions", alert_id, 4)
-
-    await open_detail(nora, device)
-    trail = section(nora, "trail").locator("li")
-    await expect(trail).to_have_count(4)
+    trail = await stored_trail(nora, console_gateway, device, alert_id, 4)
     await expect(trail.nth(2)).to_contain_text("Olle Olsson tog över från Nora Nattsson")
     await expect(trail.nth(3)).to_contain_text("På väg")
     await expect(trail.nth(3)).to_contain_text("Olle Olsson")

@@ -16,7 +16,7 @@ from gateway.registry import DeviceRecord
 from gateway.store.access import import_directory
 from gateway.store.devices import import_devices
 from rules.access import parse_directory
-from tests.browser.conftest import GUN, NORA, ORG, SCREENSHOTS, ConsoleGateway, log_in
+from tests.browser.conftest import GUN, NORA, ORG, SCREENSHOTS, ConsoleGateway, log_in, open_page
 from tests.utils.services import count
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
@@ -104,26 +104,17 @@ def result_row(actor: str) -> str:
     return f'#audit-results tbody tr[data-subject="{DOOR.device_id}"][data-actor="{actor}"]'
 
 
-async def open_page(browser: Browser, gateway: ConsoleGateway, path: str) -> Page:
-    """Open a page before logging in: it sends the user to the login and back."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
+def _watch(page: Page) -> None:
     # A script error or a blocked inline style or script (CSP) shows here;
     # the 401 before the login is the expected one.
     page.on("pageerror", lambda exc: ERRORS.append(str(exc)))
     page.on("console", _console_error)
-    await page.goto(gateway.url.rstrip("/") + path)
-    await expect(page).to_have_url(f"{gateway.url.rstrip('/')}/?next={path}")
-    await log_in(page, GUN)
-    await expect(page).to_have_url(gateway.url.rstrip("/") + path)
-    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return page
 
 
 async def test_the_audit_view_finds_the_opening_a_staff_key_made(
     browser: Browser, door_openings: ConsoleGateway
 ) -> None:
-    page = await open_page(browser, door_openings, "/audit")
+    page = await open_page(browser, door_openings.url, GUN, "/audit", watch=_watch)
     await expect(page.locator("#chain-status")).to_have_attribute("data-state", "ok")
     await expect(page.locator("#chain-text")).to_contain_text("obruten")
 
@@ -197,7 +188,7 @@ async def test_the_night_patrol_is_turned_away_from_the_audit_view(
 async def test_the_report_page_shows_a_night_and_offers_its_csv(
     browser: Browser, door_openings: ConsoleGateway
 ) -> None:
-    page = await open_page(browser, door_openings, "/report")
+    page = await open_page(browser, door_openings.url, GUN, "/report", watch=_watch)
     await page.select_option("#r-org", ORG)
     await page.click("#report-submit")
     await expect(page.locator("#report")).to_be_visible()
@@ -221,7 +212,7 @@ async def test_a_changed_entry_shows_as_a_broken_chain(
         [(seq,)] = conn.execute(
             "SELECT seq FROM access_log WHERE detail->>'event_id' = 'bt-door-2'"
         ).fetchall()
-    page = await open_page(browser, door_openings, "/audit")
+    page = await open_page(browser, door_openings.url, GUN, "/audit", watch=_watch)
     status = page.locator("#chain-status")
     await expect(status).to_have_attribute("data-state", "broken")
     await expect(status).to_have_attribute("data-broken-seq", str(seq))

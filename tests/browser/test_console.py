@@ -6,7 +6,7 @@ import asyncio
 import re
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, ViewportSize, expect
+from playwright.async_api import Browser, Page, Route, ViewportSize, expect
 
 from gateway.registry import DeviceRecord
 from tests.browser.conftest import (
@@ -24,15 +24,13 @@ from tests.browser.conftest import (
     PageErrors,
     log_in,
     open_console,
+    open_detail,
+    queued,
+    section,
 )
 from tests.utils.services import count, rows, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
-
-
-def queued(page: Page, device: DeviceRecord) -> Locator:
-    """The queue item of a device's alert."""
-    return page.locator(f'#queue li[data-device-id="{device.device_id}"]')
 
 
 async def not_reloaded(page: Page) -> None:
@@ -555,3 +553,31 @@ async def test_an_escalation_counts_down_and_reaches_its_recipients_only(
     await expect(at_siv.locator(".escalation-to")).to_have_text(
         "Eskalerat till gruppen nattledning"
     )
+    # The detail's trail has the tier reached, in time order between the moves,
+    # named with the card's words for its recipients.
+    alert_id = await at_siv.get_attribute("data-alert-id")
+    await asyncio.to_thread(
+        wait_until,
+        lambda: (
+            count(
+                console_gateway.dsn,
+                "SELECT (SELECT count(*) FROM alert_transitions WHERE alert_id = %s)"
+                " + (SELECT count(*) FROM alert_escalations WHERE alert_id = %s)",
+                alert_id,
+                alert_id,
+            )
+            == 3
+        ),
+        timeout=10,
+        what="the acknowledgement and the tier stored",
+    )
+    await open_detail(siv, FAST_SENSOR)
+    trail = section(siv, "trail").locator("li")
+    await expect(trail).to_have_count(3)
+    await expect(trail.nth(1)).to_have_attribute("data-tier", "1")
+    await expect(trail.nth(1)).to_contain_text("Eskalerat till gruppen nattledning (nivå 1)")
+    await expect(trail.nth(2)).to_contain_text("Kvitterat")
+    await siv.click("#detail-close")
+    await siv.click("#lang-switch")
+    await open_detail(siv, FAST_SENSOR)
+    await expect(trail.nth(1)).to_contain_text("Escalated to group nattledning (tier 1)")

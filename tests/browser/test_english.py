@@ -15,8 +15,9 @@ from tests.browser.conftest import (
     SENSORS,
     USERS,
     ConsoleGateway,
-    log_in,
     open_console,
+    open_detail,
+    open_page,
 )
 from tests.utils.i18n import swedish_only_texts, text_pattern
 
@@ -116,6 +117,10 @@ async def test_the_console_in_english_shows_no_swedish(
     await expect(page.locator("#resolve-dialog")).to_be_visible()
     await assert_english(page, "console-resolve")
     await page.click("#resolve-cancel")
+    # And the alert's detail: its trail, the home's events and devices.
+    await open_detail(page, waiting)
+    await assert_english(page, "console-detail")
+    await page.click("#detail-close")
 
     # Opened in English from the start (the choice is remembered).
     await page.reload()
@@ -126,21 +131,10 @@ async def test_the_console_in_english_shows_no_swedish(
     await assert_english(page, "console-reloaded")
 
 
-async def open_as_auditor(browser: Browser, gateway: ConsoleGateway, path: str) -> Page:
-    """A page of the auditor's, in Swedish, logged in through the console and sent back."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    await page.goto(gateway.url.rstrip("/") + path)
-    await log_in(page, GUN)
-    await expect(page).to_have_url(gateway.url.rstrip("/") + path)
-    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return page
-
-
 async def test_the_audit_view_in_english_shows_no_swedish(
     browser: Browser, console_gateway: ConsoleGateway
 ) -> None:
-    page = await open_as_auditor(browser, console_gateway, "/audit")
+    page = await open_page(browser, console_gateway.url, GUN, "/audit")
     await expect(page.locator("#link-console")).to_have_text("Larmkö")
     await page.click("#audit-submit")
     await expect(page.locator("#audit-status")).to_contain_text("poster")
@@ -160,7 +154,7 @@ async def test_the_audit_view_in_english_shows_no_swedish(
 async def test_the_report_in_english_shows_no_swedish(
     browser: Browser, console_gateway: ConsoleGateway
 ) -> None:
-    page = await open_as_auditor(browser, console_gateway, "/report")
+    page = await open_page(browser, console_gateway.url, GUN, "/report")
     await page.select_option("#r-org", ORG)
     await page.click("#report-submit")
     await expect(page.locator("#report")).to_be_visible()

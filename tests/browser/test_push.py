@@ -185,7 +185,7 @@ async def test_a_pushed_alert_is_shown_and_a_tap_opens_it(
     await page.evaluate("window.scrollTo(0, 0)")
 
     # What the gateway's Web Push message carries, as the push service would deliver it.
-    payload = push_payload(alert, escalated=False)
+    payload = push_payload(alert, escalated=False, lang="sv")
     await cdp.send(
         "ServiceWorker.deliverPushMessage",
         {"origin": url.rstrip("/"), "registrationId": registration, "data": json.dumps(payload)},
@@ -214,10 +214,12 @@ async def test_a_pushed_alert_is_shown_and_a_tap_opens_it(
     assert opened.startswith(url)
     card = page.locator(f'#queue li[data-alert-id="{alert_id}"]')
     await expect(card).to_have_class("alert linked")
-    await expect(card).to_be_in_viewport()
-    # The tap opens that alert's detail: its whole story, not only its card.
+    # The console opens that alert's detail; closed, the card it came from has the focus.
     await expect(page.locator("#detail-dialog")).to_be_visible()
-    await expect(page.locator("#detail-title")).to_contain_text("Fall")
+    await expect(page.locator("#detail-summary")).to_contain_text(SENSORS[11].unit)
+    await page.click("#detail-close")
+    await expect(card).to_be_focused()
+    await expect(card).to_be_in_viewport()
     assert page.url == f"{url}?alert={payload['url'].split('=', 1)[1]}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "push-opened-alert-phone.png"), full_page=True)
@@ -229,13 +231,15 @@ async def test_a_link_to_an_alert_opens_the_console_on_it(
     # A tap with no console open opens a window on the alert's URL: the same as this link.
     _, page = await _console(browser, console_gateway.url)
     alert_id, alert = await _fall(page, console_gateway, 12)
-    await page.goto(console_gateway.url.rstrip("/") + push_payload(alert, escalated=False)["url"])
+    await page.goto(
+        console_gateway.url.rstrip("/") + push_payload(alert, escalated=False, lang="sv")["url"]
+    )
     card = page.locator(f'#queue li[data-alert-id="{alert_id}"]')
     await expect(card).to_have_class("alert linked", timeout=10_000)
     await expect(page.locator("#detail-dialog")).to_be_visible()
-    await expect(page.locator("#detail-title")).to_contain_text("Fall")
-    await page.locator("#detail-close").click()
-    await expect(page.locator("#detail-dialog")).to_be_hidden()
+    await expect(page.locator("#detail-summary")).to_contain_text(SENSORS[12].unit)
+    await page.click("#detail-close")
+    await expect(card).to_be_focused()
     await expect(page.locator("#push-toggle")).to_be_visible()
     await expect(page.locator("#push-toggle")).to_have_text("Avisering av")
     await page.locator("#lang-switch").click()
@@ -322,6 +326,40 @@ async def test_turning_notifications_on_brings_the_next_alarm_to_the_phone(
 
         [notification] = await _poll(shown, "the notification to be shown")
         assert notification["title"] == "Prio 1 · Fall"
+        place = f"{SENSORS[13].unit}, {SENSORS[13].area}"
+        assert (payload["lang"], payload["body"]) == ("sv", place)
+
+        # The console switched to English, on a Swedish phone: the gateway is told,
+        # and writes the next page in English.
+        await page.locator("#lang-switch").click()
+
+        async def english() -> bool:
+            return rows(console_gateway.dsn, "SELECT lang FROM push_subscriptions") == [("en",)]
+
+        await _poll(english, "the subscription's language to follow the console")
+        next_id, _ = await _fall(page, console_gateway, 14)
+
+        async def pushed_again() -> bool:
+            return len(service.to("noras-phone")) == 2
+
+        await _poll(pushed_again, "the second push to reach the push service")
+        again = keys.decrypt(service.to("noras-phone")[1].body)
+        assert (again["alert_id"], again["lang"], again["title"]) == (
+            next_id, "en", "Priority 1 · Fall"
+        )  # fmt: skip
+        await page.locator("#lang-switch").click()
+
+        # The push service replaced the subscription (pushsubscriptionchange): the
+        # worker, which has no CSRF token, tells the open console, which sends it.
+        await asyncio.to_thread(_forget_subscriptions, console_gateway.dsn)
+        worker = await _worker(context, url)
+        await worker.evaluate("() => renewSubscription({ newSubscription: {} })")
+
+        async def renewed() -> bool:
+            found = rows(console_gateway.dsn, "SELECT endpoint, lang FROM push_subscriptions")
+            return found == [(subscription["endpoint"], "sv")]
+
+        await _poll(renewed, "the console to send the renewed subscription")
 
         # Dropped by the gateway meanwhile: the next start of the console subscribes again.
         await asyncio.to_thread(_forget_subscriptions, console_gateway.dsn)

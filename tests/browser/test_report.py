@@ -33,8 +33,10 @@ def two_nights(console_gateway: ConsoleGateway) -> Iterator[ConsoleGateway]:
         for n, (minutes, priority) in enumerate([(5, 1), (20, 1), (70, 2), (130, 3)]):
             opened = start + timedelta(minutes=minutes)
             alert_id = f"report-tonight-{n}"
-            insert_alert(conn, alert_id, kind="alarm.button", priority=priority, opened=opened,
-                         org=ORG, closed=opened + timedelta(minutes=30))  # fmt: skip
+            # The last one's rule is no longer in the rule set: it is shown by its kind.
+            insert_alert(conn, alert_id, kind="alarm.button", rule="alarm" if n < 3 else None,
+                         priority=priority, opened=opened, org=ORG,
+                         closed=opened + timedelta(minutes=30))  # fmt: skip
             move(conn, alert_id, opened + timedelta(minutes=2 + n), "gun.granskare", "open",
                  "acknowledged")  # fmt: skip
         insert_alert(conn, "report-last-night", kind="alarm.button", priority=1,
@@ -70,6 +72,10 @@ async def test_the_report_opens_on_tonight_with_its_svg_charts(
     await expect(everyone).to_have_attribute("data-count", "4")
     # The acknowledgements came after 2, 3, 4 and 5 minutes: a median of 3.5.
     await expect(everyone).to_have_attribute("data-median-s", "210")
+    # Rules are named by the rule set's titles, in the page's language.
+    by_kind = page.locator("#report-by-kind tbody tr")
+    await expect(by_kind.nth(0).locator("td").nth(1)).to_have_text("Larm")
+    await expect(by_kind.nth(2).locator("td").nth(1)).to_have_text("alarm.button")
     pdf = await page.locator("#report-pdf").get_attribute("href")
     assert pdf is not None and f"org={ORG}" in pdf and f"date={expected}" in pdf
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,7 @@ async def test_the_report_opens_on_tonight_with_its_svg_charts(
     await page.click("#lang-switch")
     await expect(hourly.locator("title").first).to_have_text("Alerts per hour and priority")
     await expect(page.locator("#report-night")).to_contain_text("Tonight")
+    await expect(by_kind.nth(0).locator("td").nth(1)).to_have_text("Alarm")
 
     # Another night, then back to tonight with one press.
     previous = (datetime.fromisoformat(expected) - timedelta(days=1)).date().isoformat()

@@ -9,7 +9,8 @@ import pytest
 
 from gateway.charts import CHARTS, hourly_chart, nice_step, spread_chart, ticks
 from gateway.night_report import AlertTiming, NightReport, build_report
-from gateway.report_text import TEXTS, Lang, duration
+from gateway.report_text import TEXTS, duration
+from rules.ruleset import Lang
 from tests.gateway.test_night_report import NIGHT, alert, at
 
 SVG = "{http://www.w3.org/2000/svg}"

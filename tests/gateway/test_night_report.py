@@ -38,6 +38,7 @@ def alert(n: int, **changes: object) -> AlertTiming:
         alert_id=f"a:{n}",
         org="vallby",
         device_id=f"dev-{n}",
+        rule_id="alarm_button",
         kind="alarm.button",
         priority=1,
         opened_at=at(n),

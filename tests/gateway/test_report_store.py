@@ -33,6 +33,7 @@ def insert_alert(
     kind: str,
     priority: int,
     opened: datetime,
+    rule: str | None = None,
     paged: bool = True,
     org: str = "vallby",
     state: str = "resolved",
@@ -47,7 +48,7 @@ def insert_alert(
         " occurred_at, opened_at, paged_at, last_seen_at, count, escalated, closed_at,"
         " arrived_at, chattering)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (alert_id, org, f"dev-{alert_id}", kind, kind, priority, state, opened, opened,
+        (alert_id, org, f"dev-{alert_id}", rule or kind, kind, priority, state, opened, opened,
          opened if paged else None, opened, count, escalated, closed, arrived, chattering),
     )  # fmt: skip
     move(conn, alert_id, opened, f"rule:{kind}", None, "open")
@@ -72,8 +73,10 @@ def build_night(dsn: str) -> None:
     migrate(dsn)
     with psycopg.connect(dsn) as conn:
         # A1: button at 22:10 local, kvitterat after 2 min, på plats after 20 min.
-        insert_alert(conn, "a1", kind="alarm.button", priority=1, opened=z(25, 20, 10),
-                     closed=z(25, 20, 50))  # fmt: skip
+        # A rule of the rule set raised it (its title is shown); A2's rule is
+        # not in the set (any more), so it is shown by its kind.
+        insert_alert(conn, "a1", kind="alarm.button", rule="alarm", priority=1,
+                     opened=z(25, 20, 10), closed=z(25, 20, 50))  # fmt: skip
         move(conn, "a1", z(25, 20, 12), "anna", "open", "acknowledged")
         move(conn, "a1", z(25, 20, 15), "anna", "acknowledged", "en_route")
         move(conn, "a1", z(25, 20, 30), "anna", "en_route", "on_site")
@@ -86,12 +89,12 @@ def build_night(dsn: str) -> None:
         move(conn, "a2", z(26, 0, 55), "bo", "acknowledged", "on_site")
         move(conn, "a2", z(26, 1, 10), "bo", "on_site", "resolved")
         # A3: late (never paged), cleared by the device 40 min later, nobody came.
-        insert_alert(conn, "a3", kind="sensor.not_back_in_bed", priority=2,
+        insert_alert(conn, "a3", kind="sensor.not_back_in_bed", rule="not_back_in_bed", priority=2,
                      opened=z(26, 2, 0), paged=False, state="cleared",
                      closed=z(26, 2, 40))  # fmt: skip
         move(conn, "a3", z(26, 2, 40), "device:dev-a3", "open", "cleared")
         # A4: 06:45 CET, still open at the report; its dispenser chatters.
-        insert_alert(conn, "a4", kind="dispenser.dose_missed", priority=2,
+        insert_alert(conn, "a4", kind="dispenser.dose_missed", rule="dose_not_taken", priority=2,
                      opened=z(26, 5, 45), state="open", chattering=True, count=6)  # fmt: skip
         # Not this night's: opened exactly at its end, just before its start,
         # and another organisation's.

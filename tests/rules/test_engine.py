@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -388,12 +388,18 @@ def test_unreadable_state_is_refused() -> None:
         engine.import_state({"version": 1, "alerts": [{"alert_id": "a:1"}]})
 
 
-def test_the_tier_reached_survives_a_restart_and_the_next_follows_the_new_rule_set() -> None:
+def _saved_at_the_first_tier() -> dict[str, Any]:
+    """The saved state (through JSON) of an engine whose alarm reached its first tier."""
     engine, clock = make_engine(T0, DEVICES)
     engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
     clock.advance(timedelta(minutes=2))
     engine.tick(clock.now())
-    saved = json.loads(json.dumps(engine.export_state()))
+    saved: dict[str, Any] = json.loads(json.dumps(engine.export_state()))
+    return saved
+
+
+def test_the_tier_reached_survives_a_restart_and_the_next_follows_the_new_rule_set() -> None:
+    saved = _saved_at_the_first_tier()
     # Restarted with a rule set whose second tier for priority 1 comes later.
     later = (
         "escalation:\n  1:\n    - {after_min: 2, to: [role:coordinator]}\n"
@@ -412,11 +418,7 @@ def test_the_tier_reached_survives_a_restart_and_the_next_follows_the_new_rule_s
 
 
 def test_state_saved_before_tiers_reads_an_escalated_alert_as_at_the_first() -> None:
-    engine, clock = make_engine(T0, DEVICES)
-    engine.on_event(event("alarm-1", "alarm.button", T0), org=ORG)
-    clock.advance(timedelta(minutes=2))
-    engine.tick(clock.now())
-    saved = json.loads(json.dumps(engine.export_state()))
+    saved = _saved_at_the_first_tier()
     for alert in saved["alerts"]:
         del alert["escalation"]
     restarted, _ = make_engine(T0 + timedelta(minutes=3), DEVICES)

@@ -31,7 +31,7 @@ from gateway.api.places import places_of
 from gateway.api.routes.devices import DeviceHealthPublic, judge_health
 from gateway.public import AlertPublic, public_alert
 from gateway.store import connection
-from gateway.store.console import alert_detail, alert_history
+from gateway.store.console import StoredDetail, alert_detail, alert_history
 from gateway.store.homes import home_devices, home_events
 from gateway.store.users import User
 from rules import Alert, TransitionError
@@ -75,6 +75,14 @@ class CommentPublic(BaseModel):
     note: str
 
 
+class EscalationPublic(BaseModel):
+    """A tier of escalation the alert reached: when, and whom it named."""
+
+    at: datetime
+    tier: int
+    recipients: list[str]  # "role:<role>" or "group:<name>", as in the rule set
+
+
 class HomeEventPublic(BaseModel):
     """An event of the alert's home: bed exit, door, lock (actor: the key), heartbeat gap."""
 
@@ -91,6 +99,7 @@ class AlertDetail(BaseModel):
     alert: AlertPublic
     transitions: list[TransitionPublic]
     comments: list[CommentPublic]
+    escalations: list[EscalationPublic] = []  # each tier reached, oldest first
     events: list[HomeEventPublic] = []  # newest first
     earlier_alerts: list[AlertPublic] = []  # the home's, newest first
     devices: list[DeviceHealthPublic] = []  # the home's
@@ -182,18 +191,16 @@ async def history(
 async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> AlertDetail:
     """One alert with its trail and its home; the read is written to the access log."""
     live = ctx.console.alerting.find(alert_id)
-    stored: dict[str, Any] | None = None
-    transitions: list[dict[str, Any]] = []
-    comments: list[dict[str, Any]] = []
+    detail = StoredDetail(None, [], [], [])
     home = _Home()
     try:
         async with connection(ctx.pool, wait_s=5.0) as conn:
-            stored, transitions, comments = await alert_detail(conn, alert_id=alert_id)
+            detail = await alert_detail(conn, alert_id=alert_id)
             if live is not None:
                 home = await _home(conn, ctx, user, live.org, live.device_id, live.opened_at, None)
-            elif stored is not None:
-                home = await _home(conn, ctx, user, stored["org"], stored["device_id"],
-                                   stored["opened_at"], stored["closed_at"])  # fmt: skip
+            elif (found := detail.alert) is not None:
+                home = await _home(conn, ctx, user, found["org"], found["device_id"],
+                                   found["opened_at"], found["closed_at"])  # fmt: skip
     except StorageUnavailable:
         if live is None:
             raise HTTPException(
@@ -201,6 +208,7 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
                 "the database is unreachable and the alert is not open; try again shortly",
             ) from None
         log.warning("alert %s shown without its stored trail: database unreachable", alert_id)
+    stored = detail.alert
     if live is not None:
         places = await places_of(ctx, [live.device_id])
         alert = _public(ctx, live, places)
@@ -219,8 +227,9 @@ async def get_alert(alert_id: AlertId, user: AlertReader, ctx: Context) -> Alert
                detail={"alert_id": alert_id, "entry_notes": bool(entry_notes)})  # fmt: skip
     return AlertDetail(
         alert=alert,
-        transitions=[TransitionPublic.model_validate(t) for t in transitions],
-        comments=[CommentPublic.model_validate(c) for c in comments],
+        transitions=[TransitionPublic.model_validate(t) for t in detail.transitions],
+        comments=[CommentPublic.model_validate(c) for c in detail.comments],
+        escalations=[EscalationPublic.model_validate(e) for e in detail.escalations],
         events=home.events,
         earlier_alerts=home.earlier_alerts,
         devices=home.devices,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from gateway.api.deps import STORABLE, STRICT_BODY, Connection, Context, CurrentSession
 from gateway.push import Notifier, endpoint_problem
 from gateway.store.push import Subscription, delete_subscription, save_subscription
+from rules.ruleset import Lang
 
 router = APIRouter(prefix="/api/push", tags=["push"])
 
@@ -47,6 +48,8 @@ class SubscribeRequest(BaseModel):
     endpoint: str = Field(max_length=2048, pattern=_ENDPOINT)
     keys: SubscriptionKeys
     expirationTime: float | None = None  # the browser's own name for it
+    # Not the browser's: the console's language, which the notifications are written in.
+    lang: Lang = "sv"
 
 
 class UnsubscribeRequest(BaseModel):
@@ -80,14 +83,18 @@ async def subscribe(
     conn: Connection,
     user_agent: Annotated[str, Header(max_length=1000, pattern=STORABLE)] = "",
 ) -> Response:
-    """Reach this browser with pages from now on (the same endpoint again replaces its keys)."""
+    """Reach this browser with pages from now on, written in ``lang``.
+
+    The same endpoint again replaces its keys and language (the console sends it
+    again when its language is switched).
+    """
     push = _notifier(ctx)
     problem = endpoint_problem(body.endpoint, push.settings.service_hosts)
     if problem is not None:
         # A host outside push.service_hosts: the gateway will not call it (logged as a 403).
         raise HTTPException(status.HTTP_403_FORBIDDEN, problem)
     subscription = Subscription(
-        session.user.username, body.endpoint, body.keys.p256dh, body.keys.auth
+        session.user.username, body.endpoint, body.keys.p256dh, body.keys.auth, body.lang
     )
     await save_subscription(conn, subscription, user_agent=user_agent)
     return Response(status_code=201)

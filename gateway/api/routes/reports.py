@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 from datetime import date, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -31,11 +31,11 @@ from gateway.night_report import (
     tonight,
 )
 from gateway.report_pdf import night_pdf
-from gateway.report_text import Lang
 from gateway.store.reports import known_organisations, night_alerts, staff_acknowledgements
 from gateway.store.users import User
 from rules.auditlog import Action
 from rules.calendar import STOCKHOLM, DailyWindow
+from rules.ruleset import Lang, Titles
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
@@ -54,6 +54,12 @@ NightDate = Annotated[
     ),
 ]
 ReportLang = Annotated[Lang, Query(description="the language of the text")]
+# What every route of one night's report may answer besides its 200.
+_NIGHT_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {},
+    404: {"description": "no report: a night out of range, or no organisation chosen"},
+    503: {},
+}
 
 
 def _one_org(user: User, org: str | None) -> str:
@@ -91,9 +97,12 @@ async def _night_report(
     # (or one that names no night).
     window = DailyWindow(time(api.night_starts_hour), time(api.night_ends_hour))
     tz = STOCKHOLM
+    titles: dict[str, Titles] = {}
     if engine is not None:
-        tz = engine.ruleset.tz
-        window = engine.ruleset.windows.get(NIGHT, window)
+        ruleset = engine.ruleset
+        tz = ruleset.tz
+        window = ruleset.windows.get(NIGHT, window)
+        titles = {rid: p.titles for rid in ruleset.rules if (p := ruleset.presentation(rid))}
     now = ctx.clock.now()
     day = tonight(now, window, tz) if day is None else day
     start, end = night_window(day, window, tz)
@@ -107,6 +116,7 @@ async def _night_report(
         stale_after=timedelta(minutes=api.stale_after_min),
         as_of=now,
         tz=tz,
+        titles=titles,
     )
 
 
@@ -123,9 +133,7 @@ def _log_read(ctx: Context, user: User, report: NightReport, fmt: str) -> None:
     response_model=NightReport,
     responses={
         200: {"content": {"text/csv": {}}, "description": "the report, or CSV with format=csv"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night(
@@ -153,9 +161,7 @@ async def night(
     response_class=Response,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "the report as a PDF"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night_pdf_file(
@@ -183,9 +189,7 @@ async def night_pdf_file(
     response_class=Response,
     responses={
         200: {"content": {"image/svg+xml": {}}, "description": "one chart of the report"},
-        403: {},
-        404: {"description": "no report: a night out of range, or no organisation chosen"},
-        503: {},
+        **_NIGHT_ERRORS,
     },
 )
 async def night_chart(
