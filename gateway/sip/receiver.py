@@ -90,9 +90,15 @@ class ScaipReceiver:
         self._transactions: dict[str, _Transaction] = {}
         self._expiry: deque[tuple[float, str]] = deque()
         self._clients: dict[str, asyncio.Event] = {}  # our MESSAGEs' branches → answered
-        self.listeners = Listeners(self.handle, max_bytes=settings.max_message_bytes)
+        self.listeners = Listeners(
+            self.handle,
+            max_bytes=settings.max_message_bytes,
+            udp_buffer_bytes=settings.udp_buffer_bytes,
+        )
         self.ready = asyncio.Event()
         self._refusing = False  # answering 503 because the spool is full
+        self._requests = gateway.metrics.sip_requests
+        self._latency = gateway.metrics.sip_reply_latency
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen once the gateway is ready, until ``stop``."""
@@ -154,7 +160,10 @@ class ScaipReceiver:
         if known is not None:
             if known.answer is not None:
                 peer.send(known.answer)  # a retransmission: the same answer again
-            return  # still being made durable: absorbed, the answer follows
+                self._requests[peer.transport, "retransmission"] += 1
+            else:  # still being made durable: absorbed, the answer follows
+                self._requests[peer.transport, "absorbed"] += 1
+            return
         transaction = _Transaction(now + TRANSACTION_S)
         self._transactions[key] = transaction
         self._expiry.append((transaction.expires, key))
@@ -179,6 +188,8 @@ class ScaipReceiver:
             answer = sip.response(msg, outcome.status, to_tag=tag, headers=outcome.headers)
         transaction.answer = answer
         peer.send(answer)
+        self._requests[peer.transport, str(outcome.status)] += 1
+        self._latency.observe(time.monotonic() - now)
         if outcome.mrs is not None and outcome.reply == "message":
             await self._send_reply_message(msg, peer, outcome.mrs)
 
@@ -324,15 +335,18 @@ class ScaipReceiver:
     ) -> None:
         """Dead-letter a message SIP cannot take (reason, detail), and answer it if it can."""
         self._dead(data, peer, *why)
-        if partial is None or partial.method in ("", "ACK"):
-            return  # a response or an ACK is never answered
+        if partial is not None and partial.method in ("", "ACK"):
+            return  # a response or an ACK is never answered, nor counted as a request
         # The unit matches a response by its Via branch (RFC 3261 §17.1.3): with a Via,
         # whatever else is missing, it can learn why.
-        if partial.get("via"):
-            answer = sip.response(
-                partial, status, to_tag=secrets.token_hex(6), headers=reason_header(why[1])
-            )
-            peer.send(answer)
+        if partial is None or not partial.get("via"):
+            self._requests[peer.transport, "unanswered"] += 1
+            return
+        answer = sip.response(
+            partial, status, to_tag=secrets.token_hex(6), headers=reason_header(why[1])
+        )
+        peer.send(answer)
+        self._requests[peer.transport, str(status)] += 1
 
     def _outsider(self, peer: Peer) -> tuple[str, str]:
         return ("sip_source_refused", f"{peer.host} is not in scaip.allow_from")

@@ -18,6 +18,7 @@ from gateway.embedded import MosquittoServer
 from gateway.registry import DeviceRecord
 from gateway.store import migrate
 from gateway.store.devices import import_devices
+from tests.sip.client import UdpUnit
 from tests.utils.services import GatewayProcess, gateway_env, wait_until
 
 ORG = "vallby"
@@ -113,6 +114,15 @@ def start_gateway(
         if process.proc is not None:
             # A clean SIGTERM stop with the receiver running is part of every test.
             assert process.stop() == 0, process.log_text()[-2000:]
+
+
+@pytest.fixture
+def unit_and_gateway(start_gateway: StartGateway) -> Iterator[tuple[UdpUnit, SipGateway]]:
+    """A gateway with the units of UNITS registered, and one unit's UDP socket to it."""
+    gateway = start_gateway(alarm_units())
+    unit = UdpUnit(gateway.port)
+    yield unit, gateway
+    unit.close()
 
 
 @dataclass
