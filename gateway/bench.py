@@ -2182,7 +2182,8 @@ def run_sip(svc: Services, opts: Options) -> dict[str, Any]:
         log_path=svc.work / "gateway-sip.log",
         config=opts.config,
         spool_root=svc.work,
-        env={"WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"},
+        # The API on a free port too (its /metrics has the receiver's own reply latency).
+        env={**_API_ENV, "WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"},
     )
     proc = gateway.start()
     try:

@@ -11,6 +11,7 @@ one event per (controller id, ref), so nothing is stored twice.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import re
@@ -42,14 +43,6 @@ TRANSACTION_S = 64 * T1_S
 # What a <ref> looks like, to answer a refused document with the unit's own reference.
 _REF = re.compile(rb"<ref>\s*([A-Za-z0-9]{1,16})\s*</ref>")
 _MAX_FORWARDS = 70
-
-
-@dataclass(slots=True)
-class _Transaction:
-    """A server transaction: its final answer once there is one."""
-
-    expires: float
-    answer: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +80,11 @@ class ScaipReceiver:
         self._tls = tls_context(settings)  # refused at start, before anything listens
         self._auth = DigestAuth(settings.realm)
         self._networks = [ipaddress.ip_network(n) for n in settings.allow_from]
-        self._transactions: dict[str, _Transaction] = {}
+        # The server transactions of the last 32 s: key → the final answer (None while it
+        # is being made durable), and (expiry, key) in arrival order. 64,000 are held at
+        # 2,000/s, so an entry is a str and a bytes only (~0.8 KiB, most of it the answer):
+        # no object per transaction, and nothing the garbage collector has to scan.
+        self._answers: dict[str, bytes | None] = {}
         self._expiry: deque[tuple[float, str]] = deque()
         self._clients: dict[str, asyncio.Event] = {}  # our MESSAGEs' branches → answered
         self.listeners = Listeners(
@@ -109,6 +106,10 @@ class ScaipReceiver:
         stopped.cancel()
         if stop.is_set():
             return
+        # Everything made at start (modules, registry, rule sets) stays for the process's
+        # life: frozen out of the collector, a full collection no longer scans it, and
+        # its pause (70-130 ms with it, at 2,000 MESSAGE/s) no longer holds up answers.
+        gc.freeze()
         s = self.settings
         try:
             await self.listeners.start(s.host, s.port, self._tls, s.tls_port)
@@ -156,17 +157,16 @@ class ScaipReceiver:
         key = "\x1f".join(
             (msg.get("call-id") or "", str(msg.cseq[0]), msg.method, msg.branch, peer.host)
         )
-        known = self._transactions.get(key)
-        if known is not None:
-            if known.answer is not None:
-                peer.send(known.answer)  # a retransmission: the same answer again
+        if key in self._answers:
+            known = self._answers[key]
+            if known is not None:
+                peer.send(known)  # a retransmission: the same answer again
                 self._requests[peer.transport, "retransmission"] += 1
             else:  # still being made durable: absorbed, the answer follows
                 self._requests[peer.transport, "absorbed"] += 1
             return
-        transaction = _Transaction(now + TRANSACTION_S)
-        self._transactions[key] = transaction
-        self._expiry.append((transaction.expires, key))
+        self._answers[key] = None
+        self._expiry.append((now + TRANSACTION_S, key))
         try:
             outcome = await self._outcome(msg, data, peer)
         except Exception as exc:
@@ -186,7 +186,7 @@ class ScaipReceiver:
             )
         else:
             answer = sip.response(msg, outcome.status, to_tag=tag, headers=outcome.headers)
-        transaction.answer = answer
+        self._answers[key] = answer
         peer.send(answer)
         self._requests[peer.transport, str(outcome.status)] += 1
         self._latency.observe(time.monotonic() - now)
@@ -373,12 +373,11 @@ class ScaipReceiver:
         )
 
     def _expire(self, now: float) -> None:
-        expiry = self._expiry
+        # Expiries arrive in order, and a key is only ever added when absent (its earlier
+        # entry already expired here), so the front of the queue is always its own key's.
+        expiry, answers = self._expiry, self._answers
         while expiry and expiry[0][0] <= now:
-            _, key = expiry.popleft()
-            transaction = self._transactions.get(key)
-            if transaction is not None and transaction.expires <= now:
-                del self._transactions[key]
+            answers.pop(expiry.popleft()[1], None)
 
 
 _STATUS_TEXT = {
