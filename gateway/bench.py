@@ -2065,8 +2065,8 @@ def sipp_binary() -> str:
     found = shutil.which("sipp")
     if found is None:
         raise ServiceError(
-            "the sip phase needs SIPp: apt-get install sip-tester (scripts/system-deps.sh does "
-            "it as root), or leave the phase out with --only"
+            "SIPp is not installed: apt-get install sip-tester (scripts/system-deps.sh does it "
+            "as root); wgw bench can leave the sip phase out with --only"
         )
     return found
 

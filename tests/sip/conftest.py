@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from gateway.store import migrate
 from gateway.store.devices import import_devices
 from tests.sip.client import UdpUnit
 from tests.utils.services import GatewayProcess, gateway_env, wait_until
+from tests.utils.sipp_peer import sipp_binary
 
 ORG = "vallby"
 SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
@@ -77,10 +77,7 @@ StartGateway = Callable[..., SipGateway]
 @pytest.fixture
 def sipp() -> str:
     """The SIPp binary (Debian sip-tester)."""
-    path = shutil.which("sipp")
-    if path is None:
-        pytest.fail("sipp is not installed: run `make test` as root, or apt-get install sip-tester")
-    return path
+    return sipp_binary()
 
 
 @pytest.fixture
