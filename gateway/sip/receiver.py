@@ -19,6 +19,7 @@ import secrets
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from adapters.scaip import MAX_SCAIP_BYTES, ReplyStatus, parse_mrq, reply_status_for, scaip_reply
@@ -128,8 +129,13 @@ class ScaipReceiver:
 
     # -- one message --------------------------------------------------------
 
-    async def handle(self, data: bytes, peer: Peer, too_large: bool) -> None:
-        """Answer one SIP message that arrived from ``peer``."""
+    def handle(self, data: bytes, peer: Peer, too_large: bool) -> Awaitable[None] | None:
+        """Answer one SIP message from ``peer``: at once, or the work that must wait first.
+
+        Refusals and retransmissions are answered here and now, without a task of
+        their own: under overload units retransmit everything late, and those
+        repeats must stay cheap or they crowd out the new messages.
+        """
         now = time.monotonic()
         self._expire(now)
         try:
@@ -141,18 +147,18 @@ class ScaipReceiver:
                 self._refuse(data, peer, self._too_large(), exc.partial, 413)
             else:
                 self._refuse(data, peer, ("sip_malformed", exc.detail), exc.partial, 400)
-            return
+            return None
         if not self._allowed(peer.host):  # before anything else, even a response
             self._refuse(data, peer, self._outsider(peer), msg, 403)
-            return
+            return None
         if not msg.method:
             self._response_arrived(msg)
-            return
+            return None
         if too_large:  # answered every time: the unit must learn it, not retransmit
             self._refuse(data, peer, self._too_large(), msg, 413)
-            return
+            return None
         if msg.method == "ACK":
-            return  # only INVITE has an ACK; a stray one needs no answer (RFC 3261 §17.2.3)
+            return None  # only INVITE has an ACK; a stray one needs no answer (RFC 3261 §17.2.3)
         # One string, not a tuple: at 2,000 messages a second 64,000 are kept (32 s).
         key = "\x1f".join(
             (msg.get("call-id") or "", str(msg.cseq[0]), msg.method, msg.branch, peer.host)
@@ -164,9 +170,13 @@ class ScaipReceiver:
                 self._requests[peer.transport, "retransmission"] += 1
             else:  # still being made durable: absorbed, the answer follows
                 self._requests[peer.transport, "absorbed"] += 1
-            return
+            return None
         self._answers[key] = None
         self._expiry.append((now + TRANSACTION_S, key))
+        return self._answer(msg, data, peer, key, now)
+
+    async def _answer(self, msg: SipMessage, data: bytes, peer: Peer, key: str, now: float) -> None:
+        """Decide a new transaction's answer (a 200 OK only once spooled), send and keep it."""
         try:
             outcome = await self._outcome(msg, data, peer)
         except Exception as exc:

@@ -30,8 +30,9 @@ class Peer:
     send: Callable[[bytes], None]
 
 
-# (the message's bytes, where from, whether it was too large to be read whole)
-Handler = Callable[[bytes, Peer, bool], Awaitable[None]]
+# (the message's bytes, where from, whether it was too large to be read whole) → the
+# work still to do for it, or None when it was answered (or dropped) at once.
+Handler = Callable[[bytes, Peer, bool], Awaitable[None] | None]
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -55,7 +56,9 @@ class _Datagrams(asyncio.DatagramProtocol):
             local = transport.get_extra_info("sockname")
             self._local = (str(local[0]), int(local[1]))
         peer = Peer("UDP", host, port, self._local, lambda out: transport.sendto(out, addr))
-        self._spawn(self._handle(data[: self._max_bytes], peer, len(data) > self._max_bytes))
+        work = self._handle(data[: self._max_bytes], peer, len(data) > self._max_bytes)
+        if work is not None:
+            self._spawn(work)
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP "port unreachable" for an answer: the unit went away; nothing to do.
@@ -95,6 +98,12 @@ def udp_socket(
         buffer_bytes // 1024,
     )
     return sock
+
+
+async def _done(work: Awaitable[None] | None) -> None:
+    """Wait for what a handler left to do, if anything."""
+    if work is not None:
+        await work
 
 
 class Listeners:
@@ -171,7 +180,7 @@ class Listeners:
                 async with asyncio.timeout(_IDLE_S):
                     head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.LimitOverrunError:
-                await self._handle(b"", peer, True)  # headers too long: refused, then closed
+                await _done(self._handle(b"", peer, True))  # headers too long: refused, closed
                 return
             if head == b"\r\n\r\n":
                 writer.write(b"\r\n")  # RFC 5626 keep-alive ping: pong
@@ -181,10 +190,12 @@ class Listeners:
             length = int(match.group(1)) if match else 0
             if length > self._max_bytes:
                 # The body is never read: answer what the headers allow, then hang up.
-                await self._handle(head, peer, True)
+                await _done(self._handle(head, peer, True))
                 return
             body = await reader.readexactly(length) if length else b""
-            self._spawn(self._handle(head + body, peer, False))
+            work = self._handle(head + body, peer, False)
+            if work is not None:
+                self._spawn(work)
 
     async def close(self) -> None:
         """Stop taking messages and end what is being answered."""
