@@ -171,6 +171,10 @@ DEFAULT_SIP_DURATION_S = 30.0
 QUICK_SIP_RATE = 200
 QUICK_SIP_DURATION_S = 3.0
 SIP_TARGET_P99_MS = 100.0
+# The sip phase's no-load baseline, on the same gateway just before the load: a trickle
+# that keeps it idle, against which the loaded latency is set as a ratio.
+SIP_BASELINE_RATE = 50
+SIP_BASELINE_DURATION_S = 5.0
 _SIPP_BUFFER_BYTES = 4 * 1024 * 1024
 _SIP_LINE = re.compile(rb"SCAIP receiver on udp\+tcp ([0-9.]+):([0-9]+)")
 
@@ -2065,8 +2069,8 @@ def sipp_binary() -> str:
     found = shutil.which("sipp")
     if found is None:
         raise ServiceError(
-            "the sip phase needs SIPp: apt-get install sip-tester (scripts/system-deps.sh does "
-            "it as root), or leave the phase out with --only"
+            "SIPp is not installed: apt-get install sip-tester (scripts/system-deps.sh does it "
+            "as root); wgw bench can leave the sip phase out with --only"
         )
     return found
 
@@ -2103,12 +2107,17 @@ def _udp_buffer_drops() -> int | None:
 
 
 def run_sip_step(
-    svc: Services, gateway: GatewayProcess, proc: psutil.Process, opts: Options, run: int
+    svc: Services,
+    gateway: GatewayProcess,
+    proc: psutil.Process,
+    run: str,
+    *,
+    rate: int,
+    duration_s: float,
 ) -> tuple[SipRun, str]:
-    """SIPp sends ``opts.sip_rate`` MESSAGE/s for ``opts.sip_duration_s``; the run, the command."""
+    """SIPp sends ``rate`` MESSAGE/s for ``duration_s``; the run and the SIPp command."""
     host, port = gateway.wait_scaip()
-    rate = opts.sip_rate
-    calls = max(1, int(rate * opts.sip_duration_s))
+    calls = max(1, int(rate * duration_s))
     prefix = f"S{secrets.token_hex(2)}r{run}"  # refs are 1–16 letters and digits
     where = svc.work / f"sip-{run}"
     where.mkdir(parents=True, exist_ok=True)
@@ -2120,7 +2129,7 @@ def run_sip_step(
     command = [
         sipp_binary(), f"{host}:{port}", "-sf", scenario.name, "-inf", "calls.csv",
         "-t", "u1", "-r", str(rate), "-m", str(calls), "-i", "127.0.0.1", "-p", "0",
-        "-nostdin", "-timeout", f"{opts.sip_duration_s + 120:.0f}s",
+        "-nostdin", "-timeout", f"{duration_s + 120:.0f}s",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
         # SIPp's own socket buffers as large as the kernel allows (net.core.rmem_max caps
         # them): drops, if any, are then the receiver's.
@@ -2133,7 +2142,7 @@ def run_sip_step(
     started = time.monotonic()
     done = subprocess.run(
         command, cwd=where, capture_output=True, text=True, check=False,
-        timeout=opts.sip_duration_s + 180,
+        timeout=duration_s + 180,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     monitor.stop()
@@ -2182,25 +2191,40 @@ def run_sip(svc: Services, opts: Options) -> dict[str, Any]:
         log_path=svc.work / "gateway-sip.log",
         config=opts.config,
         spool_root=svc.work,
-        env={"WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"},
+        # The API on a free port too (its /metrics has the receiver's own reply latency).
+        env={**_API_ENV, "WGW_SCAIP__HOST": "127.0.0.1", "WGW_SCAIP__PORT": "0"},
     )
     proc = gateway.start()
     try:
         gateway.wait_ready()
+        baselines: list[SipRun] = []
         runs: list[SipRun] = []
         command = ""
         for run in range(opts.repeat):
-            sip_run, command = run_sip_step(svc, gateway, proc, opts, run)
+            idle, _ = run_sip_step(
+                svc, gateway, proc, f"b{run}", rate=SIP_BASELINE_RATE,
+                duration_s=SIP_BASELINE_DURATION_S,
+            )  # fmt: skip
+            baselines.append(idle)
+            _print_sip_run(idle, "no-load baseline: ")
+            sip_run, command = run_sip_step(
+                svc, gateway, proc, str(run), rate=opts.sip_rate, duration_s=opts.sip_duration_s
+            )
             runs.append(sip_run)
             _print_sip_run(sip_run)
     finally:
         gateway.stop()
     median = _medians(runs)
+    baseline = _medians(baselines)
     p99 = median["latency_p99_ms"]
     return {
         "rate": opts.sip_rate,
         "duration_s": opts.sip_duration_s,
         "median": median,
+        "baseline": baseline,
+        # Loaded over no-load latency, from the medians.
+        "p50_ratio_to_baseline": _over_baseline(median, baseline, "latency_p50_ms"),
+        "p99_ratio_to_baseline": _over_baseline(median, baseline, "latency_p99_ms"),
         "target_p99_ms": SIP_TARGET_P99_MS,
         "target_met": None if p99 is None else p99 < SIP_TARGET_P99_MS,
         # Every MESSAGE answered 200, and each stored once (none lost, none twice).
@@ -2211,7 +2235,13 @@ def run_sip(svc: Services, opts: Options) -> dict[str, Any]:
     }
 
 
-def _print_sip_run(r: SipRun) -> None:
+def _over_baseline(loaded: Mapping[str, Any], idle: Mapping[str, Any], key: str) -> float | None:
+    """``loaded[key]`` as a multiple of ``idle[key]``; SIPp times in whole ms, so 0 counts as 1."""
+    base = idle[key]
+    return _ratio(loaded[key], None if base is None else max(base, 1.0))
+
+
+def _print_sip_run(r: SipRun, label: str = "") -> None:
     once = (
         "each stored once"
         if r.stored == r.calls and r.duplicates == 0
@@ -2223,7 +2253,7 @@ def _print_sip_run(r: SipRun) -> None:
         else (f"; the kernel dropped {r.udp_buffer_drops:,} datagrams at full UDP receive buffers")
     )
     _print(
-        f"  {r.calls:,} MESSAGE at {r.target_rate:,}/s ({_fmt(r.achieved_rate)}/s reached): "
+        f"  {label}{r.calls:,} MESSAGE at {r.target_rate:,}/s ({_fmt(r.achieved_rate)}/s reached): "
         f"{r.answered:,} answered 200, {r.failed:,} failed, {r.retransmissions:,} retransmitted; "
         f"{once}; reply p50 {_fmt(r.latency_p50_ms, ',.1f')} ms, p99 "
         f"{_fmt(r.latency_p99_ms, ',.1f')} ms, max {_fmt(r.latency_max_ms, ',.0f')} ms "
@@ -2499,7 +2529,11 @@ def _print_summary(results: Mapping[str, Any]) -> None:
             f"  SCAIP over SIP at {sip['rate']:,}/s: reply p99 {_fmt(m['latency_p99_ms'], ',.1f')} "
             f"ms (target < {SIP_TARGET_P99_MS:g} ms: {_target_verdict(sip['target_met'])}); "
             f"all answered: {'yes' if sip['all_answered'] else 'NO'}; each stored once: "
-            f"{'yes' if sip['exactly_once'] else 'NO'}"
+            f"{'yes' if sip['exactly_once'] else 'NO'}; p50 / p99 "
+            f"{_fmt(sip['p50_ratio_to_baseline'], '.1f')} / "
+            f"{_fmt(sip['p99_ratio_to_baseline'], '.1f')} × the no-load baseline "
+            f"({SIP_BASELINE_RATE}/s: {_fmt(sip['baseline']['latency_p50_ms'], ',.1f')} / "
+            f"{_fmt(sip['baseline']['latency_p99_ms'], ',.1f')} ms)"
         )
     if lines:
         _print("\nthe alarm path and the spool, against the targets:")

@@ -170,6 +170,10 @@ class ScaipSettings(_Section):
     # A whole SIP request larger than this is refused (413 over UDP/TCP framing);
     # SCAIP bodies are capped at 8 KiB by the adapter, headers take the rest.
     max_message_bytes: Annotated[int, Field(ge=1024, le=65_000)] = 16 * 1024
+    # The UDP socket's receive and send buffers: 2,000 MESSAGE/s of ~600 bytes queue
+    # while an fsync runs, and the kernel's ~208 KiB default drops them. The kernel
+    # grants at most net.core.rmem_max / wmem_max; the size granted is logged.
+    udp_buffer_bytes: Annotated[int, Field(ge=64 * 1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ScaipSettings:

@@ -91,7 +91,9 @@ class SipMessage:
     @property
     def top_via(self) -> str:
         """The first Via value: the hop that sent this message."""
-        return split_commas(self.all("via")[0])[0]
+        first = self.get("via") or ""
+        # Almost every unit sends one Via per line: only a comma needs the careful split.
+        return split_commas(first)[0] if "," in first else first.strip()
 
     @property
     def branch(self) -> str:

@@ -11,6 +11,7 @@ one event per (controller id, ref), so nothing is stored twice.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import re
@@ -18,6 +19,7 @@ import secrets
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from adapters.scaip import MAX_SCAIP_BYTES, ReplyStatus, parse_mrq, reply_status_for, scaip_reply
@@ -42,14 +44,6 @@ TRANSACTION_S = 64 * T1_S
 # What a <ref> looks like, to answer a refused document with the unit's own reference.
 _REF = re.compile(rb"<ref>\s*([A-Za-z0-9]{1,16})\s*</ref>")
 _MAX_FORWARDS = 70
-
-
-@dataclass(slots=True)
-class _Transaction:
-    """A server transaction: its final answer once there is one."""
-
-    expires: float
-    answer: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +81,22 @@ class ScaipReceiver:
         self._tls = tls_context(settings)  # refused at start, before anything listens
         self._auth = DigestAuth(settings.realm)
         self._networks = [ipaddress.ip_network(n) for n in settings.allow_from]
-        self._transactions: dict[str, _Transaction] = {}
+        # The server transactions of the last 32 s: key → the final answer (None while it
+        # is being made durable), and (expiry, key) in arrival order. 64,000 are held at
+        # 2,000/s, so an entry is a str and a bytes only (~0.8 KiB, most of it the answer):
+        # no object per transaction, and nothing the garbage collector has to scan.
+        self._answers: dict[str, bytes | None] = {}
         self._expiry: deque[tuple[float, str]] = deque()
         self._clients: dict[str, asyncio.Event] = {}  # our MESSAGEs' branches → answered
-        self.listeners = Listeners(self.handle, max_bytes=settings.max_message_bytes)
+        self.listeners = Listeners(
+            self.handle,
+            max_bytes=settings.max_message_bytes,
+            udp_buffer_bytes=settings.udp_buffer_bytes,
+        )
         self.ready = asyncio.Event()
         self._refusing = False  # answering 503 because the spool is full
+        self._requests = gateway.metrics.sip_requests
+        self._latency = gateway.metrics.sip_reply_latency
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen once the gateway is ready, until ``stop``."""
@@ -103,6 +107,10 @@ class ScaipReceiver:
         stopped.cancel()
         if stop.is_set():
             return
+        # Everything made at start (modules, registry, rule sets) stays for the process's
+        # life: frozen out of the collector, a full collection no longer scans it, and
+        # its pause (70-130 ms with it, at 2,000 MESSAGE/s) no longer holds up answers.
+        gc.freeze()
         s = self.settings
         try:
             await self.listeners.start(s.host, s.port, self._tls, s.tls_port)
@@ -121,8 +129,13 @@ class ScaipReceiver:
 
     # -- one message --------------------------------------------------------
 
-    async def handle(self, data: bytes, peer: Peer, too_large: bool) -> None:
-        """Answer one SIP message that arrived from ``peer``."""
+    def handle(self, data: bytes, peer: Peer, too_large: bool) -> Awaitable[None] | None:
+        """Answer one SIP message from ``peer``: at once, or the work that must wait first.
+
+        Refusals and retransmissions are answered here and now, without a task of
+        their own: under overload units retransmit everything late, and those
+        repeats must stay cheap or they crowd out the new messages.
+        """
         now = time.monotonic()
         self._expire(now)
         try:
@@ -134,30 +147,36 @@ class ScaipReceiver:
                 self._refuse(data, peer, self._too_large(), exc.partial, 413)
             else:
                 self._refuse(data, peer, ("sip_malformed", exc.detail), exc.partial, 400)
-            return
+            return None
         if not self._allowed(peer.host):  # before anything else, even a response
             self._refuse(data, peer, self._outsider(peer), msg, 403)
-            return
+            return None
         if not msg.method:
             self._response_arrived(msg)
-            return
+            return None
         if too_large:  # answered every time: the unit must learn it, not retransmit
             self._refuse(data, peer, self._too_large(), msg, 413)
-            return
+            return None
         if msg.method == "ACK":
-            return  # only INVITE has an ACK; a stray one needs no answer (RFC 3261 §17.2.3)
+            return None  # only INVITE has an ACK; a stray one needs no answer (RFC 3261 §17.2.3)
         # One string, not a tuple: at 2,000 messages a second 64,000 are kept (32 s).
         key = "\x1f".join(
             (msg.get("call-id") or "", str(msg.cseq[0]), msg.method, msg.branch, peer.host)
         )
-        known = self._transactions.get(key)
-        if known is not None:
-            if known.answer is not None:
-                peer.send(known.answer)  # a retransmission: the same answer again
-            return  # still being made durable: absorbed, the answer follows
-        transaction = _Transaction(now + TRANSACTION_S)
-        self._transactions[key] = transaction
-        self._expiry.append((transaction.expires, key))
+        if key in self._answers:
+            known = self._answers[key]
+            if known is not None:
+                peer.send(known)  # a retransmission: the same answer again
+                self._requests[peer.transport, "retransmission"] += 1
+            else:  # still being made durable: absorbed, the answer follows
+                self._requests[peer.transport, "absorbed"] += 1
+            return None
+        self._answers[key] = None
+        self._expiry.append((now + TRANSACTION_S, key))
+        return self._answer(msg, data, peer, key, now)
+
+    async def _answer(self, msg: SipMessage, data: bytes, peer: Peer, key: str, now: float) -> None:
+        """Decide a new transaction's answer (a 200 OK only once spooled), send and keep it."""
         try:
             outcome = await self._outcome(msg, data, peer)
         except Exception as exc:
@@ -177,8 +196,10 @@ class ScaipReceiver:
             )
         else:
             answer = sip.response(msg, outcome.status, to_tag=tag, headers=outcome.headers)
-        transaction.answer = answer
+        self._answers[key] = answer
         peer.send(answer)
+        self._requests[peer.transport, str(outcome.status)] += 1
+        self._latency.observe(time.monotonic() - now)
         if outcome.mrs is not None and outcome.reply == "message":
             await self._send_reply_message(msg, peer, outcome.mrs)
 
@@ -324,15 +345,18 @@ class ScaipReceiver:
     ) -> None:
         """Dead-letter a message SIP cannot take (reason, detail), and answer it if it can."""
         self._dead(data, peer, *why)
-        if partial is None or partial.method in ("", "ACK"):
-            return  # a response or an ACK is never answered
+        if partial is not None and partial.method in ("", "ACK"):
+            return  # a response or an ACK is never answered, nor counted as a request
         # The unit matches a response by its Via branch (RFC 3261 §17.1.3): with a Via,
         # whatever else is missing, it can learn why.
-        if partial.get("via"):
-            answer = sip.response(
-                partial, status, to_tag=secrets.token_hex(6), headers=reason_header(why[1])
-            )
-            peer.send(answer)
+        if partial is None or not partial.get("via"):
+            self._requests[peer.transport, "unanswered"] += 1
+            return
+        answer = sip.response(
+            partial, status, to_tag=secrets.token_hex(6), headers=reason_header(why[1])
+        )
+        peer.send(answer)
+        self._requests[peer.transport, str(status)] += 1
 
     def _outsider(self, peer: Peer) -> tuple[str, str]:
         return ("sip_source_refused", f"{peer.host} is not in scaip.allow_from")
@@ -359,12 +383,11 @@ class ScaipReceiver:
         )
 
     def _expire(self, now: float) -> None:
-        expiry = self._expiry
+        # Expiries arrive in order, and a key is only ever added when absent (its earlier
+        # entry already expired here), so the front of the queue is always its own key's.
+        expiry, answers = self._expiry, self._answers
         while expiry and expiry[0][0] <= now:
-            _, key = expiry.popleft()
-            transaction = self._transactions.get(key)
-            if transaction is not None and transaction.expires <= now:
-                del self._transactions[key]
+            answers.pop(expiry.popleft()[1], None)
 
 
 _STATUS_TEXT = {

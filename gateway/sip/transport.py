@@ -30,8 +30,9 @@ class Peer:
     send: Callable[[bytes], None]
 
 
-# (the message's bytes, where from, whether it was too large to be read whole)
-Handler = Callable[[bytes, Peer, bool], Awaitable[None]]
+# (the message's bytes, where from, whether it was too large to be read whole) → the
+# work still to do for it, or None when it was answered (or dropped) at once.
+Handler = Callable[[bytes, Peer, bool], Awaitable[None] | None]
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -42,6 +43,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         self._max_bytes = max_bytes
         self._spawn = spawn
         self._transport: asyncio.DatagramTransport | None = None
+        self._local: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
@@ -50,27 +52,67 @@ class _Datagrams(asyncio.DatagramProtocol):
         transport = self._transport
         assert transport is not None
         host, port = str(addr[0]), int(addr[1])
-        local = transport.get_extra_info("sockname")
-        peer = Peer(
-            "UDP",
-            host,
-            port,
-            (str(local[0]), int(local[1])),
-            lambda out: transport.sendto(out, (host, port)),
-        )
-        self._spawn(self._handle(data[: self._max_bytes], peer, len(data) > self._max_bytes))
+        if self._local is None:  # asked once: it does not change while the socket lives
+            local = transport.get_extra_info("sockname")
+            self._local = (str(local[0]), int(local[1]))
+        peer = Peer("UDP", host, port, self._local, lambda out: transport.sendto(out, addr))
+        work = self._handle(data[: self._max_bytes], peer, len(data) > self._max_bytes)
+        if work is not None:
+            self._spawn(work)
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP "port unreachable" for an answer: the unit went away; nothing to do.
         log.debug("SIP over UDP: %s", exc)
 
 
+def udp_socket(
+    family: socket.AddressFamily, host: str, port: int, buffer_bytes: int
+) -> socket.socket:
+    """A bound, non-blocking UDP socket with receive and send buffers of ``buffer_bytes``.
+
+    A burst that arrives while the receiver waits for an fsync queues in the
+    kernel; with the default buffer (~208 KiB) the kernel drops it instead and
+    the unit must retransmit 500 ms later. The kernel caps the size at
+    net.core.rmem_max / wmem_max, so what it granted is logged.
+    """
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    # Linux reports twice the size set (it counts its bookkeeping); halved, as asked.
+    granted = [
+        sock.getsockopt(socket.SOL_SOCKET, o) // 2 for o in (socket.SO_RCVBUF, socket.SO_SNDBUF)
+    ]
+    level = logging.INFO if min(granted) >= buffer_bytes else logging.WARNING
+    log.log(
+        level,
+        "SIP over UDP: socket buffers of %d KiB receive, %d KiB send (asked %d KiB; "
+        "the kernel caps them at net.core.rmem_max / wmem_max)",
+        granted[0] // 1024,
+        granted[1] // 1024,
+        buffer_bytes // 1024,
+    )
+    return sock
+
+
+async def _done(work: Awaitable[None] | None) -> None:
+    """Wait for what a handler left to do, if anything."""
+    if work is not None:
+        await work
+
+
 class Listeners:
     """The receiver's sockets: UDP and TCP on one port, TLS on another when configured."""
 
-    def __init__(self, handle: Handler, *, max_bytes: int) -> None:
+    def __init__(self, handle: Handler, *, max_bytes: int, udp_buffer_bytes: int) -> None:
         self._handle = handle
         self._max_bytes = max_bytes
+        self._udp_buffer_bytes = udp_buffer_bytes
         self._tasks: set[asyncio.Task[None]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
@@ -85,10 +127,9 @@ class Listeners:
         """Bind every socket; OSError names what could not be bound."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = udp_socket(family, host, port, self._udp_buffer_bytes)
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self._handle, self._spawn, self._max_bytes),
-            local_addr=(host, port),
-            family=family,
+            lambda: _Datagrams(self._handle, self._spawn, self._max_bytes), sock=sock
         )
         self._udp = udp
         bound = int(udp.get_extra_info("sockname")[1])
@@ -139,7 +180,7 @@ class Listeners:
                 async with asyncio.timeout(_IDLE_S):
                     head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.LimitOverrunError:
-                await self._handle(b"", peer, True)  # headers too long: refused, then closed
+                await _done(self._handle(b"", peer, True))  # headers too long: refused, closed
                 return
             if head == b"\r\n\r\n":
                 writer.write(b"\r\n")  # RFC 5626 keep-alive ping: pong
@@ -149,10 +190,12 @@ class Listeners:
             length = int(match.group(1)) if match else 0
             if length > self._max_bytes:
                 # The body is never read: answer what the headers allow, then hang up.
-                await self._handle(head, peer, True)
+                await _done(self._handle(head, peer, True))
                 return
             body = await reader.readexactly(length) if length else b""
-            self._spawn(self._handle(head + body, peer, False))
+            work = self._handle(head + body, peer, False)
+            if work is not None:
+                self._spawn(work)
 
     async def close(self) -> None:
         """Stop taking messages and end what is being answered."""

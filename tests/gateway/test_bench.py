@@ -158,6 +158,12 @@ def test_the_sip_phase_answers_and_stores_every_message_once(
     assert sip["exactly_once"] is True
     assert 0 <= run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
     assert sip["target_p99_ms"] == SIP_TARGET_P99_MS
+    # The no-load baseline ran first on the same gateway, and the ratios are against it.
+    assert sip["baseline"]["answered"] == sip["baseline"]["calls"] > 0
+    assert sip["baseline"]["stored"] == sip["baseline"]["calls"]
+    assert sip["p99_ratio_to_baseline"] == pytest.approx(
+        run["latency_p99_ms"] / max(sip["baseline"]["latency_p99_ms"], 1.0)
+    )
     assert sip["sipp_command"].startswith(shutil.which("sipp") or "sipp")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,9 @@ from gateway.embedded import MosquittoServer
 from gateway.registry import DeviceRecord
 from gateway.store import migrate
 from gateway.store.devices import import_devices
+from tests.sip.client import UdpUnit
 from tests.utils.services import GatewayProcess, gateway_env, wait_until
+from tests.utils.sipp_peer import sipp_binary
 
 ORG = "vallby"
 SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
@@ -76,10 +77,7 @@ StartGateway = Callable[..., SipGateway]
 @pytest.fixture
 def sipp() -> str:
     """The SIPp binary (Debian sip-tester)."""
-    path = shutil.which("sipp")
-    if path is None:
-        pytest.fail("sipp is not installed: run `make test` as root, or apt-get install sip-tester")
-    return path
+    return sipp_binary()
 
 
 @pytest.fixture
@@ -113,6 +111,15 @@ def start_gateway(
         if process.proc is not None:
             # A clean SIGTERM stop with the receiver running is part of every test.
             assert process.stop() == 0, process.log_text()[-2000:]
+
+
+@pytest.fixture
+def unit_and_gateway(start_gateway: StartGateway) -> Iterator[tuple[UdpUnit, SipGateway]]:
+    """A gateway with the units of UNITS registered, and one unit's UDP socket to it."""
+    gateway = start_gateway(alarm_units())
+    unit = UdpUnit(gateway.port)
+    yield unit, gateway
+    unit.close()
 
 
 @dataclass

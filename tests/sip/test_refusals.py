@@ -11,7 +11,6 @@ import re
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.db, pytest.mark.slow]
 
 CID = UNITS[0]
 _MRS = re.compile(rb"<mrs><ref>([A-Za-z0-9]+)</ref><snu>([0-9])</snu>")
-
-
-@pytest.fixture
-def unit_and_gateway(start_gateway: StartGateway) -> Iterator[tuple[UdpUnit, SipGateway]]:
-    gateway = start_gateway(alarm_units())
-    unit = UdpUnit(gateway.port)
-    yield unit, gateway
-    unit.close()
 
 
 def _mrs(answer: SipMessage | None) -> tuple[str, str]:

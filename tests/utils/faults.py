@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -35,6 +35,8 @@ from gateway.embedded import find_mosquitto, free_port, temp_dir, wait_for_port
 from gateway.registry import DeviceRecord
 from simulators.model import SimMessage
 from simulators.publisher import MqttSession
+
+Item_contra = TypeVar("Item_contra", contravariant=True)
 
 # Only what a stock Mosquitto 2.0 needs to listen privately: no queue or
 # in-flight setting, so the stock limits apply (max_queued_messages 1000,
@@ -383,18 +385,34 @@ class HeartbeatLoad:
             self._session = None
 
 
+class Session(Protocol[Item_contra]):
+    """A simulators' sending session (MQTT or SIP): bounded in flight, drained at the end."""
+
+    def open(self) -> None: ...
+    def send(self, item: Item_contra, /) -> None: ...
+    def drain(self, timeout_s: float | None = None) -> bool: ...
+    def close(self) -> None: ...
+
+
+def send_every(
+    session: Session[Item_contra], items: Sequence[Item_contra], *, timeout_s: float
+) -> None:
+    """Open the session, send every item as fast as its window allows, wait until all ended."""
+    session.open()
+    try:
+        for item in items:
+            session.send(item)
+        assert session.drain(timeout_s), f"messages still in flight after {timeout_s:g} s"
+    finally:
+        session.close()
+
+
 def publish_all(broker_url: str, messages: Sequence[SimMessage]) -> None:
     """Publish at QoS 1 as fast as the bounded window allows; wait for every PUBACK."""
     session = MqttSession(broker_url)
-    session.open()
-    try:
-        for message in messages:
-            session.send(message)
-        assert session.drain(60), "the broker did not acknowledge every message"
-        report = session.report(0.0)
-        assert report.acked == len(messages) and report.refused == 0, report
-    finally:
-        session.close()
+    send_every(session, messages, timeout_s=60)
+    report = session.report(0.0)
+    assert report.acked == len(messages) and report.refused == 0, report
 
 
 class OneShotPublisher:

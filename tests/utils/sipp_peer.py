@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -12,18 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ServiceError
+from gateway import bench
 from gateway.embedded import free_port
 from simulators.sip import SipReport, SipSession
+from tests.utils.faults import send_every
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 
 
 def sipp_binary() -> str:
-    """The sipp executable, or the test fails saying how to install it."""
-    found = shutil.which("sipp")
-    if found is None:
-        pytest.fail("sipp is not installed: run `make test` as root, or apt-get install sip-tester")
-    return found
+    """The sipp executable the bench uses, or the test fails saying how to install it."""
+    try:
+        return bench.sipp_binary()
+    except ServiceError as exc:
+        pytest.fail(str(exc))
 
 
 @dataclass
@@ -83,11 +85,5 @@ def _wait_listening(port: int, transport: str, process: subprocess.Popen[str]) -
 def send_all(url: str, bodies: Sequence[bytes]) -> SipReport:
     """Send SCAIP requests with the simulators' SIP client; its report once all have ended."""
     session = SipSession(url)
-    session.open()
-    try:
-        for body in bodies:
-            session.send(body)
-        assert session.drain(timeout_s=120), "SIP transactions still open after 120 s"
-    finally:
-        session.close()
+    send_every(session, bodies, timeout_s=120)
     return session.report

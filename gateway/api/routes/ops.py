@@ -268,6 +268,7 @@ class GatewayCollector(Collector):
             yield pushes
         yield from m.batch_sizes.collect()
         yield from m.alert_latency.collect()
+        yield from m.sip_families()
 
 
 @router.get(
