@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import re
 import socket
@@ -33,6 +34,10 @@ class Peer:
 # (the message's bytes, where from, whether it was too large to be read whole) → the
 # work still to do for it, or None when it was answered (or dropped) at once.
 Handler = Callable[[bytes, Peer, bool], Awaitable[None] | None]
+
+
+# How many free UDP ports port 0 tries before one's TCP twin is free too.
+_PORT_PICKS = 20
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -127,16 +132,26 @@ class Listeners:
         """Bind every socket; OSError names what could not be bound."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = udp_socket(family, host, port, self._udp_buffer_bytes)
+        # Port 0 lets the kernel pick a free UDP port, but the same TCP port may be
+        # taken: then a new pick is tried (a port given in the settings is not).
+        for attempt in range(1 if port else _PORT_PICKS):
+            sock = udp_socket(family, host, port, self._udp_buffer_bytes)
+            bound = int(sock.getsockname()[1])
+            try:
+                # TCP on the UDP port, as SIP expects both on one port.
+                stream = await asyncio.start_server(
+                    self._stream("TCP"), host, bound, family=family, limit=self._max_bytes
+                )
+            except OSError as exc:
+                sock.close()
+                if port or attempt == _PORT_PICKS - 1 or exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            break
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self._handle, self._spawn, self._max_bytes), sock=sock
         )
         self._udp = udp
-        bound = int(udp.get_extra_info("sockname")[1])
-        # TCP on the UDP port, as SIP expects both on one port (0 picked it above).
-        stream = await asyncio.start_server(
-            self._stream("TCP"), host, bound, family=family, limit=self._max_bytes
-        )
         self._servers.append(stream)
         self.addresses.append(f"udp+tcp {host}:{bound}")
         if tls is not None:

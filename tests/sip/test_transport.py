@@ -1,4 +1,4 @@
-"""The UDP socket's buffers: as large as configured, within what the kernel allows."""
+"""The SIP sockets: UDP buffers as configured (within the kernel cap), UDP and TCP on one port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sip import transport
 from gateway.sip.transport import udp_socket
 
 
@@ -40,3 +41,47 @@ def test_udp_socket_on_a_taken_port_is_refused_and_closed() -> None:
             udp_socket(socket.AF_INET, "127.0.0.1", taken.getsockname()[1], 1 << 20)
     finally:
         taken.close()
+
+
+async def test_port_0_picks_again_when_the_udp_port_s_tcp_twin_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A TCP listener on a port whose UDP side is free: the kernel may hand out that
+    # UDP port for port 0, and UDP and TCP must share one port.
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    picks: list[int] = []
+
+    def first_the_taken_port(
+        family: socket.AddressFamily, host: str, port: int, buffer_bytes: int
+    ) -> socket.socket:
+        sock = udp_socket(family, host, port if picks else taken, buffer_bytes)
+        picks.append(sock.getsockname()[1])
+        return sock
+
+    monkeypatch.setattr(transport, "udp_socket", first_the_taken_port)
+    listeners = transport.Listeners(_no_handler, max_bytes=4096, udp_buffer_bytes=1 << 16)
+    try:
+        await listeners.start("127.0.0.1", 0, None, 0)
+        assert picks[0] == taken and len(picks) == 2 and picks[1] != taken
+        assert listeners.addresses == [f"udp+tcp 127.0.0.1:{picks[1]}"]
+    finally:
+        await listeners.close()
+        busy.close()
+    # A port given in the settings is not swapped for another: it is refused.
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    fixed = transport.Listeners(_no_handler, max_bytes=4096, udp_buffer_bytes=1 << 16)
+    try:
+        with pytest.raises(OSError):
+            await fixed.start("127.0.0.1", busy.getsockname()[1], None, 0)
+    finally:
+        await fixed.close()
+        busy.close()
+
+
+def _no_handler(data: bytes, peer: transport.Peer, too_large: bool) -> None:
+    return None
